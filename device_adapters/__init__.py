@@ -1,0 +1,1 @@
+"""Device adapters: YAML device profiles and Python adapters turn device messages into Events."""

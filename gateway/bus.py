@@ -1,0 +1,89 @@
+"""In-process event bus: fan-out of validated events to asyncio subscribers.
+
+``publish`` is thread-safe (the MQTT receive thread calls it). Events are published as soon
+as they are validated, before the storage commit, so the alarm path never waits behind bulk
+writes; consumers must therefore be idempotent on ``event_id`` (a crash before the commit means
+the broker redelivers the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Subscription:
+    name: str
+    queue: asyncio.Queue[Event]
+    critical: bool
+    dropped: int = 0
+    _closed: bool = field(default=False, repr=False)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while not self._closed:
+            yield await self.queue.get()
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+class EventBus:
+    """Fan-out to subscribers. Critical subscribers (rules) get every event; others (live
+    viewers) have bounded queues and lose their oldest events when they fall behind."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._subs: list[Subscription] = []
+        self.published = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def subscribe(self, name: str, *, critical: bool = False, maxsize: int = 1000) -> Subscription:
+        queue: asyncio.Queue[Event] = asyncio.Queue(0 if critical else maxsize)
+        sub = Subscription(name, queue, critical)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub._closed = True
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        """Thread-safe: schedule delivery on the bus's loop (or deliver now when on it)."""
+        loop = self._loop
+        if loop is None:
+            return  # nobody listens yet (e.g. tools running without an event loop)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._fanout(event)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._fanout, event)
+            except RuntimeError:  # loop closed during shutdown
+                pass
+
+    def _fanout(self, event: Event) -> None:
+        self.published += 1
+        for sub in self._subs:
+            if sub.critical:
+                sub.queue.put_nowait(event)
+                continue
+            if sub.queue.full():
+                try:
+                    sub.queue.get_nowait()
+                    sub.dropped += 1
+                except asyncio.QueueEmpty:
+                    pass
+            sub.queue.put_nowait(event)

@@ -1,0 +1,27 @@
+"""Entry point: ``lianfang <command>``. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="lianfang",
+    help="Lianfang (联防) smart-community security gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    # Imported here so `lianfang --help` stays fast and a broken optional part names itself.
+    from gateway.cli import config_cmd, profile_cmd, run_cmd
+
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(profile_cmd.app, name="profile")
+    run_cmd.register(app)
+
+
+_register()
+
+if __name__ == "__main__":
+    app()

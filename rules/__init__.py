@@ -1,0 +1,1 @@
+"""Rules engine: turns the event stream into incident signals."""
