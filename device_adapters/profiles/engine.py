@@ -1,0 +1,302 @@
+"""Apply a profile to a message: the data-driven adapter.
+
+Each mapping is compiled once into a :class:`_Plan` of plain callables, so the per-message
+work is dictionary look-ups and one pydantic validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from device_adapters.base import DeviceLookup, MappingError, Message, NoMatch
+from device_adapters.profiles.expressions import Expression, compile_expression
+from device_adapters.profiles.schema import (
+    PERSONAL_ATTRIBUTES,
+    FieldSpec,
+    Mapping,
+    Profile,
+    TimeSpec,
+)
+from device_adapters.profiles.topics import TopicPattern
+from gateway.events import RAW_PAYLOAD_LIMIT, Event
+from gateway.privacy import mask_tail, pseudonymise
+
+MAX_FUTURE_SKEW = timedelta(days=1)
+
+
+class UnknownDevice(NoMatch):
+    """The device is not registered and the mapping cannot tell its site or kind."""
+
+    def __init__(self, device_id: str, missing: str) -> None:
+        super().__init__(f"device {device_id!r} is not registered and the profile gives no {missing}")
+        self.device_id = device_id
+
+
+_MISSING = object()
+
+
+def make_evaluator(spec: FieldSpec) -> Expression:
+    """One field as a callable over the context: expression or fixed value, then map/default/scale."""
+    if spec.expr is None:
+        fixed = spec.value
+        return lambda ctx: fixed
+    get = compile_expression(spec.expr)
+    table, default, scale = spec.map, spec.default, spec.scale
+    if table is None and default is None and scale is None:
+        return get
+
+    def evaluate(ctx: Any) -> Any:
+        result = get(ctx)
+        if table is not None and result is not None:
+            key = str(result).lower() if isinstance(result, bool) else str(result)
+            result = table.get(key, _MISSING)
+            if result is _MISSING:
+                result = None
+        if result is None:
+            return default
+        if scale is not None and isinstance(result, int | float) and not isinstance(result, bool):
+            result = result * scale
+        return result
+
+    return evaluate
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def parse_time(value: Any, spec: TimeSpec, default_tz: str) -> datetime:
+    """Device timestamps in the common shapes; naive times are in the profile's/gateway's zone."""
+    fmt = spec.format
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float) or (fmt in ("epoch_s", "epoch_ms") and isinstance(value, str)):
+        number = float(value)
+        if fmt == "epoch_ms" or (fmt == "auto" and number > 1e11):
+            number /= 1000.0
+        return datetime.fromtimestamp(number, UTC)
+    if not isinstance(value, str):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if fmt in ("auto", "iso8601"):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
+        parsed = datetime.strptime(value, fmt)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_zone(spec.tz or default_tz))
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    name: str
+    get: Expression
+    personal: bool
+    extra: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    mapping: Mapping
+    topics: list[TopicPattern]
+    when: Expression | None
+    device_id: Expression
+    site: Expression | None
+    kind: Expression | None
+    type: Expression
+    type_code: Expression | None
+    event_id: Expression | None
+    occurred_at: Expression | None
+    attributes: list[_Attribute]
+
+    @classmethod
+    def compile(cls, m: Mapping) -> _Plan:
+        return cls(
+            mapping=m,
+            topics=m.topics,
+            when=compile_expression(m.when) if m.when else None,
+            device_id=make_evaluator(m.device_id),
+            site=make_evaluator(m.site) if m.site else None,
+            kind=make_evaluator(m.kind) if m.kind else None,
+            type=make_evaluator(m.type),
+            type_code=compile_expression(m.type.expr) if m.type.expr else None,
+            event_id=make_evaluator(m.event_id) if m.event_id else None,
+            occurred_at=compile_expression(m.occurred_at.expr) if m.occurred_at else None,
+            attributes=[
+                _Attribute(name, make_evaluator(spec), name in PERSONAL_ATTRIBUTES, name.startswith("extra."))
+                for name, spec in m.attributes.items()
+            ],
+        )
+
+    def captures(self, topic: str) -> dict[str, str] | None:
+        for t in self.topics:
+            found = t.match(topic)
+            if found is not None:
+                return found
+        return None
+
+
+class ProfileAdapter:
+    """Adapter backed by one :class:`Profile`."""
+
+    def __init__(self, profile: Profile, default_tz: str = "Asia/Shanghai") -> None:
+        self.profile = profile
+        self.name = profile.profile
+        self.default_tz = default_tz
+        self._plans = [_Plan.compile(m) for m in profile.mappings]
+
+    def subscriptions(self) -> list[str]:
+        subs: list[str] = []
+        for plan in self._plans:
+            for t in plan.topics:
+                if t.subscription not in subs:
+                    subs.append(t.subscription)
+        return subs
+
+    def accepts(self, topic: str) -> bool:
+        return any(plan.captures(topic) is not None for plan in self._plans)
+
+    def payload_format(self, topic: str) -> str:
+        for plan in self._plans:
+            if plan.captures(topic) is not None:
+                return plan.mapping.format
+        return "json"
+
+    def normalise(self, message: Message, lookup: DeviceLookup) -> list[Event]:
+        events: list[Event] = []
+        reasons: list[str] = []
+        for plan in self._plans:
+            captures = plan.captures(message.topic)
+            if captures is None:
+                continue
+            mapping = plan.mapping
+            if mapping.format == "json" and isinstance(message.payload, str):
+                reasons.append(f"{mapping.id}: payload is text, mapping expects JSON")
+                continue
+            ctx = {"payload": message.payload, "topic": captures}
+            if plan.when is not None and not _truthy(plan.when(ctx)):
+                reasons.append(f"{mapping.id}: `when: {mapping.when}` is false")
+                continue
+            try:
+                events.append(self._build(plan, ctx, message, lookup))
+            except UnknownDevice:
+                raise
+            except NoMatch as exc:
+                reasons.append(f"{mapping.id}: {exc.reason}")
+                continue
+            if not mapping.continue_:
+                break
+        if not events:
+            raise NoMatch("; ".join(reasons) or f"no mapping of {self.name} takes topic {message.topic}")
+        return events
+
+    def _build(self, plan: _Plan, ctx: dict[str, Any], message: Message, lookup: DeviceLookup) -> Event:
+        mapping = plan.mapping
+        device_id = plan.device_id(ctx)
+        if device_id is None or device_id == "":
+            raise NoMatch(f"device_id `{mapping.device_id.expr or mapping.device_id.value}` gave nothing")
+        device_id = str(device_id)
+        site = plan.site(ctx) if plan.site else None
+        kind = plan.kind(ctx) if plan.kind else None
+        if site is None or kind is None:
+            info = lookup(device_id)
+            if info is None:
+                raise UnknownDevice(device_id, "site" if site is None else "kind")
+            site = info.site if site is None else site
+            kind = info.kind if kind is None else kind
+        event_type = plan.type(ctx)
+        if event_type is None:
+            code = plan.type_code(ctx) if plan.type_code is not None else None
+            raise NoMatch(f"type code {code!r} is not in the type map")
+
+        raw_text: str | None = None
+        attributes: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for attr in plan.attributes:
+            value = attr.get(ctx)
+            if value is None:
+                continue
+            if attr.personal:
+                text = str(value)
+                value = pseudonymise(text, "card" if attr.name == "card_ref" else "person")
+                if attr.name == "card_ref":
+                    attributes["card_masked"] = mask_tail(text)
+                if raw_text is None:
+                    raw_text = _raw_text(message.raw)
+                if len(text) >= 4:  # never keep the identifier in the stored raw payload
+                    raw_text = raw_text.replace(text, mask_tail(text))
+            if attr.extra:
+                extra[attr.name[6:]] = value if isinstance(value, str | int | float | bool) else str(value)
+            else:
+                attributes[attr.name] = value
+        if extra:
+            attributes["extra"] = extra
+
+        occurred_at = message.received_at
+        if plan.occurred_at is not None and mapping.occurred_at is not None:
+            value = plan.occurred_at(ctx)
+            if value is not None and value != "":
+                try:
+                    occurred_at = parse_time(value, mapping.occurred_at, self.default_tz)
+                except (ValueError, OverflowError, OSError) as exc:
+                    raise MappingError(f"{mapping.id}: occurred_at: cannot read {value!r}: {exc}") from exc
+            # A device clock far in the future would poison time windows downstream.
+            if occurred_at > message.received_at + MAX_FUTURE_SKEW:
+                raise MappingError(f"{mapping.id}: occurred_at {occurred_at.isoformat()} is more than a day ahead")
+
+        own_id = plan.event_id(ctx) if plan.event_id else None
+        if own_id is not None and own_id != "":
+            event_id = f"{self.name}:{device_id}:{own_id}"
+        else:
+            event_id = f"{self.name}:{device_id}:h{_digest(self.name, mapping.id, device_id, message)}"
+        try:
+            return Event.model_validate({
+                "event_id": event_id[:128],
+                "occurred_at": occurred_at,
+                "received_at": message.received_at,
+                "site": str(site),
+                "device_id": device_id,
+                "kind": kind,
+                "type": event_type,
+                "attributes": attributes,
+                "source": self.name,
+                "raw": (raw_text if raw_text is not None else _raw_text(message.raw))[:RAW_PAYLOAD_LIMIT],
+            })
+        except ValidationError as exc:
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise MappingError(f"{mapping.id}: {detail}") from exc
+
+
+def _raw_text(raw: bytes) -> str:
+    return raw[: RAW_PAYLOAD_LIMIT * 4].decode("utf-8", "replace")
+
+
+def _digest(*parts: Any) -> str:
+    """Deterministic id for devices without their own: same message bytes → same id."""
+    *names, message = parts
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (*names, message.topic):
+        digest.update(str(part).encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    digest.update(message.raw)
+    return digest.hexdigest()
+
+
+def _truthy(value: Any) -> bool:
+    # JMESPath truthiness: null, false, "" and empty containers are false; 0 is true.
+    if value is None or value is False:
+        return False
+    return not (isinstance(value, str | list | dict) and len(value) == 0)
+
+
+Lookup = Callable[[str], Any]
