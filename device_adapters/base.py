@@ -66,9 +66,7 @@ class Adapter(Protocol):
         """``json``, ``text`` or ``json_or_text``: how the pipeline decodes the payload."""
         ...
 
-    def normalise(
-        self, message: Message, lookup: DeviceLookup
-    ) -> list[Event]:
+    def normalise(self, message: Message, lookup: DeviceLookup) -> list[Event]:
         """Events for this message, or raise :class:`NoMatch` / :class:`MappingError`."""
         ...
 

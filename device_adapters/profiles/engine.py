@@ -36,7 +36,9 @@ class UnknownDevice(NoMatch):
     """The device is not registered and the mapping cannot tell its site or kind."""
 
     def __init__(self, device_id: str, missing: str) -> None:
-        super().__init__(f"device {device_id!r} is not registered and the profile gives no {missing}")
+        super().__init__(
+            f"device {device_id!r} is not registered and the profile gives no {missing}"
+        )
         self.device_id = device_id
 
 
@@ -79,7 +81,9 @@ def parse_time(value: Any, spec: TimeSpec, default_tz: str) -> datetime:
     fmt = spec.format
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
-    if isinstance(value, int | float) or (fmt in ("epoch_s", "epoch_ms") and isinstance(value, str)):
+    if isinstance(value, int | float) or (
+        fmt in ("epoch_s", "epoch_ms") and isinstance(value, str)
+    ):
         number = float(value)
         if fmt == "epoch_ms" or (fmt == "auto" and number > 1e11):
             number /= 1000.0
@@ -131,7 +135,12 @@ class _Plan:
             event_id=make_evaluator(m.event_id) if m.event_id else None,
             occurred_at=compile_expression(m.occurred_at.expr) if m.occurred_at else None,
             attributes=[
-                _Attribute(name, make_evaluator(spec), name in PERSONAL_ATTRIBUTES, name.startswith("extra."))
+                _Attribute(
+                    name,
+                    make_evaluator(spec),
+                    name in PERSONAL_ATTRIBUTES,
+                    name.startswith("extra."),
+                )
                 for name, spec in m.attributes.items()
             ],
         )
@@ -195,14 +204,20 @@ class ProfileAdapter:
             if not mapping.continue_:
                 break
         if not events:
-            raise NoMatch("; ".join(reasons) or f"no mapping of {self.name} takes topic {message.topic}")
+            raise NoMatch(
+                "; ".join(reasons) or f"no mapping of {self.name} takes topic {message.topic}"
+            )
         return events
 
-    def _build(self, plan: _Plan, ctx: dict[str, Any], message: Message, lookup: DeviceLookup) -> Event:
+    def _build(
+        self, plan: _Plan, ctx: dict[str, Any], message: Message, lookup: DeviceLookup
+    ) -> Event:
         mapping = plan.mapping
         device_id = plan.device_id(ctx)
         if device_id is None or device_id == "":
-            raise NoMatch(f"device_id `{mapping.device_id.expr or mapping.device_id.value}` gave nothing")
+            raise NoMatch(
+                f"device_id `{mapping.device_id.expr or mapping.device_id.value}` gave nothing"
+            )
         device_id = str(device_id)
         site = plan.site(ctx) if plan.site else None
         kind = plan.kind(ctx) if plan.kind else None
@@ -234,7 +249,9 @@ class ProfileAdapter:
                 if len(text) >= 4:  # never keep the identifier in the stored raw payload
                     raw_text = raw_text.replace(text, mask_tail(text))
             if attr.extra:
-                extra[attr.name[6:]] = value if isinstance(value, str | int | float | bool) else str(value)
+                extra[attr.name[6:]] = (
+                    value if isinstance(value, str | int | float | bool) else str(value)
+                )
             else:
                 attributes[attr.name] = value
         if extra:
@@ -247,32 +264,43 @@ class ProfileAdapter:
                 try:
                     occurred_at = parse_time(value, mapping.occurred_at, self.default_tz)
                 except (ValueError, OverflowError, OSError) as exc:
-                    raise MappingError(f"{mapping.id}: occurred_at: cannot read {value!r}: {exc}") from exc
+                    raise MappingError(
+                        f"{mapping.id}: occurred_at: cannot read {value!r}: {exc}"
+                    ) from exc
             # A device clock far in the future would poison time windows downstream.
             if occurred_at > message.received_at + MAX_FUTURE_SKEW:
-                raise MappingError(f"{mapping.id}: occurred_at {occurred_at.isoformat()} is more than a day ahead")
+                raise MappingError(
+                    f"{mapping.id}: occurred_at {occurred_at.isoformat()} is more than a day ahead"
+                )
 
         own_id = plan.event_id(ctx) if plan.event_id else None
         if own_id is not None and own_id != "":
             event_id = f"{self.name}:{device_id}:{own_id}"
         else:
-            event_id = f"{self.name}:{device_id}:h{_digest(self.name, mapping.id, device_id, message)}"
+            event_id = (
+                f"{self.name}:{device_id}:h{_digest(self.name, mapping.id, device_id, message)}"
+            )
         try:
-            return Event.model_validate({
-                "event_id": event_id[:128],
-                "occurred_at": occurred_at,
-                "received_at": message.received_at,
-                "site": str(site),
-                "device_id": device_id,
-                "kind": kind,
-                "type": event_type,
-                "attributes": attributes,
-                "source": self.name,
-                "raw": (raw_text if raw_text is not None else _raw_text(message.raw))[:RAW_PAYLOAD_LIMIT],
-            })
+            return Event.model_validate(
+                {
+                    "event_id": event_id[:128],
+                    "occurred_at": occurred_at,
+                    "received_at": message.received_at,
+                    "site": str(site),
+                    "device_id": device_id,
+                    "kind": kind,
+                    "type": event_type,
+                    "attributes": attributes,
+                    "source": self.name,
+                    "raw": (raw_text if raw_text is not None else _raw_text(message.raw))[
+                        :RAW_PAYLOAD_LIMIT
+                    ],
+                }
+            )
         except ValidationError as exc:
             detail = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
             )
             raise MappingError(f"{mapping.id}: {detail}") from exc
 

@@ -37,7 +37,9 @@ def load_presets(directory: Path) -> dict[str, dict[str, Any]]:
     for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
         data = load_yaml(path) or {}
         if not isinstance(data, dict):
-            errors.append(ConfigError(str(path), "<root>", "presets file must be a mapping of name → preset"))
+            errors.append(
+                ConfigError(str(path), "<root>", "presets file must be a mapping of name → preset")
+            )
             continue
         for name, body in data.items():
             if not isinstance(body, dict):
@@ -61,8 +63,13 @@ def _expand(
     for name in names:
         if name not in presets:
             known = ", ".join(sorted(presets)) or "none"
-            raise ConfigErrors([ConfigError(str(file), f"{where}.extends",
-                                            f"unknown preset {name!r} (known: {known})")])
+            raise ConfigErrors(
+                [
+                    ConfigError(
+                        str(file), f"{where}.extends", f"unknown preset {name!r} (known: {known})"
+                    )
+                ]
+            )
         preset = dict(presets[name])
         preset.pop("extends", None)  # presets are flat: no chains to chase
         merged = deep_merge(merged, preset)
@@ -103,8 +110,13 @@ def load_profiles(directory: Path) -> list[Profile]:
             errors.extend(exc.errors)
             continue
         if profile.profile in seen:
-            errors.append(ConfigError(str(path), "profile",
-                                      f"profile id {profile.profile!r} already used by {seen[profile.profile]}"))
+            errors.append(
+                ConfigError(
+                    str(path),
+                    "profile",
+                    f"profile id {profile.profile!r} already used by {seen[profile.profile]}",
+                )
+            )
             continue
         seen[profile.profile] = path
         profiles.append(profile)

@@ -35,7 +35,9 @@ class FieldSpec(_Strict):
     value: Any = Field(None, description="Fixed value (instead of expr)")
     map: dict[str, Any] | None = Field(None, description="Lookup of the result (keys as strings)")
     default: Any = Field(None, description="Used when the result is null or not in map")
-    scale: float | None = Field(None, description="Multiply a numeric result (e.g. 0.01 for percent)")
+    scale: float | None = Field(
+        None, description="Multiply a numeric result (e.g. 0.01 for percent)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
@@ -82,9 +84,13 @@ class Mapping(_Strict):
     id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     topic: list[str] = Field(..., min_length=1)
     format: Literal["json", "text", "json_or_text"] = "json"
-    when: str | None = Field(None, description="JMESPath predicate; the mapping applies when truthy")
+    when: str | None = Field(
+        None, description="JMESPath predicate; the mapping applies when truthy"
+    )
     device_id: FieldSpec
-    site: FieldSpec | None = Field(None, description="Default: the site the device is registered in")
+    site: FieldSpec | None = Field(
+        None, description="Default: the site the device is registered in"
+    )
     kind: FieldSpec | None = Field(None, description="Default: the registered device's kind")
     type: FieldSpec
     event_id: FieldSpec | None = Field(None, description="The device's own event id / sequence")
@@ -158,7 +164,8 @@ class Profile(_Strict):
     vendor: str = ""
     description: str = ""
     presets: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Profile-local presets (merged like shared ones)")
+        default_factory=dict, description="Profile-local presets (merged like shared ones)"
+    )
     mappings: list[Mapping] = Field(..., min_length=1)
 
     @model_validator(mode="after")

@@ -33,7 +33,9 @@ class TlsConfig(Strict):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    insecure_skip_verify: bool = Field(False, description="Only for lab brokers with self-signed certs")
+    insecure_skip_verify: bool = Field(
+        False, description="Only for lab brokers with self-signed certs"
+    )
 
     _paths = field_validator("ca_file", "cert_file", "key_file")(
         lambda v, info: _resolve(v, info) if v is not None else None
@@ -43,8 +45,12 @@ class TlsConfig(Strict):
 class MqttConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str = Field("lianfang-gateway", min_length=1, max_length=64,
-                           description="Stable id: the broker keeps the session (and queued messages) under it")
+    client_id: str = Field(
+        "lianfang-gateway",
+        min_length=1,
+        max_length=64,
+        description="Stable id: the broker keeps the session (and queued messages) under it",
+    )
     username: str | None = None
     password_env: str | None = Field(None, description="Environment variable holding the password")
     password_file: Path | None = Field(None, description="0600 file holding the password")
@@ -52,7 +58,9 @@ class MqttConfig(Strict):
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
-    max_inflight: int = Field(200, ge=1, le=65535, description="Unacknowledged QoS 1 messages in flight")
+    max_inflight: int = Field(
+        200, ge=1, le=65535, description="Unacknowledged QoS 1 messages in flight"
+    )
 
     _pw = field_validator("password_file")(lambda v, info: _resolve(v, info) if v else None)
 
@@ -60,31 +68,55 @@ class MqttConfig(Strict):
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:
-                raise ConfigErrors([ConfigError("<env>", "mqtt.password_env",
-                                                f"environment variable {self.password_env} is not set")])
+                raise ConfigErrors(
+                    [
+                        ConfigError(
+                            "<env>",
+                            "mqtt.password_env",
+                            f"environment variable {self.password_env} is not set",
+                        )
+                    ]
+                )
             return value
         if self.password_file:
             mode = self.password_file.stat().st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise ConfigErrors([ConfigError(str(self.password_file), "mqtt.password_file",
-                                                "secret file must not be readable by group/others (chmod 600)")])
+                raise ConfigErrors(
+                    [
+                        ConfigError(
+                            str(self.password_file),
+                            "mqtt.password_file",
+                            "secret file must not be readable by group/others (chmod 600)",
+                        )
+                    ]
+                )
             return self.password_file.read_text().strip()
         return None
 
 
 class DatabaseConfig(Strict):
-    url: str = Field("sqlite:///data/lianfang.db",
-                     description="SQLAlchemy URL; sqlite:/// (default, WAL) or postgresql+psycopg://")
-    batch_size: int = Field(500, ge=1, le=10_000, description="Events per write transaction at most")
-    batch_interval_ms: int = Field(50, ge=1, le=5_000, description="Longest wait before a partial batch is written")
+    url: str = Field(
+        "sqlite:///data/lianfang.db",
+        description="SQLAlchemy URL; sqlite:/// (default, WAL) or postgresql+psycopg://",
+    )
+    batch_size: int = Field(
+        500, ge=1, le=10_000, description="Events per write transaction at most"
+    )
+    batch_interval_ms: int = Field(
+        50, ge=1, le=5_000, description="Longest wait before a partial batch is written"
+    )
 
 
 class IngestConfig(Strict):
     max_payload_bytes: int = Field(64 * 1024, ge=256, le=16 * 1024 * 1024)
     max_json_depth: int = Field(32, ge=2, le=512)
     accept_unknown_devices: bool = Field(
-        False, description="Store events from devices not in the site registry (else quarantine them)")
-    quarantine_raw_bytes: int = Field(4096, ge=0, le=1024 * 1024, description="Raw bytes kept per quarantined message")
+        False,
+        description="Store events from devices not in the site registry (else quarantine them)",
+    )
+    quarantine_raw_bytes: int = Field(
+        4096, ge=0, le=1024 * 1024, description="Raw bytes kept per quarantined message"
+    )
 
 
 class ApiConfig(Strict):
@@ -122,7 +154,7 @@ class GatewayConfig(Strict):
         url = self.database.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str((self.data_dir / Path(url[len(prefix):]).name).resolve())
+            return prefix + str((self.data_dir / Path(url[len(prefix) :]).name).resolve())
         return url
 
 

@@ -16,11 +16,17 @@ class _Strict(BaseModel):
 
 
 class DeviceConfig(_Strict):
-    id: str = Field(..., min_length=1, max_length=128, description="Device id as the profile extracts it")
+    id: str = Field(
+        ..., min_length=1, max_length=128, description="Device id as the profile extracts it"
+    )
     kind: DeviceKind
     name: str = ""
-    profile: str | None = Field(None, description="Profile id expected for this device (informational)")
-    place: str | None = Field(None, description="Building, gate, perimeter zone or door it belongs to")
+    profile: str | None = Field(
+        None, description="Profile id expected for this device (informational)"
+    )
+    place: str | None = Field(
+        None, description="Building, gate, perimeter zone or door it belongs to"
+    )
     zone: str | None = None
     household: str | None = Field(None, description="Household id, for panic buttons")
     camera: str | None = Field(None, description="Linked camera device id (evidence snapshots)")
@@ -83,8 +89,13 @@ def load_sites(directory: Path) -> SiteRegistry:
             continue
         for i, d in enumerate(site.devices):
             if d.id in owner:
-                errors.append(ConfigError(str(path), f"devices[{i}].id",
-                                          f"device {d.id!r} is already registered in {owner[d.id]}"))
+                errors.append(
+                    ConfigError(
+                        str(path),
+                        f"devices[{i}].id",
+                        f"device {d.id!r} is already registered in {owner[d.id]}",
+                    )
+                )
             owner[d.id] = path
         sites.append(site)
     if errors:
