@@ -9,6 +9,7 @@ the broker redelivers the message).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -69,10 +70,8 @@ class EventBus:
         if running is loop:
             self._fanout(event)
         else:
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(self._fanout, event)
-            except RuntimeError:  # loop closed during shutdown
-                pass
 
     def _fanout(self, event: Event) -> None:
         self.published += 1

@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages → decoded payloads → adapters → Events or quarantine records."""

@@ -1,0 +1,85 @@
+"""Decode payload bytes defensively.
+
+The standard ``json`` module raises ``RecursionError`` on deep nesting and
+``UnicodeDecodeError`` on bad bytes, not only ``JSONDecodeError``; and a ``\\ud800`` escape
+parses into a lone surrogate that only fails later, at insert. All of those are caught here
+and turned into a :class:`Rejected` with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from gateway.ingest.reasons import Reason
+
+# A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+
+
+class Rejected(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth, stopping as soon as it passes ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return deepest
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise Rejected(Reason.INVALID_TEXT, "contains NUL")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Rejected(Reason.INVALID_TEXT, f"lone surrogate at {exc.start}") from exc
+
+
+def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> Any:
+    """Bytes → JSON value (``json``), str (``text``), or either (``json_or_text``)."""
+    if len(raw) > max_bytes:
+        raise Rejected(Reason.OVERSIZE, f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(
+            Reason.INVALID_UTF8, f"byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from exc
+    if fmt == "text":
+        text = text.strip()
+        _check_text(text)
+        return text
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise Rejected(Reason.TOO_DEEP, "nesting too deep to parse") from exc
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        if fmt == "json_or_text":
+            text = text.strip()
+            _check_text(text)
+            return text
+        raise Rejected(Reason.MALFORMED_JSON, str(exc)[:200]) from exc
+    # Cheap bound first (C-speed byte counts); walk the tree only when it could be too deep.
+    if raw.count(b"{") + raw.count(b"[") > max_depth:
+        depth = _depth(value, max_depth)
+        if depth > max_depth:
+            raise Rejected(Reason.TOO_DEEP, f"nesting depth > {max_depth}")
+    if _SUSPECT_ESCAPE.search(raw):
+        _check_text(json.dumps(value, ensure_ascii=False))
+    return value
