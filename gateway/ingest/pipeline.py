@@ -121,7 +121,7 @@ class Normaliser:
         stats.last_message_at = received_at
         adapter = self._adapter_for(topic)
         if adapter is None:
-            return self._reject(
+            return self.reject(
                 topic, raw, received_at, Reason.NO_PROFILE, "no profile takes this topic", None
             )
         try:
@@ -133,25 +133,23 @@ class Normaliser:
             )
             events = adapter.normalise(Message(topic, payload, raw, received_at), self.lookup)
         except Rejected as exc:
-            return self._reject(topic, raw, received_at, exc.reason, exc.detail, None)
+            return self.reject(topic, raw, received_at, exc.reason, exc.detail, None)
         except UnknownDevice as exc:
-            return self._reject(
+            return self.reject(
                 topic, raw, received_at, Reason.UNKNOWN_DEVICE, exc.reason, exc.device_id
             )
         except NoMatch as exc:
-            return self._reject(topic, raw, received_at, Reason.NO_MATCH, exc.reason, None)
+            return self.reject(topic, raw, received_at, Reason.NO_MATCH, exc.reason, None)
         except MappingError as exc:
-            return self._reject(topic, raw, received_at, Reason.INVALID_EVENT, str(exc), None)
+            return self.reject(topic, raw, received_at, Reason.INVALID_EVENT, str(exc), None)
         except Exception as exc:  # a plug-in adapter's bug must not stop the stream
             log.exception("adapter %s failed on topic %s", getattr(adapter, "name", adapter), topic)
-            return self._reject(
-                topic, raw, received_at, Reason.ADAPTER_ERROR, repr(exc)[:500], None
-            )
+            return self.reject(topic, raw, received_at, Reason.ADAPTER_ERROR, repr(exc)[:500], None)
 
         if not self.config.accept_unknown_devices:
             for event in events:
                 if self.lookup(event.device_id) is None:
-                    return self._reject(
+                    return self.reject(
                         topic, raw, received_at, Reason.UNKNOWN_DEVICE,
                         f"device {event.device_id!r} is not in the site registry", event.device_id,
                     )  # fmt: skip
@@ -169,7 +167,7 @@ class Normaliser:
         stats.duplicates += outcome.duplicates
         return outcome
 
-    def _reject(
+    def reject(
         self,
         topic: str,
         raw: bytes,

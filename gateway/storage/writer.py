@@ -34,6 +34,7 @@ class WriteItem:
     events: list[Event] = field(default_factory=list)
     quarantined: QuarantineRecord | None = None
     ack: Ack | None = None
+    barrier: threading.Event | None = None  # set once this item's batch is written (flush)
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -120,6 +121,14 @@ class BatchWriter:
     def submit(self, item: WriteItem) -> None:
         self._queue.put(item)
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until everything submitted before the call is committed and acknowledged."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(WriteItem(barrier=done))
+        return done.wait(timeout)
+
     @property
     def backlog(self) -> int:
         return self._queue.qsize()
@@ -184,6 +193,8 @@ class BatchWriter:
                     item.ack()
                 except Exception:
                     log.exception("acknowledgement failed")
+            if item.barrier is not None:
+                item.barrier.set()
 
     def _write(self, batch: list[WriteItem]) -> None:
         started = time.perf_counter()

@@ -1,0 +1,58 @@
+"""``lianfang config check PATH``: validate every piece of configuration at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gateway.config.errors import ConfigError, ConfigErrors
+
+app = typer.Typer(help="Configuration tools.", no_args_is_help=True)
+
+
+def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
+    """Validate the gateway file, profiles and sites. Returns (summary lines, errors)."""
+    from device_adapters.profiles.loader import load_profiles
+    from gateway.config.settings import load_gateway_config
+    from gateway.config.sites import load_sites
+
+    summary: list[str] = []
+    errors: list[ConfigError] = []
+    try:
+        config = load_gateway_config(config_path)
+    except ConfigErrors as exc:
+        return summary, exc.errors
+    summary.append(f"gateway: {config_path} (broker {config.mqtt.host}:{config.mqtt.port})")
+    try:
+        profiles = load_profiles(config.profiles_dir)
+        summary.append(f"profiles: {len(profiles)} in {config.profiles_dir}")
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    try:
+        registry = load_sites(config.sites_dir)
+        summary.append(
+            f"sites: {len(registry.sites)} with {len(registry)} devices in {config.sites_dir}"
+        )
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    return summary, errors
+
+
+@app.command("check")
+def check(
+    path: Path = typer.Argument(Path("config/lianfang.yaml"), help="Gateway configuration file"),
+) -> None:
+    """Validate configuration; errors name the file, the key path and what is wrong."""
+    if not path.exists():
+        typer.echo(f"{path}: file not found", err=True)
+        raise typer.Exit(2)
+    summary, errors = check_all(path)
+    for line in summary:
+        typer.echo(f"ok    {line}")
+    for err in errors:
+        typer.echo(f"error {err}", err=True)
+    if errors:
+        typer.echo(f"{len(errors)} error(s)", err=True)
+        raise typer.Exit(1)
+    typer.echo("configuration is valid")

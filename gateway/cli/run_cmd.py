@@ -1,0 +1,151 @@
+"""``lianfang run`` (production) and ``lianfang demo`` (zero set-up)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Literal
+
+import typer
+
+from gateway.config.errors import ConfigErrors
+
+log = logging.getLogger("lianfang")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def serve(
+    config_obj: object, *, protocol: Literal["v5", "v311"], banner: str | None = None
+) -> None:
+    """Start the gateway and the HTTP API in this event loop; stop both on Ctrl-C / SIGTERM."""
+    import uvicorn
+
+    from gateway.api.app import create_app
+    from gateway.config.settings import GatewayConfig
+    from gateway.runtime import Gateway
+
+    assert isinstance(config_obj, GatewayConfig)
+    gateway = Gateway(config_obj, protocol=protocol)
+    await gateway.start()
+    app = create_app(gateway)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config_obj.api.host,
+            port=config_obj.api.port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    if banner:
+        typer.echo(banner)
+    try:
+        await server.serve()  # returns on SIGINT/SIGTERM (uvicorn installs the handlers)
+    finally:
+        await gateway.stop()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        config: Path = typer.Option(
+            ..., "--config", "-c", help="Gateway configuration (lianfang.yaml)"
+        ),
+        mqtt_v311: bool = typer.Option(
+            False, "--mqtt-v311", help="Use MQTT 3.1.1 (brokers without MQTT 5)"
+        ),
+    ) -> None:
+        """Production mode against an external broker (Mosquitto, EMQX)."""
+        from gateway.config.settings import load_gateway_config
+
+        try:
+            cfg = load_gateway_config(config)
+        except ConfigErrors as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+        _setup_logging(cfg.log_level)
+        banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
+        asyncio.run(serve(cfg, protocol="v311" if mqtt_v311 else "v5", banner=banner))
+
+    @app.command("demo")
+    def demo(
+        port: int = typer.Option(8000, "--port", help="HTTP port of the API"),
+        mqtt_port: int = typer.Option(
+            0, "--mqtt-port", help="Embedded broker port (0: a free one)"
+        ),
+        data_dir: Path = typer.Option(
+            Path("data/demo"), "--data-dir", help="SQLite database and keys"
+        ),
+        rate: float = typer.Option(
+            1.0, "--rate", help="Simulated traffic scale (1.0 ≈ a real compound)"
+        ),
+        seed: int = typer.Option(1, "--seed"),
+    ) -> None:
+        """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
+        _setup_logging("info")
+        asyncio.run(_demo(port, mqtt_port or free_port(), data_dir, rate, seed))
+
+
+async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int) -> None:
+    from gateway.broker import EmbeddedBroker
+    from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
+    from gateway.config.sites import load_sites
+    from gateway.paths import default_config_dir
+    from gateway.simulator import run_simulator
+
+    config_dir = default_config_dir()
+    data_dir = data_dir.resolve()
+    cfg = GatewayConfig(
+        data_dir=data_dir,
+        mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id="lianfang-demo"),
+        database=DatabaseConfig(url=f"sqlite:///{data_dir / 'lianfang.db'}"),
+        api=ApiConfig(host="127.0.0.1", port=port),
+        profiles_dir=config_dir / "profiles",
+        sites_dir=config_dir / "sites",
+    )
+    site = load_sites(cfg.sites_dir).sites["demo-compound"]
+    broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
+    await broker.start()
+    stop = asyncio.Event()
+    base = f"http://127.0.0.1:{port}"
+    banner = "\n".join([
+        "",
+        "联防 Lianfang demo is running — 演示已启动",
+        f"  compound 小区:      {site.name} ({len(site.devices)} devices)",
+        f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
+        f"  database:           {data_dir / 'lianfang.db'}",
+        f"  health 健康状态:    {base}/api/health",
+        f"  devices 设备:       {base}/api/devices",
+        f"  events 事件:        {base}/api/events",
+        f"  live stream 实时流: {base}/api/events/stream",
+        f"  quarantine 隔离区:  {base}/api/quarantine",
+        f"  API schema:         {base}/api/openapi.json",
+        "Press Ctrl-C to stop. 按 Ctrl-C 停止。",
+    ])  # fmt: skip
+    sim = asyncio.create_task(
+        run_simulator(site, host="127.0.0.1", port=mqtt_port, rate=rate, seed=seed, stop=stop)
+    )
+    try:
+        await serve(cfg, protocol="v311", banner=banner)
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(sim, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            sim.cancel()
+        await broker.stop()
+        typer.echo("demo stopped cleanly — 演示已停止")

@@ -1,0 +1,236 @@
+"""The MQTT consumer: QoS 1, persistent session, manual acknowledgement after commit.
+
+- One stable client id, clean start off: the broker queues messages while we are away.
+- ``manual_ack``: a PUBACK goes out only when the batch writer has committed the message's
+  events, so a crash means redelivery, never loss.
+- An ack is bound to the connection it arrived on. After a reconnect the broker resends what
+  was not acknowledged (and may reuse packet ids), so acks from an older connection are dropped.
+- Only one consumer per client id may run on a machine (a lock file in the data directory):
+  several web workers must not start competing consumers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from gateway.bus import EventBus
+from gateway.config.settings import MqttConfig
+from gateway.ingest.pipeline import Normaliser
+from gateway.ingest.reasons import Reason
+from gateway.storage.writer import BatchWriter, WriteItem
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our queue while we are away
+
+
+class ConsumerLockError(RuntimeError):
+    pass
+
+
+@dataclass
+class BrokerStatus:
+    connected: bool = False
+    host: str = ""
+    port: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    last_error: str | None = None
+    last_change: float | None = None
+
+
+class SingleConsumerLock:
+    """An exclusive, non-blocking lock file; released when the process exits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise ConsumerLockError(
+                f"another Lianfang consumer holds {self.path}; run one consumer per client id"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class MqttConsumer:
+    """Receives on paho's network thread, normalises there, hands off to the batch writer."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        normaliser: Normaliser,
+        writer: BatchWriter,
+        bus: EventBus,
+        *,
+        protocol: Literal["v5", "v311"] = "v5",
+        receive_maximum: int = 4096,
+    ) -> None:
+        self.config = config
+        self.normaliser = normaliser
+        self.writer = writer
+        self.bus = bus
+        self.protocol = protocol
+        self.receive_maximum = receive_maximum
+        self.status = BrokerStatus(host=config.host, port=config.port)
+        self._generation = 0  # bumped on every (re)connect; acks carry the one they came on
+        self._accepting = threading.Event()
+        self._connected = threading.Event()
+        self._client = self._make_client()
+
+    # -- set-up ----------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        v5 = self.protocol == "v5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            clean_session=None if v5 else False,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        client.reconnect_delay_set(
+            min_delay=max(1, int(self.config.reconnect_min_s)),
+            max_delay=max(1, int(self.config.reconnect_max_s)),
+        )
+        if self.config.username:
+            client.username_pw_set(self.config.username, self.config.password())
+        tls = self.config.tls
+        if tls.enabled:
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+            )
+            if tls.insecure_skip_verify:
+                client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background; paho reconnects with backoff on its own."""
+        self._accepting.set()
+        properties = None
+        if self.protocol == "v5":
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = self.receive_maximum
+            self._client.connect_async(
+                self.config.host,
+                self.config.port,
+                keepalive=self.config.keepalive_s,
+                clean_start=False,
+                properties=properties,
+            )
+        else:
+            self._client.connect_async(
+                self.config.host, self.config.port, keepalive=self.config.keepalive_s
+            )
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop taking messages, let the writer commit and acknowledge what it holds, disconnect."""
+        self._accepting.clear()
+        deadline = time.monotonic() + drain_timeout
+        while self.writer.backlog and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.writer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- paho callbacks (network thread) -----------------------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            self.status.last_error = f"connect refused: {reason}"
+            log.error(
+                "MQTT connect to %s:%s refused: %s", self.config.host, self.config.port, reason
+            )
+            return
+        self._generation += 1
+        self.status.connected = True
+        self.status.connects += 1
+        self.status.last_change = time.time()
+        self.status.last_error = None
+        topics = [(t, 1) for t in self.normaliser.subscriptions()]
+        if topics:
+            client.subscribe(topics)
+        self._connected.set()
+        log.info("MQTT connected to %s:%s, subscribed to %d topic filters",
+                 self.config.host, self.config.port, len(topics))  # fmt: skip
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._generation += 1  # acks still queued for the old connection must not be sent
+        self._connected.clear()
+        self.status.connected = False
+        self.status.disconnects += 1
+        self.status.last_change = time.time()
+        if reason is not None and getattr(reason, "is_failure", False):
+            self.status.last_error = f"disconnected: {reason}"
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting.is_set():
+            return  # shutting down: unacknowledged, so the broker redelivers next session
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers should refuse these; be safe if one does not
+            topic = msg._topic.decode("utf-8", "backslashreplace")  # noqa: SLF001
+        try:
+            outcome = self.normaliser.process(topic, msg.payload)
+        except Exception as exc:  # never let one message kill the network thread
+            log.exception("unexpected failure normalising a message on %s", topic)
+            outcome = self.normaliser.reject(
+                topic,
+                msg.payload,
+                self.normaliser.clock(),
+                Reason.ADAPTER_ERROR,
+                repr(exc)[:500],
+                None,
+            )
+        for event in outcome.events:
+            self.bus.publish(event)
+        ack = None
+        if msg.qos > 0:
+            generation, mid, qos = self._generation, msg.mid, msg.qos
+
+            def ack() -> None:
+                if generation == self._generation:
+                    client.ack(mid, qos)
+
+        self.writer.submit(WriteItem(outcome.events, outcome.quarantined, ack))
