@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
-        asyncio.run(_demo(port, mqtt_port or free_port(), data_dir, rate, seed))
+        asyncio.run(_demo(port, mqtt_port or free_port(), data_dir.resolve(), rate, seed))
 
 
 async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int) -> None:
@@ -108,7 +108,6 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
     from gateway.simulator import run_simulator
 
     config_dir = default_config_dir()
-    data_dir = data_dir.resolve()
     cfg = GatewayConfig(
         data_dir=data_dir,
         mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id="lianfang-demo"),

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gateway.bus import EventBus
 from gateway.config.settings import MqttConfig
@@ -210,7 +210,7 @@ class MqttConsumer:
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers should refuse these; be safe if one does not
-            topic = msg._topic.decode("utf-8", "backslashreplace")  # noqa: SLF001
+            topic = msg._topic.decode("utf-8", "backslashreplace")
         try:
             outcome = self.normaliser.process(topic, msg.payload)
         except Exception as exc:  # never let one message kill the network thread
