@@ -240,7 +240,9 @@ class ProfileAdapter:
             if value is None:
                 continue
             if attr.personal:
-                text = str(value)
+                text = str(value).strip()
+                if not text:  # "" is no identifier: a hash of it would link unrelated events
+                    continue
                 value = pseudonymise(text, "card" if attr.name == "card_ref" else "person")
                 if attr.name == "card_ref":
                     attributes["card_masked"] = mask_tail(text)
