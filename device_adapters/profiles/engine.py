@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jmespath.exceptions import JMESPathError
 from pydantic import ValidationError
 
 from device_adapters.base import DeviceLookup, MappingError, Message, NoMatch
@@ -191,7 +192,12 @@ class ProfileAdapter:
                 reasons.append(f"{mapping.id}: payload is text, mapping expects JSON")
                 continue
             ctx = {"payload": message.payload, "topic": captures}
-            if plan.when is not None and not _truthy(plan.when(ctx)):
+            try:
+                applies = plan.when is None or _truthy(plan.when(ctx))
+            except JMESPathError as exc:  # e.g. a function given the wrong type by this payload
+                reasons.append(f"{mapping.id}: `when: {mapping.when}` failed: {exc}")
+                continue
+            if not applies:
                 reasons.append(f"{mapping.id}: `when: {mapping.when}` is false")
                 continue
             try:
@@ -201,6 +207,10 @@ class ProfileAdapter:
             except NoMatch as exc:
                 reasons.append(f"{mapping.id}: {exc.reason}")
                 continue
+            except JMESPathError as exc:
+                raise MappingError(
+                    f"{mapping.id}: an expression failed on this payload: {exc}"
+                ) from exc
             if not mapping.continue_:
                 break
         if not events:
