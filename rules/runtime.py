@@ -49,11 +49,11 @@ class RuleStats:
     last_signal_id: str | None = None
 
     def dump(self) -> dict[str, Any]:
-        return {s: getattr(self, s) for s in self.__slots__}  # type: ignore[attr-defined]
+        return {s: getattr(self, s) for s in self.__slots__}
 
     @classmethod
     def load(cls, d: dict[str, Any]) -> RuleStats:
-        return cls(**{k: v for k, v in d.items() if k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: v for k, v in d.items() if k in cls.__slots__})
 
 
 @dataclass(slots=True)
