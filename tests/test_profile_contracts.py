@@ -4,7 +4,7 @@ Layout: ``tests/profiles/<profile-id>/<case>.yaml`` (or ``.json``), one case per
 
     topic: hikvision/door-3-1/event
     payload: {...}              # a JSON object, or a string for text payloads
-    received_at: "..."          # optional; default RECEIVED_AT below
+    received_at: "..."          # optional; default SAMPLE_RECEIVED_AT (2026-11-22T13:05Z)
     registry:                   # optional: what the site registry knows
       door-3-1: {site: lianhua-xiaoqu, kind: access}
     expected:                   # the events, in order; each one partial
@@ -14,14 +14,14 @@ Layout: ``tests/profiles/<profile-id>/<case>.yaml`` (or ``.json``), one case per
 
 A profile without samples fails, as does one without an accepted and a declined case, and a
 sample folder without a profile. The payload goes through the pipeline's own decoder
-(``gateway.ingest.decode``) with the format the profile declares for the topic.
+(``gateway.ingest.decode``) with the format the profile declares for the topic, encoded as
+``lianfang profile test`` encodes a case file, so the command and this test agree.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import pytest
 
 from device_adapters.base import DeviceInfo, MappingError, Message, NoMatch
 from device_adapters.profiles import ProfileAdapter, load_profiles
+from gateway.cli.profile_cmd import SAMPLE_RECEIVED_AT, encode_payload
 from gateway.config.loader import load_yaml
 from gateway.events import DeviceKind, Event
 from gateway.ingest.decode import decode_payload
@@ -36,7 +37,6 @@ from gateway.ingest.decode import decode_payload
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = ROOT / "config" / "profiles"
 SAMPLES_DIR = Path(__file__).resolve().parent / "profiles"
-RECEIVED_AT = datetime(2026, 11, 22, 13, 5, tzinfo=UTC)
 CASE_KEYS = {"topic", "payload", "received_at", "registry", "expected", "rejected", "note"}
 EVENT_KEYS = {"event_id", "site", "device_id", "kind", "type", "occurred_at", "attributes"}
 CARD_KEYS = ("card", "cardno", "card_no")
@@ -83,14 +83,9 @@ CASES = _cases()
 def run_case(adapter: ProfileAdapter, data: dict[str, Any]) -> list[Event]:
     """Normalise one case's message as the pipeline would: decode per the declared format."""
     topic = data["topic"]
-    payload = data["payload"]
-    raw = (
-        payload.encode("utf-8")
-        if isinstance(payload, str)
-        else json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    )
+    raw = encode_payload(data["payload"])
     decoded = decode_payload(raw, adapter.payload_format(topic), max_bytes=1 << 20, max_depth=64)
-    received = data.get("received_at", RECEIVED_AT)
+    received = data.get("received_at", SAMPLE_RECEIVED_AT)
     if isinstance(received, str):
         received = datetime.fromisoformat(received)
     registry = {
