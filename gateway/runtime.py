@@ -108,6 +108,9 @@ class Gateway:
             self.config.mqtt.host, self.config.mqtt.port,
         )  # fmt: skip
 
+    async def wait_subscribed(self, timeout: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.consumer.wait_subscribed, timeout)
+
     async def stop(self) -> None:
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)

@@ -24,7 +24,9 @@ def _parse_until(text: str | None) -> datetime | None:
     except ValueError:
         value = None
     if value is None or value.tzinfo is None:
-        typer.echo("--until needs an ISO time with a zone, e.g. 2025-01-06T22:00:00+08:00", err=True)
+        typer.echo(
+            "--until needs an ISO time with a zone, e.g. 2025-01-06T22:00:00+08:00", err=True
+        )
         raise typer.Exit(2)
     return value
 
@@ -51,8 +53,10 @@ def test(
     rules: Annotated[Path, typer.Argument(help="Rule directory or file")],
     events: Annotated[Path, typer.Argument(help="Recorded events, one Event JSON per line")],
     expect: Annotated[Path | None, typer.Option(help="Expected signals (JSONL) to compare")] = None,
-    until: Annotated[str | None, typer.Option(
-        help="Advance the virtual clock to this time at the end (ISO time with zone)")] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Advance the virtual clock to this time at the end (ISO time with zone)"),
+    ] = None,
     sites: Annotated[Path | None, typer.Option(help="Sites directory for device labels")] = None,
     tolerance: Annotated[float, typer.Option(help="Late-event tolerance, seconds")] = 30.0,
     full: Annotated[bool, typer.Option(help="Print whole signals, not the brief")] = False,

@@ -102,7 +102,7 @@ class MqttConsumer:
         self.status = BrokerStatus(host=config.host, port=config.port)
         self._generation = 0  # bumped on every (re)connect; acks carry the one they came on
         self._accepting = threading.Event()
-        self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._client = self._make_client()
 
     # -- set-up ----------------------------------------------------------------------
@@ -134,6 +134,7 @@ class MqttConsumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def start(self) -> None:
@@ -157,8 +158,9 @@ class MqttConsumer:
             )
         self._client.loop_start()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until connected and the broker has granted our subscriptions."""
+        return self._subscribed.wait(timeout)
 
     def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking messages, let the writer commit and acknowledge what it holds, disconnect."""
@@ -188,7 +190,8 @@ class MqttConsumer:
         topics = [(t, 1) for t in self.normaliser.subscriptions()]
         if topics:
             client.subscribe(topics)
-        self._connected.set()
+        else:
+            self._subscribed.set()
         log.info("MQTT connected to %s:%s, subscribed to %d topic filters",
                  self.config.host, self.config.port, len(topics))  # fmt: skip
 
@@ -196,13 +199,22 @@ class MqttConsumer:
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         self._generation += 1  # acks still queued for the old connection must not be sent
-        self._connected.clear()
+        self._subscribed.clear()
         self.status.connected = False
         self.status.disconnects += 1
         self.status.last_change = time.time()
         if reason is not None and getattr(reason, "is_failure", False):
             self.status.last_error = f"disconnected: {reason}"
             log.warning("MQTT disconnected (%s); reconnecting with backoff", reason)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            self.status.last_error = f"subscription refused: {refused}"
+            log.error("broker refused %d of our subscriptions (ACL?): %s", len(refused), refused)
+        self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self._accepting.is_set():

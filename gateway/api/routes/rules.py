@@ -40,12 +40,24 @@ class RuleOut(BaseModel):
     @classmethod
     def of(cls, r: RuleState) -> RuleOut:
         s = r.stats
-        return cls(id=r.id, description=r.description, severity=r.severity, category=r.category,
-                   condition=r.condition, file=r.file, enabled=r.enabled, groups=r.groups,
-                   active_signals=r.active_signals, fired=s.fired, updates=s.updates,
-                   inhibited=s.inhibited, out_of_schedule=s.out_of_schedule,
-                   expr_errors=s.expr_errors, last_fired_at=r.last_fired_at,
-                   last_signal_id=s.last_signal_id)
+        return cls(
+            id=r.id,
+            description=r.description,
+            severity=r.severity,
+            category=r.category,
+            condition=r.condition,
+            file=r.file,
+            enabled=r.enabled,
+            groups=r.groups,
+            active_signals=r.active_signals,
+            fired=s.fired,
+            updates=s.updates,
+            inhibited=s.inhibited,
+            out_of_schedule=s.out_of_schedule,
+            expr_errors=s.expr_errors,
+            last_fired_at=r.last_fired_at,
+            last_signal_id=s.last_signal_id,
+        )
 
 
 class ErrorOut(BaseModel):
@@ -56,8 +68,9 @@ class ErrorOut(BaseModel):
 
     @classmethod
     def of(cls, e: ConfigError) -> ErrorOut:
-        return cls(file=e.file, rule_id=getattr(e, "rule_id", ""), key_path=e.key_path,
-                   message=e.message)
+        return cls(
+            file=e.file, rule_id=getattr(e, "rule_id", ""), key_path=e.key_path, message=e.message
+        )
 
 
 class RulesOut(BaseModel):
@@ -85,9 +98,11 @@ RulesDep = Annotated[RulesService, Depends(get_rules_service)]
 @router.get("")
 def list_rules(service: RulesDep) -> RulesOut:
     counters = vars(service.engine.counters)
-    return RulesOut(rules=[RuleOut.of(r) for r in service.rules()],
-                    counters={k: int(v) for k, v in counters.items()},
-                    last_reload_errors=[ErrorOut.of(e) for e in service.last_reload_errors])
+    return RulesOut(
+        rules=[RuleOut.of(r) for r in service.rules()],
+        counters={k: int(v) for k, v in counters.items()},
+        last_reload_errors=[ErrorOut.of(e) for e in service.last_reload_errors],
+    )
 
 
 @router.get("/{rule_id}")
@@ -119,8 +134,11 @@ def disable_rule(rule_id: str, service: RulesDep) -> RuleOut:
 def reload_rules(service: RulesDep) -> ReloadOut | JSONResponse:
     """Validate the rule files and swap them in; on errors (422) the running rules stay."""
     errors = service.reload()
-    out = ReloadOut(ok=not errors, rules=len(service.engine.ruleset.rules),
-                    errors=[ErrorOut.of(e) for e in errors])
+    out = ReloadOut(
+        ok=not errors,
+        rules=len(service.engine.ruleset.rules),
+        errors=[ErrorOut.of(e) for e in errors],
+    )
     if errors:
         return JSONResponse(out.model_dump(mode="json"), status_code=422)
     return out

@@ -1,0 +1,294 @@
+"""Dependencies for the routes, as ``Annotated`` aliases so route signatures stay short.
+
+The authentication seam is ``get_current_principal`` / ``CurrentPrincipal``: today it returns
+an anonymous principal holding every permission. The accounts issue replaces that one
+function (session or token lookup, 401 when missing); routes already declare the permission
+they need through ``require(...)`` and need no change.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+from fastapi import Depends, HTTPException, Query, WebSocketException, status
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine
+from starlette.requests import HTTPConnection
+
+from gateway.api import queries
+from gateway.api.cursor import InvalidCursor, decode_int_cursor, decode_str_cursor
+from gateway.api.filters import DeviceFilter, EventFilter, PageRequest, QuarantineFilter
+from gateway.api.runtime import Runtime
+from gateway.api.schemas import DatabaseHealth
+from gateway.bus import EventBus
+from gateway.events import DeviceKind, EventType
+from gateway.ingest.reasons import Reason
+
+R = TypeVar("R")
+E = TypeVar("E", bound=StrEnum)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+MAX_FILTER_VALUES = 100
+HEALTH_DB_TIMEOUT_S = 3.0
+
+# -- runtime and database -------------------------------------------------------------
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    return cast(Runtime, conn.app.state.runtime)
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """Runs blocking query functions in a worker thread."""
+
+    engine: Engine
+
+    async def run(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """``await db.run(queries.list_events, filters, page)``: ``fn(engine, *args)``."""
+        call = functools.partial(fn, self.engine, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call)
+
+    async def check(self, timeout_s: float = HEALTH_DB_TIMEOUT_S) -> DatabaseHealth:
+        """``SELECT 1`` with a deadline; a hung database reports an error instead of hanging
+        the health check (the worker thread is abandoned, not killed)."""
+        call = functools.partial(queries.check_database, self.engine)
+        with anyio.move_on_after(timeout_s):
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        return DatabaseHealth(ok=False, error=f"no answer within {timeout_s:g}s")
+
+
+def get_database(runtime: RuntimeDep) -> Database:
+    return Database(runtime.engine)
+
+
+def get_bus(runtime: RuntimeDep) -> EventBus:
+    return runtime.bus
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+BusDep = Annotated[EventBus, Depends(get_bus)]
+
+# -- authentication seam --------------------------------------------------------------
+
+
+class Permission(StrEnum):
+    HEALTH_READ = "health:read"
+    DEVICES_READ = "devices:read"
+    EVENTS_READ = "events:read"
+    QUARANTINE_READ = "quarantine:read"  # includes raw payloads, which may hold personal data
+
+
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. ``permissions`` holds ``Permission`` values, or ``"*"`` for all."""
+
+    name: str
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    anonymous: bool = False
+
+    def allows(self, permission: str) -> bool:
+        return ALL in self.permissions or permission in self.permissions
+
+
+ANONYMOUS = Principal("anonymous", frozenset({ALL}), anonymous=True)
+
+
+def get_current_principal(conn: HTTPConnection) -> Principal:
+    """THE SEAM for the accounts issue: identify the caller from ``conn`` (HTTP request or
+    WebSocket). Until then every caller is anonymous with all permissions, so bind the API
+    to a trusted interface only."""
+    return ANONYMOUS
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+
+
+def require(permission: Permission) -> Callable[[Principal], Principal]:
+    """Dependency factory: ``dependencies=[Depends(require(Permission.EVENTS_READ))]``."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.allows(permission):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs permission {permission}")
+        return principal
+
+    return check
+
+
+# -- query parameters -----------------------------------------------------------------
+
+
+def invalid(param: str, message: str, value: object = None) -> RequestValidationError:
+    """A 422 in FastAPI's own error shape, so clients parse one format."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", param), "msg": message, "input": value}]
+    )
+
+
+def _values(param: str, raw: list[str] | None, *, split: bool) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    parts = [p.strip() for v in raw for p in (v.split(",") if split else [v])]
+    values = tuple(dict.fromkeys(p for p in parts if p))
+    if len(values) > MAX_FILTER_VALUES:
+        raise invalid(param, f"at most {MAX_FILTER_VALUES} values")
+    return values
+
+
+def _enum_values(param: str, raw: list[str] | None, enum: type[E]) -> tuple[E, ...]:
+    result: list[E] = []
+    for value in _values(param, raw, split=True):
+        try:
+            result.append(enum(value))
+        except ValueError:
+            allowed = ", ".join(m.value for m in enum)
+            message = f"unknown {param} {value!r}; expected one of: {allowed}"
+            raise invalid(param, message, value) from None
+    return tuple(result)
+
+
+def _aware(param: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise invalid(
+            param,
+            "timestamp needs a timezone offset, e.g. 2026-05-01T08:00:00+08:00 or ...Z",
+            value.isoformat(),
+        )
+    return value
+
+
+def _time_range(
+    since: datetime | None, until: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    since, until = _aware("since", since), _aware("until", until)
+    if since is not None and until is not None and since >= until:
+        raise invalid("until", "until must be later than since", until.isoformat())
+    return since, until
+
+
+_MULTI = "Repeat the parameter or separate values with commas."
+Sites = Annotated[list[str] | None, Query(description="Site id; repeatable")]
+DeviceIds = Annotated[list[str] | None, Query(description="Device id; repeatable")]
+Kinds = Annotated[list[str] | None, Query(description=f"Device kind. {_MULTI}")]
+Types = Annotated[list[str] | None, Query(description=f"Event type. {_MULTI}")]
+Since = Annotated[
+    datetime | None, Query(description="ISO 8601 with offset; inclusive (on occurred_at)")
+]
+Until = Annotated[
+    datetime | None, Query(description="ISO 8601 with offset; exclusive (on occurred_at)")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="next_cursor of the previous page")
+]
+
+
+def event_filter(
+    site: Sites = None,
+    device_id: DeviceIds = None,
+    kind: Kinds = None,
+    type: Types = None,
+    since: Since = None,
+    until: Until = None,
+) -> EventFilter:
+    since, until = _time_range(since, until)
+    return EventFilter(
+        sites=_values("site", site, split=False),
+        device_ids=_values("device_id", device_id, split=False),
+        kinds=_enum_values("kind", kind, DeviceKind),
+        types=_enum_values("type", type, EventType),
+        since=since,
+        until=until,
+    )
+
+
+def live_filter(
+    conn: HTTPConnection,
+    site: Sites = None,
+    device_id: DeviceIds = None,
+    kind: Kinds = None,
+    type: Types = None,
+) -> EventFilter:
+    try:
+        return event_filter(site, device_id, kind, type)
+    except RequestValidationError as exc:
+        if conn.scope["type"] != "websocket":
+            raise
+        reason = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason[:120]) from None
+
+
+def since_only(
+    since: Annotated[datetime | None, Query(description="ISO 8601 with offset; inclusive")] = None,
+) -> datetime | None:
+    return _aware("since", since)
+
+
+def device_filter(
+    site: Sites = None,
+    kind: Kinds = None,
+    online: Annotated[bool | None, Query(description="Last reported online state")] = None,
+) -> DeviceFilter:
+    return DeviceFilter(
+        sites=_values("site", site, split=False),
+        kinds=_enum_values("kind", kind, DeviceKind),
+        online=online,
+    )
+
+
+def quarantine_filter(
+    reason: Annotated[list[str] | None, Query(description=f"Reason. {_MULTI}")] = None,
+    device_id: DeviceIds = None,
+    since: Annotated[datetime | None, Query(description="On received_at; inclusive")] = None,
+    until: Annotated[datetime | None, Query(description="On received_at; exclusive")] = None,
+) -> QuarantineFilter:
+    since, until = _time_range(since, until)
+    return QuarantineFilter(
+        reasons=_enum_values("reason", reason, Reason),
+        device_ids=_values("device_id", device_id, split=False),
+        since=since,
+        until=until,
+    )
+
+
+def _int_page(listing: str) -> Callable[[int, str | None], PageRequest]:
+    def page(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
+        try:
+            after = None if cursor is None else decode_int_cursor(cursor, listing)
+        except InvalidCursor as exc:
+            raise invalid("cursor", str(exc), cursor) from None
+        return PageRequest(limit, after)
+
+    return page
+
+
+def device_page(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> PageRequest:
+    try:
+        after = None if cursor is None else decode_str_cursor(cursor, queries.DEVICES_LISTING)
+    except InvalidCursor as exc:
+        raise invalid("cursor", str(exc), cursor) from None
+    return PageRequest(limit, after)
+
+
+EventFilterDep = Annotated[EventFilter, Depends(event_filter)]
+LiveFilterDep = Annotated[EventFilter, Depends(live_filter)]
+DeviceFilterDep = Annotated[DeviceFilter, Depends(device_filter)]
+QuarantineFilterDep = Annotated[QuarantineFilter, Depends(quarantine_filter)]
+EventPageDep = Annotated[PageRequest, Depends(_int_page(queries.EVENTS_LISTING))]
+QuarantinePageDep = Annotated[PageRequest, Depends(_int_page(queries.QUARANTINE_LISTING))]
+DevicePageDep = Annotated[PageRequest, Depends(device_page)]
+SinceDep = Annotated[datetime | None, Depends(since_only)]

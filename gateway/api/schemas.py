@@ -1,0 +1,218 @@
+"""Public response models, one set per resource.
+
+These are the API's contract: storage rows and bus events are converted into them, never
+returned directly. ``kind``, ``type`` and ``reason`` are plain strings in responses so that a
+row written under an older vocabulary still lists instead of failing the whole page.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.events import Event
+
+if TYPE_CHECKING:
+    from gateway.ingest.pipeline import IngestStats
+    from gateway.storage.writer import BatchWriter
+
+T = TypeVar("T")
+
+_PUBLIC = ConfigDict(frozen=True)
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing, newest first. Pass ``next_cursor`` back as ``cursor`` for the
+    next page; it is null on the last page."""
+
+    model_config = _PUBLIC
+    items: list[T]
+    next_cursor: str | None = None
+
+
+# -- events -----------------------------------------------------------------------
+
+
+class EventPublic(BaseModel):
+    model_config = _PUBLIC
+
+    seq: int | None = Field(
+        None, description="Storage order (pagination key); null on live-stream events"
+    )
+    event_id: str
+    site: str
+    device_id: str
+    kind: str = Field(..., description="Device kind (see DeviceKind)")
+    type: str = Field(..., description="Event type (see EventType)")
+    occurred_at: datetime = Field(..., description="Device time (UTC)")
+    received_at: datetime = Field(..., description="Gateway time (UTC)")
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    source: str = ""
+
+    @classmethod
+    def from_event(cls, event: Event) -> EventPublic:
+        """The same shape as the stored row, so live and stored events look alike."""
+        from gateway.storage.writer import event_row
+
+        row = event_row(event)
+        row.pop("raw")
+        return cls.model_validate(row)
+
+
+class EventDetail(EventPublic):
+    raw: str = Field("", description="Bounded raw payload as received")
+
+
+# -- devices ----------------------------------------------------------------------
+
+
+class DevicePublic(BaseModel):
+    model_config = _PUBLIC
+
+    id: str
+    site: str
+    kind: str
+    name: str = ""
+    place: str | None = None
+    zone: str | None = None
+    household: str | None = None
+    camera: str | None = None
+    registered: bool = Field(..., description="Declared in the site registry (else first seen)")
+    online: bool | None = Field(
+        None, description="Last reported state: false after an offline event; null if never seen"
+    )
+    last_seen_at: datetime | None = None
+    last_event_type: str | None = None
+    battery_pct: int | None = None
+    heartbeat_s: int | None = Field(None, description="Expected heartbeat period, if declared")
+    overdue: bool | None = Field(
+        None,
+        description="Not heard from for more than twice its heartbeat period "
+        "(null when no heartbeat is declared)",
+    )
+
+
+# -- quarantine -------------------------------------------------------------------
+
+
+class QuarantinePublic(BaseModel):
+    model_config = _PUBLIC
+
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str = Field(..., description="Why the message was quarantined (see Reason)")
+    detail: str
+    device_id: str | None = None
+    size: int = Field(..., description="Original payload size in bytes")
+    raw_text: str = Field(
+        ...,
+        description="Stored bytes as text: UTF-8 with undecodable bytes and control "
+        "characters escaped as \\xNN; bounded",
+    )
+    raw_base64: str = Field(..., description="Stored bytes, base64; bounded")
+    raw_truncated: bool = Field(
+        ..., description="True when raw_text / raw_base64 show less than the original payload"
+    )
+
+
+class QuarantineStats(BaseModel):
+    model_config = _PUBLIC
+
+    total: int
+    by_reason: dict[str, int] = Field(..., description="Count per reason, every known reason")
+
+
+# -- health -----------------------------------------------------------------------
+
+
+class BrokerHealth(BaseModel):
+    connected: bool
+    host: str = ""
+    port: int = 0
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+class DatabaseHealth(BaseModel):
+    ok: bool
+    error: str | None = None
+    latency_ms: float | None = None
+
+
+class IngestHealth(BaseModel):
+    messages: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = Field(default_factory=dict, description="Count per reason")
+    last_message_at: datetime | None = None
+
+    @classmethod
+    def from_stats(cls, stats: IngestStats) -> IngestHealth:
+        return cls(
+            messages=stats.messages,
+            events=stats.events,
+            duplicates=stats.duplicates,
+            rejected=dict(stats.rejected),
+            last_message_at=stats.last_message_at,
+        )
+
+
+class WriterHealth(BaseModel):
+    backlog: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    errors: int = 0
+    last_commit_age_s: float | None = None
+    last_batch_ms: float = 0.0
+
+    @classmethod
+    def from_writer(cls, writer: BatchWriter, now: float | None = None) -> WriterHealth:
+        stats = writer.stats
+        now = time.time() if now is None else now
+        age = None if stats.last_commit_at is None else max(now - stats.last_commit_at, 0.0)
+        return cls(
+            backlog=writer.backlog,
+            stored=stats.stored,
+            duplicates=stats.duplicates,
+            quarantined=stats.quarantined,
+            batches=stats.batches,
+            errors=stats.errors,
+            last_commit_age_s=age,
+            last_batch_ms=stats.last_batch_ms,
+        )
+
+
+class HealthReport(BaseModel):
+    """What ``Runtime.health()`` returns. ``database`` is filled in by the API itself (it runs
+    ``SELECT 1``), and ``status`` becomes ``degraded`` when the broker or database is down."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    version: str = ""
+    broker: BrokerHealth
+    database: DatabaseHealth = DatabaseHealth(ok=False, error="not checked")
+    ingest: IngestHealth = IngestHealth()
+    writer: WriterHealth = WriterHealth()
+    lag_ms: float | None = Field(
+        None, description="Delay from message receipt to storage commit, most recent batch"
+    )
+
+    def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:
+        """The final report: the API's own database check; degraded when anything is down."""
+        down = not self.broker.connected or not database.ok
+        return self.model_copy(
+            update={
+                "database": database,
+                "status": "degraded" if down or self.status == "degraded" else "ok",
+                "version": self.version or version,
+            }
+        )

@@ -1,0 +1,215 @@
+"""MQTT ingest against a real broker: nothing lost, nothing stored twice, bad input quarantined."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from gateway.storage import tables
+from tests.support.brokers import MosquittoBroker
+from tests.support.compound import (
+    DOORS,
+    ROOT,
+    Publisher,
+    event_payload,
+    publish_in_thread,
+    topic,
+    write_gateway_config,
+)
+
+pytestmark = pytest.mark.broker
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class IngestProcess:
+    """The ingest side of a gateway in its own process, so it can really be killed."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.ingest_process", str(self.config)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+
+
+@pytest.fixture
+def config(tmp_path: Path, mosquitto: MosquittoBroker) -> Path:
+    return write_gateway_config(tmp_path, mosquitto.port)
+
+
+@pytest.fixture
+def gateway(config: Path) -> Iterator[IngestProcess]:
+    proc = IngestProcess(config)
+    proc.start()
+    yield proc
+    proc.terminate()
+
+
+def db(config: Path) -> object:
+    return create_engine(f"sqlite:///{config.parent / 'data' / 'lianfang.db'}")
+
+
+def stored_seqs(engine: object) -> list[int]:
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        ids = conn.execute(select(tables.events.c.event_id)).scalars().all()
+    return sorted(int(i.rsplit(":", 1)[1]) for i in ids)
+
+
+def test_events_are_stored_once_and_devices_marked_seen(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    pub = Publisher(mosquitto.port)
+    items = [(topic(DOORS[i % 5]), event_payload(i, DOORS[i % 5])) for i in range(200)]
+    pub.publish(items)
+    pub.publish(items[:50])  # a device re-sending: same ids
+    pub.close()
+    engine = db(config)
+    wait_for(lambda: len(stored_seqs(engine)) >= 200, what="200 events stored")
+    time.sleep(0.3)  # let the redeliveries arrive too: they must not add rows
+    assert stored_seqs(engine) == list(range(200))
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        seen = conn.execute(
+            select(tables.devices.c.id, tables.devices.c.online).where(
+                tables.devices.c.last_seen_at.is_not(None)
+            )
+        ).all()
+    assert {row.id for row in seen} == set(DOORS)
+    assert all(row.online for row in seen)
+
+
+def test_gateway_killed_mid_stream_loses_and_duplicates_nothing(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    total = 3000
+    items = [(topic(DOORS[i % 5]), event_payload(i, DOORS[i % 5])) for i in range(total)]
+    engine = db(config)
+    publisher = publish_in_thread(mosquitto.port, items, pace=0.0005)
+    wait_for(lambda: len(stored_seqs(engine)) > 300, what="the stream to be flowing")
+    gateway.kill()  # SIGKILL: no chance to flush or acknowledge
+    killed_at = len(stored_seqs(engine))
+    publisher.join(60)
+    assert not publisher.is_alive()
+    gateway.start()  # same client id: the broker delivers what was queued or unacknowledged
+    wait_for(lambda: len(stored_seqs(engine)) >= total, timeout=60, what="all events after restart")
+    assert killed_at < total, "the kill came too late to test anything"
+    assert stored_seqs(engine) == list(range(total))
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(select(func.count()).select_from(tables.events)).scalar_one()
+        distinct = conn.execute(
+            select(func.count(tables.events.c.event_id.distinct()))
+        ).scalar_one()
+    assert rows == distinct == total
+
+
+def test_broker_restart_resubscribes_and_keeps_queued_messages(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    engine = db(config)
+    pub = Publisher(mosquitto.port)
+    pub.publish([(topic(), event_payload(i)) for i in range(100)])
+    pub.close()
+    wait_for(lambda: len(stored_seqs(engine)) == 100, what="first 100")
+    mosquitto.restart()  # same port; the gateway reconnects with backoff
+    pub = Publisher(mosquitto.port, client_id="test-publisher-2")
+    pub.publish([(topic(), event_payload(i)) for i in range(100, 300)])
+    pub.close()
+    wait_for(
+        lambda: len(stored_seqs(engine)) == 300, timeout=30, what="events after broker restart"
+    )
+    assert stored_seqs(engine) == list(range(300))
+
+
+BAD_INPUTS: list[tuple[str, str, bytes]] = [
+    ("malformed_json", topic(), b'{"v": 1, "seq": '),
+    ("invalid_utf8", topic(), b'{"v": 1, "seq": 1, "x": "\xff\xfe"}'),
+    ("oversize", topic(), b"[" * 100_000 + b"]" * 100_000),
+    ("too_deep", topic(), b"[" * 30_000 + b"]" * 30_000),  # json.loads itself: RecursionError
+    ("too_deep", topic(), b'{"v":1,"a":' + b"[" * 40 + b"]" * 40 + b"}"),
+    ("oversize", topic(), b'{"pad": "' + b"x" * 70_000 + b'"}'),
+    (
+        "invalid_text",
+        topic(),
+        b'{"v": 1, "seq": 7, "kind": "access", "type": "access_granted", "attrs": {"door": "\\ud800"}}',
+    ),
+    ("unknown_device", topic("door-999"), event_payload(1, "door-999")),
+    ("no_match", topic(), b'{"v": 2}'),
+    ("invalid_event", topic(), b'{"v": 1, "seq": 9, "kind": "access", "type": "not_a_type"}'),
+]
+
+
+def test_bad_input_is_quarantined_with_its_reason_and_the_stream_goes_on(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    engine = db(config)
+    pub = Publisher(mosquitto.port)
+    for _reason, t, payload in BAD_INPUTS:
+        pub.publish([(t, payload)])
+    pub.publish([(topic(), event_payload(12345))])  # a good message after all that
+    pub.close()
+    wait_for(lambda: 12345 in stored_seqs(engine), what="the good message")
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        wait_for(
+            lambda: (
+                conn.execute(select(func.count()).select_from(tables.quarantine)).scalar_one()
+                >= len(BAD_INPUTS)
+            ),
+            what="all bad messages quarantined",
+        )
+        rows = conn.execute(select(tables.quarantine).order_by(tables.quarantine.c.id)).all()
+    assert [r.reason for r in rows] == [reason for reason, _, _ in BAD_INPUTS]
+    for row, (_, t, payload) in zip(rows, BAD_INPUTS, strict=True):
+        assert row.topic == t
+        assert row.size == len(payload)
+        assert row.raw == payload[:4096]
+        assert row.detail
+    assert stored_seqs(engine) == [12345]
+
+
+def test_second_consumer_with_the_same_client_id_is_refused(
+    config: Path, gateway: IngestProcess
+) -> None:
+    second = subprocess.run(
+        [sys.executable, "-m", "tests.support.ingest_process", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert "another Lianfang consumer" in second.stderr
+
+
+def test_sqlite_runs_in_wal_mode(config: Path, gateway: IngestProcess) -> None:
+    with db(config).connect() as conn:  # type: ignore[attr-defined]
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
