@@ -108,8 +108,8 @@ class Gateway:
             self.config.mqtt.host, self.config.mqtt.port,
         )  # fmt: skip
 
-    async def wait_subscribed(self, timeout: float = 30.0) -> bool:
-        return await asyncio.to_thread(self.consumer.wait_subscribed, timeout)
+    async def wait_subscribed(self, within_s: float = 30.0) -> bool:
+        return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.consumer.stop)
