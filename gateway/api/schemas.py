@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.events import Event
 
 if TYPE_CHECKING:
+    from gateway.ingest.mqtt import BrokerStatus
     from gateway.ingest.pipeline import IngestStats
     from gateway.storage.writer import BatchWriter
 
@@ -140,6 +141,16 @@ class BrokerHealth(BaseModel):
     reconnects: int = 0
     last_error: str | None = None
 
+    @classmethod
+    def from_status(cls, status: BrokerStatus) -> BrokerHealth:
+        return cls(
+            connected=status.connected,
+            host=status.host,
+            port=status.port,
+            reconnects=max(status.connects - 1, 0),
+            last_error=status.last_error,
+        )
+
 
 class DatabaseHealth(BaseModel):
     ok: bool
@@ -203,7 +214,7 @@ class HealthReport(BaseModel):
     ingest: IngestHealth = IngestHealth()
     writer: WriterHealth = WriterHealth()
     lag_ms: float | None = Field(
-        None, description="Delay from message receipt to storage commit, most recent batch"
+        None, description="Ingest lag as measured by the runtime (message receipt to commit)"
     )
 
     def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:
