@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -148,7 +149,7 @@ def test_absence_fires_once_per_silent_gap(times: list[int], for_s: int, tail: i
         fired += engine.process(ev("heartbeat", t, "d", kind="sensor", event_id=f"h{i}"))
     fired += engine.advance(at(times[-1] + tail))
     firing = [s for s in fired if s.state == "firing"]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)] + [tail]
+    gaps = [b - a for a, b in pairwise(times)] + [tail]
     assert len(firing) == sum(1 for g in gaps if g >= for_s)
     assert all(s.fired_at == at(t + for_s)
                for s, t in zip(firing, [a for a, g in zip(times, gaps, strict=True) if g >= for_s],
