@@ -6,7 +6,9 @@ Rows go in through the real ``BatchWriter``; the API reads them back over ASGI.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter
-from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.engine import make_url
 
 from gateway import __version__
 from gateway.api import BrokerHealth, HealthReport, create_app
@@ -27,6 +30,7 @@ from gateway.ingest.reasons import Reason
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import BatchWriter, WriteItem
+from tests.conftest import postgres_url
 
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
@@ -104,12 +108,35 @@ def store(
     writer.stop()
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'lianfang.db'}")
-    migrate(eng)
-    yield eng
-    eng.dispose()
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A throw-away database on the machine's PostgreSQL, or skip."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"lianfang_api_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(make_url(url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_database())
+        else:
+            url = f"sqlite:///{tmp_path / 'lianfang.db'}"
+        eng = make_engine(url)
+        stack.callback(eng.dispose)
+        migrate(eng)
+        yield eng
 
 
 @pytest.fixture
