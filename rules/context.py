@@ -18,7 +18,7 @@ _NO_LABELS: Mapping[str, str] = {}
 class Ctx:
     """One event as rules see it. Created once per event; expensive parts are computed on demand."""
 
-    __slots__ = ("_labels", "_local", "_lookup", "_tz", "event", "rt", "t")
+    __slots__ = ("_labels", "_local", "_lookup", "_names", "_tz", "event", "rt", "t")
 
     def __init__(self, event: Event, lookup: LabelLookup | None, tz: ZoneInfo) -> None:
         self.event = event
@@ -28,6 +28,7 @@ class Ctx:
         self._tz = tz
         self._labels: Mapping[str, str] | None = None
         self._local: datetime | None = None
+        self._names: dict[str, Any] | None = None
 
     @property
     def labels(self) -> Mapping[str, str]:
@@ -48,9 +49,11 @@ class Ctx:
         return self._local
 
     def names(self) -> dict[str, Any]:
-        """Names visible to ``expr`` predicates (see docs/rules.md)."""
+        """Names visible to ``expr`` predicates (see docs/rules.md); built once per event."""
+        if self._names is not None:
+            return self._names
         ev = self.event
-        return {
+        self._names = {
             "kind": ev.kind.value,
             "type": ev.type.value,
             "site": ev.site,
@@ -62,3 +65,4 @@ class Ctx:
             "hour": self.local.hour,
             "weekday": self.local.isoweekday(),
         }
+        return self._names

@@ -75,7 +75,8 @@ def build_signal(
 ) -> Signal:
     tv = template_vars(rule, hit, device_labels, count)
     shown = refs[-max_events:]
-    return Signal(
+    # Every value is already typed and checked: construct without re-validating (hot path).
+    return Signal.model_construct(
         signal_id=signal_id,
         kind=kind,
         state=state,
@@ -85,7 +86,7 @@ def build_signal(
         title_zh=rule.title.zh.format_map(tv),
         title_en=rule.title.en.format_map(tv),
         group_key=hit.group,
-        events=[SignalEvent(event_id=r.event_id, type=r.type, device_id=r.device_id,
+        events=[SignalEvent.model_construct(event_id=r.event_id, type=r.type, device_id=r.device_id,
                             occurred_at=_ts(r.t)) for r in shown],
         event_count=count,
         site=hit.where.site,

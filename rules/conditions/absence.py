@@ -16,14 +16,24 @@ from rules.context import Ctx
 
 
 class _Seen:
+    """Last message heard from a group. The event's brief is kept as the event itself only
+    until a signal needs it; plain fields are cheaper than objects per heartbeat."""
+
     __slots__ = ("fired", "last", "queued", "ref", "where")
 
-    def __init__(self, last: float, ref: Ref, where: Where) -> None:
+    def __init__(self, last: float, ref: Ref | Ctx, where: Where | None) -> None:
         self.last = last
-        self.ref = ref
+        self.ref = ref  # a Ctx until frozen into a Ref (on fire or snapshot)
         self.where = where
         self.fired = False
         self.queued = False
+
+    def freeze(self) -> tuple[Ref, Where]:
+        if isinstance(self.ref, Ctx):
+            self.where = Where.of(self.ref)
+            self.ref = Ref.of(self.ref)
+        assert self.where is not None
+        return self.ref, self.where
 
 
 class AbsenceState(ConditionState):
@@ -47,13 +57,12 @@ class AbsenceState(ConditionState):
             if len(self.groups) >= self.max_groups:
                 self.dropped += 1
                 return None
-            s = self.groups[key] = _Seen(c.rt, Ref.of(c), Where.of(c))
+            s = self.groups[key] = _Seen(c.rt, c, None)
             self._arm(key, s, c.rt + self.for_s)
             return None
         if c.rt >= s.last:
             s.last = c.rt
-            s.ref = Ref.of(c)
-            s.where = Where.of(c)
+            s.ref = c
         if not s.queued:
             self._arm(key, s, s.last + self.for_s)
         if s.fired:
@@ -76,17 +85,21 @@ class AbsenceState(ConditionState):
                 self._arm(key, s, deadline)
             elif not s.fired:
                 s.fired = True
+                ref, where = s.freeze()
                 why = (f"absence: no event ({self.text}) for {dur(self.for_s)} from {key}; "
-                       f"last heard {iso(s.last)} (event {s.ref.event_id})")
-                hits.append(Hit(key, deadline, [s.ref], why, s.where))
+                       f"last heard {iso(s.last)} (event {ref.event_id})")
+                hits.append(Hit(key, deadline, [ref], why, where))
         return hits
 
     def size(self) -> int:
         return len(self.groups)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"groups": {k: [s.last, s.fired, s.ref.dump(), s.where.dump()]
-                           for k, s in self.groups.items()}}
+        out = {}
+        for k, s in self.groups.items():
+            ref, where = s.freeze()
+            out[k] = [s.last, s.fired, ref.dump(), where.dump()]
+        return {"groups": out}
 
     def restore(self, data: dict[str, Any], now: float, grace: float) -> None:
         """Deadlines survive the restart; ones that passed while the gateway was down fire
