@@ -68,24 +68,32 @@ class SequenceState(ConditionState):
         return Hit(key, max(c.t, chain[-1].t), chain, why, Where.of(c), c)
 
     def _chain(self, g: _Steps, role: int, k: int) -> list[Ref] | None:
-        picked: list[int] = [0] * self.n
-        picked[role] = k
+        """Tightest chain through event ``k`` of step ``role``; each step a different event."""
+        picked: list[Ref | None] = [None] * self.n
+        picked[role] = g.refs[role][k]
+        used = {g.refs[role][k].event_id}
         at = g.times[role][k]
         for j in range(role - 1, -1, -1):  # latest event of each earlier step
             i = bisect_right(g.times[j], at) - 1
+            while i >= 0 and g.refs[j][i].event_id in used:
+                i -= 1
             if i < 0:
                 return None
-            picked[j], at = i, g.times[j][i]
+            picked[j], at = g.refs[j][i], g.times[j][i]
+            used.add(g.refs[j][i].event_id)
         first = at
         at = g.times[role][k]
         for j in range(role + 1, self.n):  # earliest event of each later step
             i = bisect_left(g.times[j], at)
+            while i < len(g.times[j]) and g.refs[j][i].event_id in used:
+                i += 1
             if i >= len(g.times[j]):
                 return None
-            picked[j], at = i, g.times[j][i]
+            picked[j], at = g.refs[j][i], g.times[j][i]
+            used.add(g.refs[j][i].event_id)
         if at - first > self.within:
             return None
-        return [g.refs[j][picked[j]] for j in range(self.n)]
+        return [r for r in picked if r is not None]
 
     def prune(self, low: float) -> None:
         cut = low - self.within

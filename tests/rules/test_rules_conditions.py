@@ -158,6 +158,17 @@ group_by: [site]
     assert len(e.process(ev("door_forced_open", 30, "d"))) == 1
 
 
+def test_sequence_needs_distinct_events(tmp_path: Path) -> None:
+    e = engine_for(tmp_path, rule("""
+type: sequence
+steps: [{type: intrusion}, {type: intrusion}]
+within: 60s
+group_by: [site]
+"""))
+    assert e.process(ev("intrusion", 0, "c")) == []
+    assert len(e.process(ev("intrusion", 10, "c"))) == 1
+
+
 # ---- absence ----------------------------------------------------------------------------
 
 ABSENCE = """
