@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -43,6 +44,10 @@ class EventBus:
         self._loop = loop
         self._subs: list[Subscription] = []
         self.published = 0
+        # Events from other threads wait here; one loop wake-up drains them all, so a burst
+        # costs one self-pipe write instead of one per event.
+        self._inbox: deque[Event] = deque()
+        self._drain_scheduled = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -69,9 +74,19 @@ class EventBus:
             running = None
         if running is loop:
             self._fanout(event)
-        else:
+            return
+        self._inbox.append(event)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-                loop.call_soon_threadsafe(self._fanout, event)
+                loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        # Clear the flag first: an event appended after this point schedules a new drain.
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            self._fanout(inbox.popleft())
 
     def _fanout(self, event: Event) -> None:
         self.published += 1

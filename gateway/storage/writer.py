@@ -8,9 +8,9 @@ ids are ignored by the database's unique key (``ON CONFLICT DO NOTHING``), never
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,26 +112,31 @@ class BatchWriter:
         self.interval_s = interval_s
         self.on_committed = on_committed
         self.stats = WriterStats()
-        self._queue: queue.SimpleQueue[WriteItem | None] = queue.SimpleQueue()
+        # A deque plus a wake-up event: appends are lock-free under the GIL and the writer
+        # takes everything waiting in one go, instead of one locked get() per message.
+        self._queue: deque[WriteItem | None] = deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._insert_event = _upsert(engine, tables.events)
         self._insert_device = _upsert(engine, tables.devices)
 
     # -- producer side -------------------------------------------------------------
-    def submit(self, item: WriteItem) -> None:
-        self._queue.put(item)
+    def submit(self, item: WriteItem | None) -> None:
+        self._queue.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until everything submitted before the call is committed and acknowledged."""
         if self._thread is None:
             return True
         done = threading.Event()
-        self._queue.put(WriteItem(barrier=done))
+        self.submit(WriteItem(barrier=done))
         return done.wait(timeout)
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -142,33 +147,43 @@ class BatchWriter:
         """Write everything submitted so far, then stop."""
         if self._thread is None:
             return
-        self._queue.put(None)
+        self.submit(None)
         self._thread.join(timeout)
         self._thread = None
 
     # -- the writer thread ---------------------------------------------------------
+    def _take(self, wait_s: float | None) -> WriteItem | bool | None:
+        """Next item; ``False`` when none arrived within ``wait_s``."""
+        while True:
+            try:
+                return self._queue.popleft()
+            except IndexError:
+                pass
+            self._wake.clear()
+            if self._queue:  # appended between popleft and clear
+                continue
+            if wait_s is not None and wait_s <= 0:
+                return False
+            if not self._wake.wait(wait_s) and wait_s is not None:
+                return False
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is None:
+            first = self._take(None)
+            if first is None or first is False:
                 break
             batch = [first]
             count = len(first.events)
             deadline = time.monotonic() + self.interval_s
             while count < self.batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
+                item = self._take(deadline - time.monotonic())
+                if item is False:
                     break
                 if item is None:
                     stopping = True
                     break
+                assert isinstance(item, WriteItem)
                 batch.append(item)
                 count += len(item.events)
             self._write_until_done(batch)

@@ -54,7 +54,6 @@ class MosquittoBroker:
                 "persistence true",
                 f"persistence_location {self.workdir}/",
                 "autosave_interval 1",
-                "autosave_on_changes true",
                 "max_inflight_messages 0",
                 "max_queued_messages 0",
                 "set_tcp_nodelay true",

@@ -1,0 +1,265 @@
+"""Ingest benchmark: N realistic mixed events over MQTT (QoS 1) into the gateway with SQLite.
+
+Starts its own Mosquitto on a free loopback port, measures the raw broker throughput
+(publisher process → bare paho subscriber) as the baseline, then the gateway: publisher
+process → Mosquitto → consumer → profile → Event → batch writer → SQLite commit → PUBACK.
+Prints one JSON object. Not a test: run it by hand or with `make bench`.
+
+    python bench/ingest.py [--events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.brokers import MosquittoBroker  # noqa: E402
+
+SITE = "bench-compound"
+N_DOORS, N_GATES, N_CAMERAS, N_PANIC = 200, 4, 16, 300
+PLATES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+
+
+def devices() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    out += [{"id": f"door-{i}", "kind": "access", "zone": f"z{i % 8}"} for i in range(N_DOORS)]
+    out += [{"id": f"gate-{i}", "kind": "gate"} for i in range(N_GATES)]
+    out += [{"id": f"cam-{i}", "kind": "perimeter", "zone": f"z{i % 8}"} for i in range(N_CAMERAS)]
+    out += [{"id": f"panic-{i}", "kind": "alarm", "household": f"h{i}"} for i in range(N_PANIC)]
+    return out
+
+
+def payload(rng: random.Random, seq: int) -> tuple[str, dict[str, Any]]:
+    """A realistic mix: heartbeats, door traffic, plates, perimeter, the odd alarm."""
+    r = rng.random()
+    if r < 0.35:
+        d = rng.choice(devices_cache)
+        body = {"kind": d["kind"], "type": "heartbeat", "attrs": {}}
+    elif r < 0.75:
+        d = {"id": f"door-{rng.randrange(N_DOORS)}", "kind": "access"}
+        t = "access_granted" if rng.random() < 0.9 else "access_denied"
+        body = {
+            "kind": "access",
+            "type": t,
+            "attrs": {
+                "door": d["id"],
+                "card": f"{rng.randrange(10**9):010d}",
+                "direction": rng.choice(["in", "out"]),
+            },
+        }
+    elif r < 0.9:
+        d = {"id": f"gate-{rng.randrange(N_GATES)}", "kind": "gate"}
+        plate = rng.choice(PLATES) + rng.choice("ABCDEFGHJK") + f"{rng.randrange(100000):05d}"
+        body = {
+            "kind": "gate",
+            "type": "plate_read",
+            "attrs": {
+                "plate": plate,
+                "plate_colour": rng.choice(["blue", "green", "yellow"]),
+                "confidence": round(rng.uniform(0.8, 1), 3),
+                "direction": rng.choice(["in", "out"]),
+            },
+        }
+    elif r < 0.999:
+        d = {"id": f"cam-{rng.randrange(N_CAMERAS)}", "kind": "perimeter"}
+        body = {
+            "kind": "perimeter",
+            "type": rng.choice(["motion", "intrusion", "line_crossing"]),
+            "attrs": {"zone": f"z{rng.randrange(8)}", "label": "person", "confidence": 0.9},
+        }
+    else:
+        d = {"id": f"panic-{rng.randrange(N_PANIC)}", "kind": "alarm"}
+        body = {"kind": "alarm", "type": "panic", "attrs": {"household": "h1", "battery": 80}}
+    return f"lianfang/{SITE}/{d['id']}/event", {"v": 1, "seq": seq, **body}
+
+
+devices_cache = devices()
+
+
+def publisher(port: int, n: int, seed: int) -> None:
+    """Separate process: publish n events as fast as QoS 1 allows; ts = publish time."""
+    rng = random.Random(seed)
+    prepared = [payload(rng, i) for i in range(n)]
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seed}"
+    )
+    # paho scans its in-flight table on every PUBACK: a small window publishes fastest.
+    client.max_inflight_messages_set(50)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = []
+    for t, body in prepared:
+        body["ts"] = time.time()  # epoch seconds: publish time, so latency = commit - ts
+        infos.append(client.publish(t, json.dumps(body), qos=1))
+    for info in infos:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def spawn_publisher(port: int, n: int, seed: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, __file__, "--publish", str(port), str(n), str(seed)])
+
+
+def broker_baseline(port: int, n: int) -> float:
+    """Raw broker throughput: publisher process → Mosquitto → bare paho QoS 1 subscriber."""
+    got = 0
+    done = threading.Event()
+    first: list[float] = []
+
+    def on_message(_c: Any, _u: Any, _m: Any) -> None:
+        nonlocal got
+        if not first:
+            first.append(time.perf_counter())
+        got += 1
+        if got >= n:
+            done.set()
+
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-baseline")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe(f"lianfang/{SITE}/+/event", qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    proc = spawn_publisher(port, n, seed=99)
+    done.wait(600)
+    elapsed = time.perf_counter() - first[0]
+    proc.wait()
+    sub.disconnect()
+    sub.loop_stop()
+    return got / elapsed
+
+
+async def gateway_run(workdir: Path, port: int, n: int) -> dict[str, Any]:
+    from gateway.config.settings import load_gateway_config
+    from gateway.runtime import Gateway
+
+    sites = workdir / "sites"
+    sites.mkdir()
+    (sites / "bench.yaml").write_text(yaml.safe_dump({"id": SITE, "devices": devices_cache}))
+    cfg_path = workdir / "lianfang.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "data_dir": str(workdir / "data"),
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench-gateway"},
+        "database": {"url": f"sqlite:///{workdir / 'data' / 'bench.db'}"},
+        "profiles_dir": str(ROOT / "config" / "profiles"),
+        "sites_dir": str(sites),
+    }))  # fmt: skip
+    gateway = Gateway(load_gateway_config(cfg_path))
+    latencies: list[float] = []
+    stored_box = [0]
+    finished = threading.Event()
+    last_commit = [0.0]
+
+    def on_committed(events: list[Any]) -> None:
+        now = time.time()
+        latencies.extend(now - e.occurred_at.timestamp() for e in events)
+        last_commit[0] = time.perf_counter()
+
+    gateway.writer.on_committed = on_committed
+    await gateway.start()
+    assert await gateway.wait_subscribed(30)
+    started = time.perf_counter()
+    proc = spawn_publisher(port, n, seed=1)
+
+    def watch() -> None:
+        idle_since = time.monotonic()
+        last = -1
+        while True:
+            stored = gateway.writer.stats.stored + gateway.writer.stats.duplicates
+            if stored >= n:
+                break
+            if stored != last:
+                last, idle_since = stored, time.monotonic()
+            elif time.monotonic() - idle_since > 20 and proc.poll() is not None:
+                break  # nothing more is coming
+            time.sleep(0.05)
+        stored_box[0] = gateway.writer.stats.stored
+        finished.set()
+
+    await asyncio.to_thread(watch)
+    proc.wait()
+    elapsed = last_commit[0] - started
+    stats = gateway.writer.stats
+    ingest = gateway.normaliser.stats
+    await gateway.stop()
+    from sqlalchemy import create_engine, func, select
+
+    from gateway.storage import tables
+
+    engine = create_engine(f"sqlite:///{workdir / 'data' / 'bench.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(tables.events)).scalar_one()
+        distinct = conn.execute(
+            select(func.count(tables.events.c.event_id.distinct()))
+        ).scalar_one()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return (
+            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+            if latencies
+            else -1
+        )
+
+    return {
+        "events": n,
+        "stored": rows,
+        "lost": n - distinct,
+        "duplicates": rows - distinct,
+        "redeliveries_ignored": stats.duplicates + ingest.duplicates,
+        "quarantined": stats.quarantined,
+        "events_per_s": round(rows / elapsed, 1) if elapsed > 0 else 0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "batches": stats.batches,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--baseline-events", type=int, default=100_000)
+    parser.add_argument("--publish", nargs=3, metavar=("PORT", "N", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        publisher(int(args.publish[0]), int(args.publish[1]), int(args.publish[2]))
+        return
+    os.environ.setdefault("LIANFANG_PII_KEY", "bench-only-key")
+    with tempfile.TemporaryDirectory(prefix="lianfang-bench-") as tmp:
+        workdir = Path(tmp)
+        broker = MosquittoBroker(workdir / "mosquitto")
+        broker.workdir.mkdir()
+        broker.start()
+        try:
+            baseline = broker_baseline(broker.port, args.baseline_events)
+            broker.restart()  # fresh broker state for the gateway run
+            result = asyncio.run(gateway_run(workdir, broker.port, args.events))
+        finally:
+            broker.stop()
+    result["broker_events_per_s"] = round(baseline, 1)
+    result["ratio_to_broker"] = round(result["events_per_s"] / baseline, 3) if baseline else None
+    result["machine_cores"] = os.cpu_count()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
