@@ -162,6 +162,7 @@ async def gateway_run(workdir: Path, port: int, n: int) -> dict[str, Any]:
         "database": {"url": f"sqlite:///{workdir / 'data' / 'bench.db'}"},
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
+        "rules_dir": str(ROOT / "config" / "rules"),
     }))  # fmt: skip
     gateway = Gateway(load_gateway_config(cfg_path))
     latencies: list[float] = []

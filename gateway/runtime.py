@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from device_adapters.registry import load_adapters
+from gateway import __version__
+from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, WriterHealth
 from gateway.bus import EventBus
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import SiteRegistry, load_sites
@@ -20,6 +22,7 @@ from gateway.privacy import load_pii_key, set_pii_key
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import BatchWriter
+from rules import EngineSettings, RulesService, labels_from_registry
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,12 @@ class Gateway:
         self.consumer = MqttConsumer(
             config.mqtt, self.normaliser, self.writer, self.bus, protocol=protocol
         )
+        self.rules = RulesService(
+            config.rules_dir,
+            state_dir=config.data_dir / "rules",
+            device_labels=labels_from_registry(self.registry),
+            settings=EngineSettings(timezone=config.timezone),
+        )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
         )
@@ -100,6 +109,7 @@ class Gateway:
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
         self.bus.bind(asyncio.get_running_loop())
+        await self.rules.start(self.bus)
         self.writer.start()
         self.consumer.start()
         log.info(
@@ -114,15 +124,16 @@ class Gateway:
     async def stop(self) -> None:
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
+        await self.rules.stop()
         self.engine.dispose()
         self._lock.release()
 
-    def status(self) -> dict[str, Any]:
-        """Figures for /api/health (the route checks the database itself)."""
-        w, i, b = self.writer.stats, self.normaliser.stats, self.consumer.status
-        return {
-            "broker": b,
-            "ingest": i,
-            "writer": w,
-            "backlog": self.writer.backlog,
-        }
+    def health(self) -> HealthReport:
+        """Cheap snapshot for /api/health; the route adds its own database check."""
+        return HealthReport(
+            version=__version__,
+            broker=BrokerHealth.from_status(self.consumer.status),
+            ingest=IngestHealth.from_stats(self.normaliser.stats),
+            writer=WriterHealth.from_writer(self.writer),
+            lag_ms=round(self.writer.lag_s() * 1000, 1),
+        )

@@ -329,7 +329,7 @@ async def test_event_detail_and_404(engine: Engine, client: httpx.AsyncClient) -
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["event_id"] == "site/s1/door-1/42"
-    assert body["attributes"] == {"zone": "east", "extra": {}}
+    assert body["attributes"] == {"zone": "east"}  # defaults (kind, empty extra) are not stored
     assert body["raw"] == '{"n": 1}'
     missing = await client.get("/api/events/nope")
     assert missing.status_code == 404

@@ -12,7 +12,7 @@ app = typer.Typer(help="Configuration tools.", no_args_is_help=True)
 
 
 def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
-    """Validate the gateway file, profiles and sites. Returns (summary lines, errors)."""
+    """Validate the gateway file, profiles, sites and rules. Returns (summary lines, errors)."""
     from device_adapters.profiles.loader import load_profiles
     from gateway.config.settings import load_gateway_config
     from gateway.config.sites import load_sites
@@ -34,6 +34,13 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
         summary.append(
             f"sites: {len(registry.sites)} with {len(registry)} devices in {config.sites_dir}"
         )
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    try:
+        from rules.loader import load_rules
+
+        ruleset = load_rules(config.rules_dir)
+        summary.append(f"rules: {len(ruleset.rules)} in {config.rules_dir}")
     except ConfigErrors as exc:
         errors.extend(exc.errors)
     return summary, errors

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import typer
 
 from gateway.config.errors import ConfigErrors
+from gateway.config.settings import GatewayConfig
 
 log = logging.getLogger("lianfang")
 
@@ -20,6 +24,8 @@ def _setup_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    for chatty in ("amqtt", "transitions"):  # the embedded broker logs every packet at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,32 +35,38 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 async def serve(
-    config_obj: object, *, protocol: Literal["v5", "v311"], banner: str | None = None
+    config: GatewayConfig, *, protocol: Literal["v5", "v311"], banner: str | None = None
 ) -> None:
     """Start the gateway and the HTTP API in this event loop; stop both on Ctrl-C / SIGTERM."""
     import uvicorn
 
     from gateway.api.app import create_app
-    from gateway.config.settings import GatewayConfig
+    from gateway.api.routes.rules import router as rules_router
     from gateway.runtime import Gateway
 
-    assert isinstance(config_obj, GatewayConfig)
-    gateway = Gateway(config_obj, protocol=protocol)
+    class Server(uvicorn.Server):
+        # We own SIGINT/SIGTERM: uvicorn's handler re-raises the signal after serving, which
+        # would cut the orderly shutdown (drain, acknowledge, persist rule state) short.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    gateway = Gateway(config, protocol=protocol)
     await gateway.start()
-    app = create_app(gateway)
-    server = uvicorn.Server(
+    app = create_app(gateway, extra_routers=[rules_router])
+    app.state.rules = gateway.rules
+    server = Server(
         uvicorn.Config(
-            app,
-            host=config_obj.api.host,
-            port=config_obj.api.port,
-            log_level="warning",
-            lifespan="on",
+            app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="on"
         )
     )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     if banner:
         typer.echo(banner)
     try:
-        await server.serve()  # returns on SIGINT/SIGTERM (uvicorn installs the handlers)
+        await server.serve()
     finally:
         await gateway.stop()
 
@@ -115,6 +127,7 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         api=ApiConfig(host="127.0.0.1", port=port),
         profiles_dir=config_dir / "profiles",
         sites_dir=config_dir / "sites",
+        rules_dir=config_dir / "rules",
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
@@ -132,6 +145,7 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         f"  events 事件:        {base}/api/events",
         f"  live stream 实时流: {base}/api/events/stream",
         f"  quarantine 隔离区:  {base}/api/quarantine",
+        f"  rules 规则:         {base}/api/rules",
         f"  API schema:         {base}/api/openapi.json",
         "Press Ctrl-C to stop. 按 Ctrl-C 停止。",
     ])  # fmt: skip

@@ -127,6 +127,9 @@ class ApiConfig(Strict):
 class GatewayConfig(Strict):
     """Top-level ``lianfang.yaml``."""
 
+    # Defaults are validated too, so relative default folders resolve against the file.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
     data_dir: Path = Path("data")
     timezone: str = "Asia/Shanghai"
     mqtt: MqttConfig = MqttConfig()
@@ -135,9 +138,10 @@ class GatewayConfig(Strict):
     api: ApiConfig = ApiConfig()
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
+    rules_dir: Path = Path("rules")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    _dirs = field_validator("data_dir", "profiles_dir", "sites_dir")(_resolve)
+    _dirs = field_validator("data_dir", "profiles_dir", "sites_dir", "rules_dir")(_resolve)
 
     @model_validator(mode="after")
     def _tz(self) -> GatewayConfig:

@@ -67,7 +67,7 @@ def event_row(e: Event) -> dict[str, Any]:
         "type": e.type.value,
         "occurred_at": e.occurred_at,
         "received_at": e.received_at,
-        "attributes": e.attributes.model_dump(mode="json", exclude_none=True, exclude={"kind"}),
+        "attributes": e.attributes.model_dump(mode="json", exclude_defaults=True),
         "source": e.source,
         "raw": e.raw,
     }
@@ -133,6 +133,14 @@ class BatchWriter:
         done = threading.Event()
         self.submit(WriteItem(barrier=done))
         return done.wait(timeout)
+
+    def lag_s(self) -> float:
+        """Age of the oldest message not yet committed (0 when nothing waits)."""
+        try:
+            oldest = self._queue[0]
+        except IndexError:
+            return 0.0
+        return 0.0 if oldest is None else max(time.monotonic() - oldest.submitted, 0.0)
 
     @property
     def backlog(self) -> int:

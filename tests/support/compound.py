@@ -44,6 +44,7 @@ def write_gateway_config(tmp: Path, port: int, *, client_id: str = "lianfang-tes
         "database": {"url": f"sqlite:///{tmp / 'data' / 'lianfang.db'}", "batch_interval_ms": 20},
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
+        "rules_dir": str(ROOT / "config" / "rules"),
     }
     path = tmp / "lianfang.yaml"
     path.write_text(yaml.safe_dump(config))
