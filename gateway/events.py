@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RAW_PAYLOAD_LIMIT = 4096  # characters of the raw payload kept with an event
 
@@ -166,13 +166,18 @@ class Event(BaseModel):
                 data = {**data, "attributes": {**attrs, "kind": str(kind)}}
         return data
 
+    @field_validator("occurred_at", "received_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # One time zone inside the gateway: storage and windows compare these directly.
+        if value.tzinfo is None:
+            raise ValueError("must be timezone-aware")
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
     @model_validator(mode="after")
     def _check(self) -> Event:
         if self.attributes.kind != self.kind.value:
             raise ValueError(
                 f"attributes are for kind {self.attributes.kind!r}, event kind is {self.kind.value!r}"
             )
-        for name in ("occurred_at", "received_at"):
-            if getattr(self, name).tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware")
         return self

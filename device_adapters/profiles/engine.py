@@ -27,7 +27,7 @@ from device_adapters.profiles.schema import (
     TimeSpec,
 )
 from device_adapters.profiles.topics import TopicPattern
-from gateway.events import RAW_PAYLOAD_LIMIT, Event
+from gateway.events import ATTRIBUTE_MODELS, RAW_PAYLOAD_LIMIT, Event
 from gateway.privacy import mask_tail, pseudonymise
 
 MAX_FUTURE_SKEW = timedelta(days=1)
@@ -121,6 +121,8 @@ class _Plan:
     event_id: Expression | None
     occurred_at: Expression | None
     attributes: list[_Attribute]
+    attributes_from: Expression | None
+    rename: dict[str, str]
 
     @classmethod
     def compile(cls, m: Mapping) -> _Plan:
@@ -135,6 +137,10 @@ class _Plan:
             type_code=compile_expression(m.type.expr) if m.type.expr else None,
             event_id=make_evaluator(m.event_id) if m.event_id else None,
             occurred_at=compile_expression(m.occurred_at.expr) if m.occurred_at else None,
+            attributes_from=compile_expression(m.attributes_from.expr)
+            if m.attributes_from
+            else None,
+            rename=dict(m.attributes_from.rename) if m.attributes_from else {},
             attributes=[
                 _Attribute(
                     name,
@@ -242,32 +248,25 @@ class ProfileAdapter:
             code = plan.type_code(ctx) if plan.type_code is not None else None
             raise NoMatch(f"type code {code!r} is not in the type map")
 
-        raw_text: str | None = None
-        attributes: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
+        attrs = _Attributes(message.raw)
+        if plan.attributes_from is not None:
+            source = plan.attributes_from(ctx)
+            if isinstance(source, dict):
+                rename = plan.rename
+                for key, value in source.items():
+                    if value is not None:
+                        # Unknown keys are kept as extra; a field of another kind stays a
+                        # field, so the event is refused rather than silently reshaped.
+                        name = rename.get(key, key)
+                        known = name in _ALL_FIELDS or name.startswith("extra.")
+                        attrs.put(name if known else f"extra.{name}", value)
         for attr in plan.attributes:
             value = attr.get(ctx)
-            if value is None:
-                continue
-            if attr.personal:
-                text = str(value).strip()
-                if not text:  # "" is no identifier: a hash of it would link unrelated events
-                    continue
-                value = pseudonymise(text, "card" if attr.name == "card_ref" else "person")
-                if attr.name == "card_ref":
-                    attributes["card_masked"] = mask_tail(text)
-                if raw_text is None:
-                    raw_text = _raw_text(message.raw)
-                if len(text) >= 4:  # never keep the identifier in the stored raw payload
-                    raw_text = raw_text.replace(text, mask_tail(text))
-            if attr.extra:
-                extra[attr.name[6:]] = (
-                    value if isinstance(value, str | int | float | bool) else str(value)
-                )
-            else:
-                attributes[attr.name] = value
-        if extra:
-            attributes["extra"] = extra
+            if value is not None:
+                attrs.put(attr.name, value)
+        attributes, raw_text = attrs.attributes, attrs.raw_text
+        if attrs.extra:
+            attributes["extra"] = attrs.extra
 
         occurred_at = message.received_at
         if plan.occurred_at is not None and mapping.occurred_at is not None:
@@ -315,6 +314,46 @@ class ProfileAdapter:
                 for e in exc.errors(include_url=False)
             )
             raise MappingError(f"{mapping.id}: {detail}") from exc
+
+
+_ALL_FIELDS = frozenset().union(*(m.model_fields for m in ATTRIBUTE_MODELS.values())) - {
+    "kind",
+    "extra",
+}
+
+
+class _Attributes:
+    """Collects one event's attributes; personal identifiers become references and are
+    masked in the stored raw payload."""
+
+    __slots__ = ("_raw", "attributes", "extra", "masked_raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self.attributes: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}
+        self.masked_raw: str | None = None
+
+    @property
+    def raw_text(self) -> str:
+        return self.masked_raw if self.masked_raw is not None else _raw_text(self._raw)
+
+    def put(self, name: str, value: Any) -> None:
+        if name in PERSONAL_ATTRIBUTES:
+            text = str(value).strip()
+            if not text:  # "" is no identifier: a hash of it would link unrelated events
+                return
+            value = pseudonymise(text, "card" if name == "card_ref" else "person")
+            if name == "card_ref":
+                self.attributes["card_masked"] = mask_tail(text)
+            if len(text) >= 4:  # never keep the identifier in the stored raw payload
+                self.masked_raw = self.raw_text.replace(text, mask_tail(text))
+        if name.startswith("extra."):
+            self.extra[name[6:]] = (
+                value if isinstance(value, str | int | float | bool) else str(value)
+            )
+        else:
+            self.attributes[name] = value
 
 
 def _raw_text(raw: bytes) -> str:

@@ -54,4 +54,30 @@ def compile_expression(expr: str) -> Expression:
     path = _field_path(parsed)
     if path is not None:
         return _getter(path)
+    fast = _comparison(parsed)
+    if fast is not None:
+        return fast
     return lambda doc: _interpreter.visit(parsed, doc)
+
+
+def _comparison(node: dict[str, Any]) -> Expression | None:
+    """``a.b == `1``` / ``!=`` against a scalar literal, with JMESPath's equality rules."""
+    if node["type"] != "comparator" or node["value"] not in ("eq", "ne"):
+        return None
+    left, right = node["children"]
+    if right["type"] != "literal" and left["type"] == "literal":
+        left, right = right, left
+    path = _field_path(left)
+    literal = right.get("value") if right["type"] == "literal" else None
+    if path is None or right["type"] != "literal" or isinstance(literal, dict | list):
+        return None
+    get = _getter(path)
+    negate = node["value"] == "ne"
+
+    def compare(doc: Any) -> bool:
+        value = get(doc)
+        # JMESPath: true/false never equal 1/0 (Python's bool is an int; JMESPath's is not).
+        same = value == literal and isinstance(value, bool) == isinstance(literal, bool)
+        return same != negate
+
+    return compare

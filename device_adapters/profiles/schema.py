@@ -23,6 +23,13 @@ PERSONAL_ATTRIBUTES = frozenset({"card_ref", "person_ref"})
 _SPECIAL_ATTRIBUTES = frozenset({"kind", "extra", "card_masked"})
 
 
+_ANY_ATTRIBUTE = frozenset().union(*(m.model_fields for m in ATTRIBUTE_MODELS.values())) - {
+    "kind",
+    "extra",
+    "card_masked",
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +83,22 @@ class TimeSpec(_Strict):
         return self
 
 
+class AttributesFrom(_Strict):
+    """Take a whole object's keys as attributes: cheaper than one expression per field, and
+    new keys need no profile change. Keys that are not fields of the kind go to ``extra``."""
+
+    expr: str = Field(..., description="JMESPath to an object, e.g. payload.attrs")
+    rename: dict[str, str] = Field(default_factory=dict, description="payload key → attribute name")
+
+    @model_validator(mode="after")
+    def _check(self) -> AttributesFrom:
+        _compile(self.expr)
+        for key, target in self.rename.items():
+            if target not in _ANY_ATTRIBUTE and not target.startswith("extra."):
+                raise ValueError(f"rename[{key!r}]: {target!r} is not an attribute name")
+        return self
+
+
 class Mapping(_Strict):
     """How one kind of message on one topic becomes an event."""
 
@@ -95,6 +118,7 @@ class Mapping(_Strict):
     type: FieldSpec
     event_id: FieldSpec | None = Field(None, description="The device's own event id / sequence")
     occurred_at: TimeSpec | None = Field(None, description="Default: time received")
+    attributes_from: AttributesFrom | None = None
     attributes: dict[str, FieldSpec] = {}
     continue_: bool = Field(False, alias="continue", description="Also try later mappings")
     _topics: list[TopicPattern] = PrivateAttr(default_factory=list)

@@ -3,6 +3,10 @@
 Acknowledgements (MQTT PUBACKs) are released only after the batch holding their events has
 been committed, in arrival order — so a crash re-delivers instead of losing. Duplicate event
 ids are ignored by the database's unique key (``ON CONFLICT DO NOTHING``), never stored twice.
+
+Rows are encoded and device states folded in the *submitting* thread: the writer thread then
+spends its time in the database driver (which releases the GIL) rather than competing with
+the receive thread for it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Table, func, insert
+from sqlalchemy import Connection, Engine, Insert, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +41,7 @@ class WriteItem:
     ack: Ack | None = None
     barrier: threading.Event | None = None  # set once this item's batch is written (flush)
     submitted: float = field(default_factory=time.monotonic)
+    rows: list[Any] = field(default_factory=list)  # encoded by submit()
 
 
 @dataclass
@@ -49,16 +55,8 @@ class WriterStats:
     last_batch_ms: float = 0.0
 
 
-def _upsert(engine: Engine, table: Table) -> Callable[[], Any]:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        return lambda: sqlite.insert(table)
-    if dialect == "postgresql":
-        return lambda: postgresql.insert(table)
-    raise RuntimeError(f"unsupported database dialect {dialect}")
-
-
 def event_row(e: Event) -> dict[str, Any]:
+    """Row for the portable (SQLAlchemy Core) path."""
     return {
         "event_id": e.event_id,
         "site": e.site,
@@ -73,27 +71,44 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-def _device_updates(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
-    """Newest state per device in the batch."""
-    latest: dict[str, dict[str, Any]] = {}
-    for e in events:
-        row = latest.get(e.device_id)
-        if row is not None and row["last_seen_at"] > e.received_at:
-            continue
-        online = e.type is not EventType.OFFLINE
-        new = {
-            "id": e.device_id,
-            "site": e.site,
-            "kind": e.kind.value,
-            "online": online,
-            "last_seen_at": e.received_at,
-            "last_event_type": e.type.value,
-            "battery_pct": e.attributes.battery_pct
-            if e.attributes.battery_pct is not None
-            else (row or {}).get("battery_pct"),
-        }
-        latest[e.device_id] = new
-    return latest
+_SQLITE_INSERT_EVENT = (
+    "INSERT INTO events (event_id, site, device_id, kind, type, occurred_at, received_at,"
+    " attributes, source, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME storage format; Event guarantees UTC.
+    return value.isoformat(" ", "microseconds")[:26]  # 2x cheaper than strftime
+
+
+def sqlite_event_row(e: Event) -> tuple[Any, ...]:
+    """Row for the SQLite hot path: DB-API tuple in the formats SQLAlchemy reads back."""
+    return (
+        e.event_id,
+        e.site,
+        e.device_id,
+        e.kind.value,
+        e.type.value,
+        _sqlite_time(e.occurred_at),
+        _sqlite_time(e.received_at),
+        e.attributes.model_dump_json(exclude_defaults=True),
+        e.source,
+        e.raw,
+    )
+
+
+def _quarantine_row(q: QuarantineRecord) -> dict[str, Any]:
+    return {
+        "received_at": q.received_at,
+        "topic": q.topic,
+        "reason": q.reason.value,
+        "detail": q.detail,
+        "device_id": q.device_id,
+        "raw": q.raw,
+        "size": q.size,
+    }
 
 
 class BatchWriter:
@@ -112,16 +127,40 @@ class BatchWriter:
         self.interval_s = interval_s
         self.on_committed = on_committed
         self.stats = WriterStats()
-        # A deque plus a wake-up event: appends are lock-free under the GIL and the writer
-        # takes everything waiting in one go, instead of one locked get() per message.
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise RuntimeError(f"unsupported database dialect {dialect}")
+        self._sqlite = dialect == "sqlite"
+        self._insert = sqlite.insert if self._sqlite else postgresql.insert
+        self._encode: Callable[[Event], Any] = sqlite_event_row if self._sqlite else event_row
+        # A deque plus a wake-up event: appends are cheap under the GIL and the writer takes
+        # everything waiting in one go, instead of one locked get() per message.
         self._queue: deque[WriteItem | None] = deque()
         self._wake = threading.Event()
+        # Newest state per device since the last batch: (site, kind, online, seen, type, battery).
+        self._devices: dict[str, tuple[str, str, bool, datetime, str, int | None]] = {}
+        self._devices_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._insert_event = _upsert(engine, tables.events)
-        self._insert_device = _upsert(engine, tables.devices)
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
+        if item is not None and item.events:
+            encode = self._encode
+            item.rows = [encode(e) for e in item.events]
+            with self._devices_lock:
+                devices = self._devices
+                for e in item.events:
+                    battery = e.attributes.battery_pct
+                    if battery is None and e.device_id in devices:
+                        battery = devices[e.device_id][5]
+                    devices[e.device_id] = (
+                        e.site,
+                        e.kind.value,
+                        e.type is not EventType.OFFLINE,
+                        e.received_at,
+                        e.type.value,
+                        battery,
+                    )
         self._queue.append(item)
         if not self._wake.is_set():
             self._wake.set()
@@ -181,6 +220,7 @@ class BatchWriter:
             first = self._take(None)
             if first is None or first is False:
                 break
+            assert isinstance(first, WriteItem)
             batch = [first]
             count = len(first.events)
             deadline = time.monotonic() + self.interval_s
@@ -197,10 +237,12 @@ class BatchWriter:
             self._write_until_done(batch)
 
     def _write_until_done(self, batch: list[WriteItem]) -> None:
+        with self._devices_lock:
+            devices, self._devices = self._devices, {}
         delay = 0.1
         while True:
             try:
-                self._write(batch)
+                self._write(batch, devices)
                 break
             except SQLAlchemyError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
@@ -219,54 +261,70 @@ class BatchWriter:
             if item.barrier is not None:
                 item.barrier.set()
 
-    def _write(self, batch: list[WriteItem]) -> None:
+    def _write(self, batch: list[WriteItem], devices: dict[str, tuple[Any, ...]]) -> None:
         started = time.perf_counter()
-        events = [e for item in batch for e in item.events]
+        rows = [row for item in batch for row in item.rows]
         quarantined = [item.quarantined for item in batch if item.quarantined is not None]
         stored = 0
         with self.engine.begin() as conn:
-            if events:
-                stmt: Insert = self._insert_event().on_conflict_do_nothing(
-                    index_elements=["event_id"]
-                )
-                result = conn.execute(stmt, [event_row(e) for e in events])
-                stored = max(result.rowcount, 0)
-                updates = _device_updates(events)
-                if updates:
-                    ins = self._insert_device()
-                    stmt = ins.on_conflict_do_update(
-                        index_elements=["id"],
-                        set_={
-                            "online": ins.excluded.online,
-                            "last_seen_at": ins.excluded.last_seen_at,
-                            "last_event_type": ins.excluded.last_event_type,
-                            "battery_pct": func.coalesce(
-                                ins.excluded.battery_pct, tables.devices.c.battery_pct
-                            ),
-                        },
-                    )
-                    conn.execute(
-                        stmt, [{**u, "registered": False, "name": ""} for u in updates.values()]
-                    )
+            if rows:
+                stored = self._insert_events(conn, rows)
+            if devices:
+                self._upsert_devices(conn, devices)
             if quarantined:
                 conn.execute(insert(tables.quarantine), [_quarantine_row(q) for q in quarantined])
         self.stats.batches += 1
         self.stats.stored += stored
-        self.stats.duplicates += len(events) - stored
+        self.stats.duplicates += len(rows) - stored
         self.stats.quarantined += len(quarantined)
         self.stats.last_commit_at = time.time()
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
-        if self.on_committed is not None and events:
-            self.on_committed(events)
+        if self.on_committed is not None and rows:
+            self.on_committed([e for item in batch for e in item.events])
 
+    def _insert_events(self, conn: Connection, rows: list[Any]) -> int:
+        """Insert, skipping ids already stored; returns how many rows were new."""
+        if self._sqlite:
+            # The DB-API cursor with plain tuples, inside SQLAlchemy's transaction: about 4x
+            # cheaper per row than compiled Core parameters.
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.executemany(_SQLITE_INSERT_EVENT, rows)
+                return max(cursor.rowcount, 0)
+            finally:
+                cursor.close()
+        stmt: Insert = self._insert(tables.events).on_conflict_do_nothing(
+            index_elements=["event_id"]
+        )
+        return max(conn.execute(stmt, rows).rowcount, 0)
 
-def _quarantine_row(q: QuarantineRecord) -> dict[str, Any]:
-    return {
-        "received_at": q.received_at,
-        "topic": q.topic,
-        "reason": q.reason.value,
-        "detail": q.detail,
-        "device_id": q.device_id,
-        "raw": q.raw,
-        "size": q.size,
-    }
+    def _upsert_devices(self, conn: Connection, devices: dict[str, tuple[Any, ...]]) -> None:
+        ins = self._insert(tables.devices)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["id"],
+            set_={
+                "online": ins.excluded.online,
+                "last_seen_at": ins.excluded.last_seen_at,
+                "last_event_type": ins.excluded.last_event_type,
+                "battery_pct": func.coalesce(
+                    ins.excluded.battery_pct, tables.devices.c.battery_pct
+                ),
+            },
+        )
+        conn.execute(
+            stmt,
+            [
+                {
+                    "id": device_id,
+                    "site": site,
+                    "kind": kind,
+                    "online": online,
+                    "last_seen_at": seen,
+                    "last_event_type": type_,
+                    "battery_pct": battery,
+                    "registered": False,  # only for devices not in the registry (inserted here)
+                    "name": "",
+                }
+                for device_id, (site, kind, online, seen, type_, battery) in devices.items()
+            ],
+        )
