@@ -1,0 +1,149 @@
+"""HTTP API for grid administration: areas, beats, neighbour groups, people, households.
+
+Edits are validated like the YAML (unknown cells, beats, groups are refused with 422) and
+take effect at once: the runtime rebuilds the in-memory directory used for routing.
+Phone numbers are accepted but only their keyed hash and masked form are stored or shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from sqlalchemy import Engine
+
+from gateway.api.deps import Database
+from gateway.grid import store
+from gateway.grid.directory import GridDirectory
+from gateway.grid.model import Household, Person, Role
+from gateway.incidents.api import IncidentPermission, require_permission
+
+
+class GridContext(Protocol):
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def grid(self) -> GridDirectory: ...
+
+    async def reload_grid(self) -> None: ...
+
+
+def _refs_person(grid: GridDirectory, p: Person) -> list[str]:
+    problems = []
+    for key, level in (("streets", "street"), ("communities", "community"), ("cells", "cell")):
+        for ref in getattr(p, key):
+            area = grid.areas.get(ref)
+            if area is None or area.level != level:
+                problems.append(f"{key}: unknown {level} {ref!r}")
+    problems += [f"beats: unknown beat {b!r}" for b in p.beats if b not in grid.beats]
+    return problems
+
+
+def _refs_household(grid: GridDirectory, h: Household) -> list[str]:
+    problems = []
+    if h.group is not None and h.group not in grid.groups:
+        problems.append(f"group: unknown neighbour group {h.group!r}")
+    if grid.registry is not None and h.site not in grid.registry.sites:
+        problems.append(f"site: unknown site {h.site!r}")
+    return problems
+
+
+def build_grid_router(ctx: GridContext) -> APIRouter:
+    read = [Depends(require_permission(IncidentPermission.GRID_READ))]
+    write = [Depends(require_permission(IncidentPermission.GRID_WRITE))]
+    router = APIRouter(prefix="/api/grid", tags=["grid"])
+
+    def db() -> Database:
+        return Database(ctx.engine)
+
+    async def _edit(fn: Callable[[], Awaitable[Any]]) -> Any:
+        result = await fn()
+        await ctx.reload_grid()
+        return result
+
+    @router.get("/areas", dependencies=read)
+    async def areas() -> list[dict[str, Any]]:
+        """Street offices, communities, cells and micro-grids, with each cell's beats."""
+        g = ctx.grid
+        return [
+            {
+                "id": a.id,
+                "level": a.level,
+                "name": a.name,
+                "parent_id": a.parent_id,
+                "parent_cell": a.parent_cell,
+                "beats": g.beats_of(a.id) if a.level == "cell" else [],
+            }
+            for a in g.areas.values()
+        ]
+
+    @router.get("/beats", dependencies=read)
+    async def beats() -> list[dict[str, Any]]:
+        return [
+            {"id": b.id, "name": b.name, "station": b.station, "cells": list(b.cells)}
+            for b in ctx.grid.beats.values()
+        ]
+
+    @router.get("/neighbour-groups", dependencies=read)
+    async def groups() -> list[dict[str, Any]]:
+        g = ctx.grid
+        return [
+            {"id": gid, "name": name, "cell": cell, "households": g.group_members(gid)}
+            for gid, (name, cell) in g.groups.items()
+        ]
+
+    @router.get("/people", dependencies=read)
+    async def people(
+        database: Database = Depends(db), role: Role | None = None, cell: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await database.run(store.list_people, role, cell)
+
+    @router.put("/people/{person_id}", dependencies=write)
+    async def put_person(
+        person_id: str, body: Person, database: Database = Depends(db)
+    ) -> dict[str, Any]:
+        if body.id != person_id:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "id in path and body differ")
+        problems = _refs_person(ctx.grid, body)
+        if problems:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+        await _edit(lambda: database.run(store.upsert_person, body))
+        return {"id": person_id, "saved": True}
+
+    @router.delete("/people/{person_id}", dependencies=write)
+    async def delete_person(person_id: str, database: Database = Depends(db)) -> dict[str, Any]:
+        if not await _edit(lambda: database.run(store.delete_person, person_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id!r}")
+        return {"id": person_id, "deleted": True}
+
+    @router.get("/households", dependencies=read)
+    async def households(
+        database: Database = Depends(db),
+        group: Annotated[str | None, Query()] = None,
+        site: Annotated[str | None, Query()] = None,
+    ) -> list[dict[str, Any]]:
+        return await database.run(store.list_households, group, site)
+
+    @router.put("/households/{household_id}", dependencies=write)
+    async def put_household(
+        household_id: str, body: Household, database: Database = Depends(db)
+    ) -> dict[str, Any]:
+        if body.id != household_id:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "id in path and body differ")
+        problems = _refs_household(ctx.grid, body)
+        if problems:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+        await _edit(lambda: database.run(store.upsert_household, body))
+        return {"id": household_id, "saved": True}
+
+    @router.delete("/households/{household_id}", dependencies=write)
+    async def delete_household(
+        household_id: str, database: Database = Depends(db)
+    ) -> dict[str, Any]:
+        if not await _edit(lambda: database.run(store.delete_household, household_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no household {household_id!r}")
+        return {"id": household_id, "deleted": True}
+
+    return router

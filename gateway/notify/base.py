@@ -1,0 +1,56 @@
+"""The notifier interface: ``send(message) → SendResult``.
+
+``SendResult.retryable`` says whether trying again may help (timeouts, 5xx, 429, a broker
+that is away) or not (4xx, a malformed address); ``retry_after_s`` passes on a receiver's
+``Retry-After``. Notifiers never raise for delivery problems: they return a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    notification_id: int
+    incident_id: int
+    channel: str
+    recipient_kind: str
+    recipient_id: str
+    recipient_name: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipient(self) -> str:
+        return f"{self.recipient_kind}/{self.recipient_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    ok: bool
+    retryable: bool = False
+    error: str = ""
+    retry_after_s: float | None = None
+
+    @classmethod
+    def sent(cls) -> SendResult:
+        return cls(True)
+
+    @classmethod
+    def retry(cls, error: str, retry_after_s: float | None = None) -> SendResult:
+        return cls(False, True, error[:500], retry_after_s)
+
+    @classmethod
+    def fail(cls, error: str) -> SendResult:
+        return cls(False, False, error[:500])
+
+
+class Notifier(Protocol):
+    """One delivery integration."""
+
+    async def send(self, message: Message) -> SendResult: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

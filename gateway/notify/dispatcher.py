@@ -1,0 +1,332 @@
+"""The dispatcher: sends outbox rows, retries with backoff, watches acknowledgement deadlines.
+
+- Rows arrive already committed (``submit``). Rows due now are sent at once, each in its own
+  task, so one slow receiver never delays the others; later ones wait in a heap.
+- Every state change is written back to the outbox (through ``run_db``, the incident
+  service's writer thread).
+- Time is the injected clock: ``tick()`` sends due retries and hands passed acknowledgement
+  deadlines to ``on_deadline`` (escalation). A ticker task calls it every ``tick_s``; tests
+  call it by hand on a virtual clock.
+- ``start`` reloads unsent rows and open deadlines from the outbox, so timers survive
+  restarts (a row caught mid-send is sent again: delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, and_, or_, select, update
+
+from gateway.api.queries import utc
+from gateway.notify.base import Message, Notifier, SendResult
+from gateway.notify.console import NotificationHub
+from gateway.notify.policy import RetryPolicy
+from gateway.notify.tables import notifications
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RunDb = Callable[..., Awaitable[Any]]
+DEFAULT_POLICY = RetryPolicy()
+SEND_TIMEOUT_S = 30.0  # a notifier that hangs longer than this counts as a retryable failure
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """An outbox row on its way."""
+
+    id: int
+    incident_id: int
+    channel: str
+    recipient_kind: str
+    recipient_id: str
+    recipient_name: str
+    payload: dict[str, Any]
+    due: datetime
+    attempts: int = 0
+
+    def message(self) -> Message:
+        return Message(
+            self.id,
+            self.incident_id,
+            self.channel,
+            self.recipient_kind,
+            self.recipient_id,
+            self.recipient_name,
+            {**self.payload, "notification_id": self.id},
+        )
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    escalations: int = 0
+    in_flight: int = 0
+
+
+@dataclass(order=True)
+class _Timer:
+    at: datetime
+    seq: int
+    row: Outgoing | None = field(compare=False, default=None)
+    notification_id: int = field(compare=False, default=0)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        notifiers: dict[str, Notifier],
+        *,
+        clock: Callable[[], datetime],
+        run_db: RunDb,
+        hub: NotificationHub | None = None,
+        policies: dict[str, RetryPolicy] | None = None,
+        default_policy: RetryPolicy = DEFAULT_POLICY,
+        on_deadline: Callable[[list[int]], Awaitable[None]] | None = None,
+        tick_s: float = 0.25,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.notifiers = notifiers
+        self.clock = clock
+        self.run_db = run_db
+        self.hub = hub
+        self.policies = policies or {}
+        self.default_policy = default_policy
+        self.on_deadline = on_deadline
+        self.tick_s = tick_s
+        self.rng = rng or random.Random()
+        self.stats = DispatchStats()
+        self._retries: list[_Timer] = []
+        self._deadlines: list[_Timer] = []
+        self._seq = itertools.count()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, *, ticker: bool = True) -> None:
+        rows, deadlines = await self.run_db(load_pending, self.engine)
+        for row in rows:
+            self._schedule(row)
+        for at, nid in deadlines:
+            self.watch_deadline(at, nid)
+        if rows or deadlines:
+            log.info(
+                "outbox: %d notifications to send, %d acknowledgement deadlines restored",
+                len(rows),
+                len(deadlines),
+            )
+        for notifier in set(self.notifiers.values()):
+            await notifier.start()
+        if ticker:
+            self._ticker = asyncio.create_task(self._tick_forever(), name="notify-tick")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.drain(timeout_s)
+        for notifier in set(self.notifiers.values()):
+            await notifier.stop()
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for sends in flight (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("notification tick failed")
+
+    # -- intake ----------------------------------------------------------------------------
+    def submit(self, rows: list[Outgoing], deadlines: list[tuple[datetime, int]] = ()) -> None:  # type: ignore[assignment]
+        """Committed rows: send the due ones now (each its own task), keep the rest."""
+        now = self.clock()
+        for row in rows:
+            if row.due <= now:
+                self._spawn(row)
+            else:
+                self._schedule(row)
+        for at, nid in deadlines:
+            self.watch_deadline(at, nid)
+
+    def watch_deadline(self, at: datetime, notification_id: int) -> None:
+        heapq.heappush(self._deadlines, _Timer(at, next(self._seq), None, notification_id))
+
+    def _schedule(self, row: Outgoing) -> None:
+        heapq.heappush(self._retries, _Timer(row.due, next(self._seq), row))
+
+    def _spawn(self, row: Outgoing) -> None:
+        task = asyncio.create_task(self._deliver(row), name=f"notify-{row.id}")
+        self._tasks.add(task)
+        self.stats.in_flight += 1
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.stats.in_flight -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("notification task failed", exc_info=task.exception())
+
+    # -- timers ----------------------------------------------------------------------------
+    async def tick(self) -> None:
+        now = self.clock()
+        while self._retries and self._retries[0].at <= now:
+            timer = heapq.heappop(self._retries)
+            assert timer.row is not None
+            self._spawn(timer.row)
+        due: list[int] = []
+        while self._deadlines and self._deadlines[0].at <= now:
+            due.append(heapq.heappop(self._deadlines).notification_id)
+        if due and self.on_deadline is not None:
+            self.stats.escalations += len(due)
+            await self.on_deadline(due)
+
+    def next_timer(self) -> datetime | None:
+        times = [h[0].at for h in (self._retries, self._deadlines) if h]
+        return min(times) if times else None
+
+    # -- delivery --------------------------------------------------------------------------
+    def policy(self, channel: str) -> RetryPolicy:
+        return self.policies.get(channel, self.default_policy)
+
+    async def _deliver(self, row: Outgoing) -> None:
+        notifier = self.notifiers.get(row.channel)
+        if notifier is None:
+            result = SendResult.fail(f"no notifier for channel {row.channel!r}")
+        else:
+            try:
+                result = await asyncio.wait_for(notifier.send(row.message()), SEND_TIMEOUT_S)
+            except TimeoutError:
+                result = SendResult.retry(f"notifier gave no answer within {SEND_TIMEOUT_S:g}s")
+            except Exception as exc:  # a notifier bug must not lose the notification
+                log.exception("notifier %s failed", row.channel)
+                result = SendResult.retry(f"{type(exc).__name__}: {exc}")
+        row.attempts += 1
+        now = self.clock()
+        policy = self.policy(row.channel)
+        if result.ok:
+            status, next_at = "sent", None
+            self.stats.sent += 1
+        elif result.retryable and not policy.exhausted(row.attempts):
+            status = "retry"
+            next_at = now + timedelta(
+                seconds=policy.delay(row.attempts, result.retry_after_s, self.rng)
+            )
+            row.due = next_at
+            self._schedule(row)
+            self.stats.retried += 1
+        else:
+            status, next_at = "dead", None
+            self.stats.dead += 1
+            log.warning(
+                "notification %d to %s via %s is dead after %d attempt(s): %s",
+                row.id,
+                f"{row.recipient_kind}/{row.recipient_id}",
+                row.channel,
+                row.attempts,
+                result.error,
+            )
+        await self.run_db(
+            record_attempt, self.engine, row.id, status, row.attempts, now, next_at, result.error
+        )
+        if self.hub is not None:
+            self.hub.publish(
+                {
+                    "type": "delivery",
+                    "notification_id": row.id,
+                    "incident_id": row.incident_id,
+                    "recipient": f"{row.recipient_kind}/{row.recipient_id}",
+                    "channel": row.channel,
+                    "status": status,
+                    "attempts": row.attempts,
+                    "error": result.error or None,
+                }
+            )
+
+
+# -- outbox queries (blocking; run through run_db) ----------------------------------------
+
+
+def record_attempt(
+    engine: Engine,
+    notification_id: int,
+    status: str,
+    attempts: int,
+    at: datetime,
+    next_at: datetime | None,
+    error: str,
+) -> None:
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": attempts,
+        "next_attempt_at": next_at,
+        "last_error": error or None,
+    }
+    if status == "sent":
+        values["sent_at"] = at
+    with engine.begin() as conn:
+        conn.execute(
+            update(notifications)
+            .where(notifications.c.id == notification_id, notifications.c.status != "cancelled")
+            .values(**values)
+        )
+
+
+def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:
+    due = utc(r.next_attempt_at) if r.next_attempt_at is not None else utc(r.created_at)
+    return Outgoing(
+        r.id,
+        r.incident_id,
+        r.channel,
+        r.recipient_kind,
+        r.recipient_id,
+        r.recipient_name,
+        dict(r.payload or {}),
+        due,
+        r.attempts,
+    )
+
+
+def load_pending(engine: Engine) -> tuple[list[Outgoing], list[tuple[datetime, int]]]:
+    n = notifications.c
+    with engine.connect() as conn:
+        rows = [
+            row_to_outgoing(r)
+            for r in conn.execute(
+                select(notifications).where(n.status.in_(("pending", "retry"))).order_by(n.id)
+            )
+        ]
+        deadlines = [
+            (utc(r.ack_deadline), int(r.id))
+            for r in conn.execute(
+                select(n.id, n.ack_deadline).where(
+                    and_(
+                        n.ack_required.is_(True),
+                        n.acked_at.is_(None),
+                        n.escalated_at.is_(None),
+                        n.ack_deadline.is_not(None),
+                        or_(n.status != "cancelled", n.status.is_(None)),
+                    )
+                )
+            )
+        ]
+    return rows, deadlines

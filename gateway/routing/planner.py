@@ -1,0 +1,110 @@
+"""From an incident to concrete deliveries: routes → receivers → recipients × channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.grid.directory import GridDirectory, Location
+from gateway.routing.model import ChannelRef, RoutingConfig, Target
+from gateway.routing.targets import Recipient, resolve
+from gateway.routing.tree import RouteInput, match_routes
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    route: str
+    receiver: str
+    recipient: Recipient
+    channel: str  # "mqtt", "console", "sms", "voice", "webhook:<name>"
+    ack_required: bool  # only on the first channel of a recipient (one deadline each)
+    group_wait: float
+    repeat_interval: float
+
+
+def _expand(
+    route: str,
+    receiver: str,
+    recipients: list[Recipient],
+    channels: list[ChannelRef],
+    ack: bool,
+    group_wait: float,
+    repeat_interval: float,
+    seen: set[tuple[str, str]],
+    acked: set[str],
+) -> list[Delivery]:
+    out = []
+    for r in recipients:
+        for c in channels:
+            key = (r.key, str(c))
+            if key in seen:
+                continue
+            seen.add(key)
+            needs_ack = ack and r.key not in acked
+            if needs_ack:
+                acked.add(r.key)
+            out.append(Delivery(route, receiver, r, str(c), needs_ack, group_wait, repeat_interval))
+    return out
+
+
+def plan(
+    config: RoutingConfig, grid: GridDirectory, x: RouteInput, loc: Location
+) -> list[Delivery]:
+    """Every (recipient, channel) once, in route order; a recipient named by several routes
+    keeps the first route's settings."""
+    seen: set[tuple[str, str]] = set()
+    acked: set[str] = set()
+    out: list[Delivery] = []
+    for m in match_routes(config.route, x):
+        for name in m.receivers:
+            receiver = config.receiver(name)
+            recipients = [p for t in receiver.targets for p in resolve(t, loc, grid)]
+            out += _expand(
+                m.path,
+                name,
+                recipients,
+                receiver.channels,
+                receiver.ack,
+                m.group_wait,
+                m.repeat_interval,
+                seen,
+                acked,
+            )
+    return out
+
+
+def escalation_plan(
+    config: RoutingConfig, grid: GridDirectory, target: Target, loc: Location
+) -> list[Delivery]:
+    """Who is told when ``target`` does not acknowledge: the ladder's next rung; a rung that
+    resolves to nobody is skipped for the one above it."""
+    ladder = config.escalation.ladder
+    rungs = list(ladder.get(target, []))
+    visited = {target}
+    while rungs:
+        next_rungs: list[Target] = []
+        seen: set[tuple[str, str]] = set()
+        acked: set[str] = set()
+        out: list[Delivery] = []
+        for rung in rungs:
+            if rung in visited:
+                continue
+            visited.add(rung)
+            recipients = resolve(rung, loc, grid)
+            if recipients:
+                out += _expand(
+                    "escalation",
+                    f"escalation:{rung.value}",
+                    recipients,
+                    config.escalation.channels,
+                    True,
+                    0.0,
+                    0.0,
+                    seen,
+                    acked,
+                )
+            else:
+                next_rungs += ladder.get(rung, [])
+        if out:
+            return out
+        rungs = next_rungs
+    return []
