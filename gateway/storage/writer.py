@@ -215,17 +215,21 @@ class BatchWriter:
                 return False
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while True:
             first = self._take(None)
             if first is None or first is False:
                 break
             assert isinstance(first, WriteItem)
+            # Let a batch build up without waking per message: poll the queue length a few
+            # times until it is full or the interval has passed, then take it whole.
+            deadline = first.submitted + self.interval_s
+            while len(self._queue) < self.batch_size and (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, self.interval_s / 5))
             batch = [first]
             count = len(first.events)
-            deadline = time.monotonic() + self.interval_s
+            stopping = False
             while count < self.batch_size:
-                item = self._take(deadline - time.monotonic())
+                item = self._take(0)
                 if item is False:
                     break
                 if item is None:
@@ -235,6 +239,8 @@ class BatchWriter:
                 batch.append(item)
                 count += len(item.events)
             self._write_until_done(batch)
+            if stopping:
+                break
 
     def _write_until_done(self, batch: list[WriteItem]) -> None:
         with self._devices_lock:
