@@ -1,0 +1,25 @@
+"""Live view over WebRTC (aiortc), and ``cameras.yaml``.
+
+Public surface::
+
+    VideoConfig, load_video_config   the whole cameras.yaml (cameras, evidence, fences, live)
+    LiveConfig                       viewer limits, ICE servers (none by default)
+    LiveService                      one pull per camera, relayed to every viewer
+    live_router                      POST /api/live/{camera_id}/offer, DELETE a session
+    write_demo_video                 a synthetic camera for tests and the demo
+"""
+
+from gateway.live.config import IceServerConfig, LiveConfig, VideoConfig, load_video_config
+from gateway.live.routes import live_router
+from gateway.live.service import LiveService
+from gateway.live.synthetic import write_demo_video
+
+__all__ = [
+    "IceServerConfig",
+    "LiveConfig",
+    "LiveService",
+    "VideoConfig",
+    "live_router",
+    "load_video_config",
+    "write_demo_video",
+]
