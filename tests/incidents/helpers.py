@@ -106,8 +106,14 @@ def panic_signal(
         title_zh=f"一键报警：{household} 户按下报警按钮",
         title_en=f"Panic alarm pressed by household {household}",
         group_key=f"device_id={device}",
-        events=[SignalEvent(event_id=f"lianfang:{device}:{n}", type=EventType.PANIC,
-                            device_id=device, occurred_at=at)],
+        events=[
+            SignalEvent(
+                event_id=f"lianfang:{device}:{n}",
+                type=EventType.PANIC,
+                device_id=device,
+                occurred_at=at,
+            )
+        ],
         event_count=1,
         site="demo-compound",
         device_id=device,
@@ -126,8 +132,11 @@ def door_signal(n: int, device: str = "door-b2u1", at: datetime = T0) -> Signal:
         title_zh="门被强行打开",
         title_en="Door forced open",
         group_key=f"device_id={device},door=-",
-        events=[SignalEvent(event_id=f"e{n}", type=EventType.DOOR_FORCED_OPEN,
-                            device_id=device, occurred_at=at)],
+        events=[
+            SignalEvent(
+                event_id=f"e{n}", type=EventType.DOOR_FORCED_OPEN, device_id=device, occurred_at=at
+            )
+        ],
         event_count=1,
         site="demo-compound",
         device_id=device,

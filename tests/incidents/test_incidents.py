@@ -16,9 +16,9 @@ from gateway.api.app import create_app
 from gateway.api.schemas import HealthReport
 from gateway.bus import EventBus
 from gateway.incidents.runtime import IncidentsRuntime
+from gateway.incidents.tables import incidents
 from gateway.notify.base import Message, SendResult
 from gateway.notify.tables import notifications
-from gateway.incidents.tables import incidents
 from tests.incidents.helpers import FakeClock, Recorder, door_signal, panic_signal, runtime
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -53,8 +53,12 @@ async def test_panic_reaches_desk_worker_community_and_neighbours_at_once(
     await rt.emit(panic_signal())
     await rt.dispatcher.drain()
     got = {m.recipient for m in mqtt(rt).messages}
-    assert got == {"police-desk/beat-taiping-2", "person/p-worker-4", "community/shifan",
-                   "neighbour-group/ng-3"}
+    assert got == {
+        "police-desk/beat-taiping-2",
+        "person/p-worker-4",
+        "community/shifan",
+        "neighbour-group/ng-3",
+    }
     msg = mqtt(rt).to("police-desk/beat-taiping-2")[0]
     assert msg.payload["severity"] == "P1"
     assert msg.payload["address"] == "示范路88号6号楼1单元102室"
@@ -88,14 +92,20 @@ async def test_outbox_row_is_committed_before_the_send(tmp_path: Path) -> None:
     class Checking(Recorder):
         async def send(self, message: Message) -> SendResult:
             with r.engine.connect() as conn:
-                row = conn.execute(select(notifications.c.status).where(
-                    notifications.c.id == message.notification_id)).first()
+                row = conn.execute(
+                    select(notifications.c.status).where(
+                        notifications.c.id == message.notification_id
+                    )
+                ).first()
             seen.append(0 if row is None else 1)
             return SendResult.sent()
 
     checking = Checking()
-    r = runtime(tmp_path, FakeClock(),
-                {"mqtt": checking, "console": Recorder(), "sms": Recorder(), "voice": Recorder()})
+    r = runtime(
+        tmp_path,
+        FakeClock(),
+        {"mqtt": checking, "console": Recorder(), "sms": Recorder(), "voice": Recorder()},
+    )
     await r.start()
     try:
         await r.emit(panic_signal())
@@ -112,10 +122,15 @@ async def test_signals_with_the_same_group_key_attach_to_the_open_incident(
     await rt.emit(door_signal(2))
     await rt.emit(door_signal(3, device="door-b1u1"))
     with rt.engine.connect() as conn:
-        rows = conn.execute(select(incidents.c.group_key, incidents.c.signal_count,
-                                   incidents.c.event_ids).order_by(incidents.c.id)).all()
+        rows = conn.execute(
+            select(incidents.c.group_key, incidents.c.signal_count, incidents.c.event_ids).order_by(
+                incidents.c.id
+            )
+        ).all()
     assert [(r.group_key, r.signal_count) for r in rows] == [
-        ("device_id=door-b2u1,door=-", 2), ("device_id=door-b1u1,door=-", 1)]
+        ("device_id=door-b2u1,door=-", 2),
+        ("device_id=door-b1u1,door=-", 1),
+    ]
     assert rows[0].event_ids == ["e1", "e2"]
     # redelivery of a signal already stored is ignored
     await rt.emit(door_signal(1))
@@ -185,10 +200,17 @@ async def test_ack_deadlines_survive_a_restart(tmp_path: Path) -> None:
     await first.dispatcher.drain()
     await first.stop()
     clock.advance(120)
-    again = IncidentsRuntime(first.engine, EventBus(), first.registry, config_dir=first.config_dir,
-                             data_dir=tmp_path, mqtt=None, clock=clock,
-                             notifiers={c: Recorder() for c in ("mqtt", "console", "sms", "voice")},
-                             tick_s=3600)  # type: ignore[dict-item]
+    again = IncidentsRuntime(
+        first.engine,
+        EventBus(),
+        first.registry,
+        config_dir=first.config_dir,
+        data_dir=tmp_path,
+        mqtt=None,
+        clock=clock,
+        notifiers={c: Recorder() for c in ("mqtt", "console", "sms", "voice")},
+        tick_s=3600,
+    )  # type: ignore[dict-item]
     await again.start()
     try:
         await again.dispatcher.tick()
@@ -203,8 +225,11 @@ async def test_ack_deadlines_survive_a_restart(tmp_path: Path) -> None:
 async def test_unsent_notifications_are_sent_after_a_restart(tmp_path: Path) -> None:
     clock = FakeClock()
     down = Recorder(results=[SendResult.retry("broker away")] * 20)
-    first = runtime(tmp_path, clock, {"mqtt": down, "console": Recorder(), "sms": Recorder(),
-                                      "voice": Recorder()})
+    first = runtime(
+        tmp_path,
+        clock,
+        {"mqtt": down, "console": Recorder(), "sms": Recorder(), "voice": Recorder()},
+    )
     await first.start()
     await first.emit(door_signal(1))  # access: property, group_wait 30 s (root)
     await first.stop()
@@ -244,8 +269,11 @@ async def test_retry_then_dead_letter(tmp_path: Path) -> None:
 
     clock = FakeClock()
     failing = Recorder(results=[SendResult.retry("503")] * 100)
-    r = runtime(tmp_path, clock, {"mqtt": failing, "console": Recorder(), "sms": Recorder(),
-                                  "voice": Recorder()})
+    r = runtime(
+        tmp_path,
+        clock,
+        {"mqtt": failing, "console": Recorder(), "sms": Recorder(), "voice": Recorder()},
+    )
     await r.start()
     r.dispatcher.policies["mqtt"] = RetryPolicy(max_attempts=3, base_s=1, max_s=10)
     try:
@@ -287,44 +315,77 @@ async def client(rt: IncidentsRuntime) -> AsyncIterator[httpx.AsyncClient]:
 async def test_api_workflow_with_409_attachments_and_ack(
     rt: IncidentsRuntime, client: httpx.AsyncClient
 ) -> None:
-    r = await client.post("/api/hazard-reports", json={
-        "text": "3号楼楼道堆放杂物，堵塞消防通道", "location": {"address": "3号楼1单元"},
-        "site": "demo-compound", "cell": "shifan-01", "reporter": "p-resident"})
+    r = await client.post(
+        "/api/hazard-reports",
+        json={
+            "text": "3号楼楼道堆放杂物，堵塞消防通道",
+            "location": {"address": "3号楼1单元"},
+            "site": "demo-compound",
+            "cell": "shifan-01",
+            "reporter": "p-resident",
+        },
+    )
     assert r.status_code == 201, r.text
     iid = r.json()["id"]
     r = await client.post(f"/api/incidents/{iid}/actions", json={"action": "verify"})
     assert r.status_code == 409
     assert "cannot verify" in r.json()["detail"] and "dispatch" in r.json()["allowed"]
-    up = await client.post(f"/api/incidents/{iid}/attachments?filename=../../x.png&actor=p-resident",
-                           content=PNG, headers={"Content-Type": "image/png"})
+    up = await client.post(
+        f"/api/incidents/{iid}/attachments?filename=../../x.png&actor=p-resident",
+        content=PNG,
+        headers={"Content-Type": "image/png"},
+    )
     assert up.status_code == 201, up.text
     assert up.json()["filename"] == "x.png" and up.json()["content_type"] == "image/png"
     bad = await client.post(f"/api/incidents/{iid}/attachments", content=b"<html>hi</html>")
     assert bad.status_code == 415
-    big = await client.post(f"/api/incidents/{iid}/attachments",
-                            content=b"\xff\xd8\xff" + b"0" * (10 * 1024 * 1024))
+    big = await client.post(
+        f"/api/incidents/{iid}/attachments", content=b"\xff\xd8\xff" + b"0" * (10 * 1024 * 1024)
+    )
     assert big.status_code == 413
-    for body in ({"action": "dispatch", "actor": "p-command", "role": "command_operator",
-                  "assignees": ["p-worker-1"]},
-                 {"action": "accept", "actor": "p-worker-1", "role": "grid_worker"},
-                 {"action": "feedback", "actor": "p-worker-1", "role": "grid_worker",
-                  "note": "已清理", "attachments": [up.json()["id"]]},
-                 {"action": "verify", "actor": "p-worker-2", "role": "grid_worker"},
-                 {"action": "evaluate", "actor": "p-leader", "score": 5, "note": "及时"}):
+    for body in (
+        {
+            "action": "dispatch",
+            "actor": "p-command",
+            "role": "command_operator",
+            "assignees": ["p-worker-1"],
+        },
+        {"action": "accept", "actor": "p-worker-1", "role": "grid_worker"},
+        {
+            "action": "feedback",
+            "actor": "p-worker-1",
+            "role": "grid_worker",
+            "note": "已清理",
+            "attachments": [up.json()["id"]],
+        },
+        {"action": "verify", "actor": "p-worker-2", "role": "grid_worker"},
+        {"action": "evaluate", "actor": "p-leader", "score": 5, "note": "及时"},
+    ):
         r = await client.post(f"/api/incidents/{iid}/actions", json=body)
         assert r.status_code == 200, r.text
     assert r.json()["stage"] == "evaluated"
     d = (await client.get(f"/api/incidents/{iid}")).json()
     assert [e["action"] for e in d["timeline"]] == [
-        "open", "notify", "attach", "dispatch", "notify", "accept", "feedback", "verify",
-        "evaluate"]
+        "open",
+        "notify",
+        "attach",
+        "dispatch",
+        "notify",
+        "accept",
+        "feedback",
+        "verify",
+        "evaluate",
+    ]
     assert d["score"] == 5 and d["closed_at"] is not None
-    assert any(x["occasion"] == "dispatch" and x["recipient_id"] == "p-worker-1"
-               for x in d["deliveries"])
+    assert any(
+        x["occasion"] == "dispatch" and x["recipient_id"] == "p-worker-1" for x in d["deliveries"]
+    )
     got = await client.get(f"/api/incidents/{iid}/attachments/{up.json()['id']}")
     assert got.status_code == 200 and got.content == PNG
     nid = d["deliveries"][0]["id"]
-    assert (await client.post(f"/api/notifications/{nid}/ack", json={"actor": "p-worker-1"})).status_code == 200
+    assert (
+        await client.post(f"/api/notifications/{nid}/ack", json={"actor": "p-worker-1"})
+    ).status_code == 200
     assert (await client.post("/api/notifications/999999/ack", json={})).status_code == 404
     page = (await client.get("/api/incidents?stage=evaluated&source=hazard")).json()
     assert [i["id"] for i in page["items"]] == [iid]
@@ -335,9 +396,15 @@ async def test_api_manual_report_listing_and_grid_admin(
     rt: IncidentsRuntime, client: httpx.AsyncClient
 ) -> None:
     for n in range(3):
-        r = await client.post("/api/incidents", json={
-            "category": "dispute", "title_zh": f"邻里纠纷{n}", "cell": "shifan-02",
-            "actor": "p-worker-3"})
+        r = await client.post(
+            "/api/incidents",
+            json={
+                "category": "dispute",
+                "title_zh": f"邻里纠纷{n}",
+                "cell": "shifan-02",
+                "actor": "p-worker-3",
+            },
+        )
         assert r.status_code == 201
     first = (await client.get("/api/incidents?limit=2")).json()
     assert len(first["items"]) == 2 and first["next_cursor"]
@@ -346,14 +413,33 @@ async def test_api_manual_report_listing_and_grid_admin(
     people = (await client.get("/api/grid/people?role=grid_worker")).json()
     assert {p["id"] for p in people} == {"p-worker-1", "p-worker-2", "p-worker-3", "p-worker-4"}
     assert all("phone_ref" not in p and p["phone_masked"].startswith("*") for p in people)
-    bad = await client.put("/api/grid/people/p-new", json={
-        "id": "p-new", "name": "新网格员", "roles": ["grid_worker"], "cells": ["no-such-cell"]})
+    bad = await client.put(
+        "/api/grid/people/p-new",
+        json={
+            "id": "p-new",
+            "name": "新网格员",
+            "roles": ["grid_worker"],
+            "cells": ["no-such-cell"],
+        },
+    )
     assert bad.status_code == 422 and "no-such-cell" in bad.text
-    ok = await client.put("/api/grid/people/p-new", json={
-        "id": "p-new", "name": "新网格员", "phone": "13811112222", "roles": ["grid_worker"],
-        "cells": ["shifan-02-b6"]})
+    ok = await client.put(
+        "/api/grid/people/p-new",
+        json={
+            "id": "p-new",
+            "name": "新网格员",
+            "phone": "13811112222",
+            "roles": ["grid_worker"],
+            "cells": ["shifan-02-b6"],
+        },
+    )
     assert ok.status_code == 200
-    assert [p.id for p in rt.grid.people_in_cell(__import__("gateway.grid.model", fromlist=["Role"]).Role.GRID_WORKER, "shifan-02-b6")] == ["p-new", "p-worker-4"]
+    assert [
+        p.id
+        for p in rt.grid.people_in_cell(
+            __import__("gateway.grid.model", fromlist=["Role"]).Role.GRID_WORKER, "shifan-02-b6"
+        )
+    ] == ["p-new", "p-worker-4"]
     groups = (await client.get("/api/grid/neighbour-groups")).json()
     assert [len(g["households"]) for g in groups] == [10, 10, 10]
     summary = (await client.get("/api/stats/summary?period=month&day=2026-05-12")).json()

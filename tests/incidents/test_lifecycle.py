@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,8 +33,14 @@ def test_the_happy_path_walks_the_six_stages() -> None:
     for action in steps:
         stage = next_stage(stage, action, FULL)
         seen.append(stage)
-    assert seen == [Stage.DISCOVERED, Stage.DISPATCHED, Stage.HANDLING, Stage.FEEDBACK,
-                    Stage.VERIFIED, Stage.EVALUATED]
+    assert seen == [
+        Stage.DISCOVERED,
+        Stage.DISPATCHED,
+        Stage.HANDLING,
+        Stage.FEEDBACK,
+        Stage.VERIFIED,
+        Stage.EVALUATED,
+    ]
 
 
 def test_illegal_transition_says_why_and_what_is_allowed() -> None:
@@ -70,9 +78,15 @@ def test_closed_stages_only_reopen() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(sorted(USER_ACTIONS)),
-                          st.sampled_from([Request(), FULL, Request(score=9, note="x")])),
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(USER_ACTIONS)),
+            st.sampled_from([Request(), FULL, Request(score=9, note="x")]),
+        ),
+        max_size=40,
+    )
+)
 def test_no_sequence_reaches_an_illegal_state(steps: list[tuple[Action, Request]]) -> None:
     """Apply any sequence, skipping refused actions: the stage is always reachable, refused
     actions never change it, and replaying the accepted ones gives the same stage."""
@@ -86,7 +100,12 @@ def test_no_sequence_reaches_an_illegal_state(steps: list[tuple[Action, Request]
             assert exc.stage is stage
             assert action not in RECORD_ONLY
             assert stage not in TRANSITIONS.get(action, {}) or action in (
-                Action.DISPATCH, Action.EVALUATE, Action.FEEDBACK, Action.REJECT, Action.REOPEN)
+                Action.DISPATCH,
+                Action.EVALUATE,
+                Action.FEEDBACK,
+                Action.REJECT,
+                Action.REOPEN,
+            )
             continue
         if after is not stage:
             assert after in TRANSITIONS[action].values()
@@ -102,6 +121,6 @@ def test_no_sequence_reaches_an_illegal_state(steps: list[tuple[Action, Request]
     assert stage in OPEN_STAGES | CLOSED_STAGES
     assert replay(accepted) is stage
     # evaluated is only ever entered straight from verified
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         if after is Stage.EVALUATED and before is not Stage.EVALUATED:
             assert before is Stage.VERIFIED
