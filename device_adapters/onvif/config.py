@@ -136,14 +136,15 @@ class CamerasConfig(_Strict):
 
     cameras: list[CameraConfig] = []
 
-    @model_validator(mode="after")
-    def _unique(self) -> CamerasConfig:
+    @field_validator("cameras")
+    @classmethod
+    def _unique(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
         seen: set[str] = set()
-        for cam in self.cameras:
+        for cam in cameras:
             if cam.id in seen:
                 raise ValueError(f"camera id {cam.id!r} appears twice")
             seen.add(cam.id)
-        return self
+        return cameras
 
 
 def load_cameras(path: Path) -> CamerasConfig:

@@ -14,7 +14,12 @@ from lxml import etree
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from onvif.util import is_auth_error, stringify_onvif_error
 
-from device_adapters.onvif.safety import ForeignHostRefused, ResponseTooLarge
+from device_adapters.onvif.safety import (
+    ForeignHostRefused,
+    MalformedXml,
+    ResponseTooLarge,
+    UnsafeXml,
+)
 
 
 class HealthState(StrEnum):
@@ -96,6 +101,10 @@ def classify(exc: BaseException) -> tuple[HealthState, str]:
             return HealthState.PROTOCOL_ERROR, str(err)
         if isinstance(err, ResponseTooLarge):
             return HealthState.PROTOCOL_ERROR, f"oversized answer: {err}"
+        if isinstance(err, UnsafeXml):
+            return HealthState.PROTOCOL_ERROR, f"unsafe XML refused (DTD/entities): {err}"
+        if isinstance(err, MalformedXml):
+            return HealthState.PROTOCOL_ERROR, f"malformed SOAP: {err}"
         if isinstance(err, zeep.exceptions.DTDForbidden | zeep.exceptions.EntitiesForbidden):
             return HealthState.PROTOCOL_ERROR, f"unsafe XML refused (DTD/entities): {_text(err)}"
         if isinstance(

@@ -6,6 +6,12 @@
   host other than the configured one (also on redirects), and advertised addresses are
   rewritten to the configured host by :func:`rewrite_advertised`.
 * Make us read forever: answers are capped at ``max_bytes`` and every request has a timeout.
+* Accept broken XML: zeep parses in lxml's *recover* mode when ``strict`` is off (which
+  cameras need for their schema liberties), so the guard first checks every XML answer with
+  a strict, locked-down lxml parser (no DTD, no entities, no network, no huge trees).
+
+Refusals are :class:`GuardRefused` (not ``aiohttp.ClientError``): they are the camera's fault,
+not a network hiccup, and are never retried as transient.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from lxml import etree
 from zeep.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,12 +35,51 @@ SAFE_SETTINGS = Settings(
 CHUNK = 64 * 1024
 
 
-class ForeignHostRefused(aiohttp.ClientError):
+XML_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    recover=False,
+)
+
+
+class GuardRefused(Exception):
+    """Base of everything the guard refuses."""
+
+
+class ForeignHostRefused(GuardRefused):
     """A request (or a redirect) aimed at a host other than the configured one."""
 
 
-class ResponseTooLarge(aiohttp.ClientPayloadError):
+class ResponseTooLarge(GuardRefused):
     """The camera's answer is larger than ``max_response_bytes``."""
+
+
+class MalformedXml(GuardRefused):
+    """The answer claims to be XML but is not well-formed."""
+
+
+class UnsafeXml(GuardRefused):
+    """The answer carries a DTD (external entities, entity bombs)."""
+
+
+def check_xml(body: bytes) -> None:
+    """Raise unless ``body`` is well-formed XML without a DTD (strict, locked-down lxml)."""
+    try:
+        root = etree.fromstring(body, XML_PARSER)
+    except etree.XMLSyntaxError as exc:
+        if b"<!DOCTYPE" in body[:4096] or b"<!ENTITY" in body[:4096]:
+            raise UnsafeXml(f"DTD in answer: {exc}") from exc
+        raise MalformedXml(str(exc)[:300]) from exc
+    if root.getroottree().docinfo.doctype or b"<!ENTITY" in body[:65536]:
+        raise UnsafeXml("DTD in answer")
+
+
+def _looks_like_xml(response: ClientResponse, body: bytes) -> bool:
+    ctype = response.headers.get("Content-Type", "").lower()
+    return "xml" in ctype or body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
 def _norm_host(host: str | None) -> str:
@@ -79,7 +124,10 @@ class HttpGuard:
         except BaseException:
             response.close()
             raise
-        response._body = bytes(body)  # read() returns this instead of reading again
+        data = bytes(body)
+        if data and _looks_like_xml(response, data):
+            check_xml(data)
+        response._body = data  # read() returns this instead of reading again
         return response
 
 

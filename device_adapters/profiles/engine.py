@@ -257,7 +257,7 @@ class ProfileAdapter:
                     if value is not None:
                         # Unknown keys are kept as extra; a field of another kind stays a
                         # field, so the event is refused rather than silently reshaped.
-                        name = rename.get(key, key)
+                        name = rename.get(key) or str(key)
                         known = name in _ALL_FIELDS or name.startswith("extra.")
                         attrs.put(name if known else f"extra.{name}", value)
         for attr in plan.attributes:

@@ -48,16 +48,17 @@ def _getter(path: list[str]) -> Expression:
 def compile_expression(expr: str) -> Expression:
     """Compile; raise ValueError naming the expression when it is not valid JMESPath."""
     try:
-        parsed = jmespath.compile(expr).parsed
+        tree = jmespath.compile(expr).parsed
     except JMESPathError as exc:
         raise ValueError(f"invalid JMESPath expression {expr!r}: {exc}") from exc
-    path = _field_path(parsed)
+    node: dict[str, Any] = dict(tree)
+    path = _field_path(node)
     if path is not None:
         return _getter(path)
-    fast = _comparison(parsed)
+    fast = _comparison(node)
     if fast is not None:
         return fast
-    return lambda doc: _interpreter.visit(parsed, doc)
+    return lambda doc: _interpreter.visit(tree, doc)
 
 
 def _comparison(node: dict[str, Any]) -> Expression | None:
@@ -77,7 +78,7 @@ def _comparison(node: dict[str, Any]) -> Expression | None:
     def compare(doc: Any) -> bool:
         value = get(doc)
         # JMESPath: true/false never equal 1/0 (Python's bool is an int; JMESPath's is not).
-        same = value == literal and isinstance(value, bool) == isinstance(literal, bool)
-        return same != negate
+        same = bool(value == literal) and isinstance(value, bool) == isinstance(literal, bool)
+        return bool(same != negate)
 
     return compare

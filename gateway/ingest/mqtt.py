@@ -142,7 +142,7 @@ class MqttConsumer:
         self._accepting.set()
         properties = None
         if self.protocol == "v5":
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = self.receive_maximum
             self._client.connect_async(
@@ -223,13 +223,14 @@ class MqttConsumer:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers should refuse these; be safe if one does not
             topic = msg._topic.decode("utf-8", "backslashreplace")
+        payload = bytes(msg.payload)  # no copy when it already is bytes
         try:
-            outcome = self.normaliser.process(topic, msg.payload)
+            outcome = self.normaliser.process(topic, payload)
         except Exception as exc:  # never let one message kill the network thread
             log.exception("unexpected failure normalising a message on %s", topic)
             outcome = self.normaliser.reject(
                 topic,
-                msg.payload,
+                payload,
                 self.normaliser.clock(),
                 Reason.ADAPTER_ERROR,
                 repr(exc)[:500],

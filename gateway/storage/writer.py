@@ -296,13 +296,13 @@ class BatchWriter:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.executemany(_SQLITE_INSERT_EVENT, rows)
-                return max(cursor.rowcount, 0)
+                return max(int(cursor.rowcount), 0)
             finally:
                 cursor.close()
         stmt: Insert = self._insert(tables.events).on_conflict_do_nothing(
             index_elements=["event_id"]
         )
-        return max(conn.execute(stmt, rows).rowcount, 0)
+        return max(int(conn.execute(stmt, rows).rowcount), 0)
 
     def _upsert_devices(self, conn: Connection, devices: dict[str, tuple[Any, ...]]) -> None:
         ins = self._insert(tables.devices)
