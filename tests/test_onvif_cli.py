@@ -1,5 +1,5 @@
 """``lianfang cameras`` (probe against the simulator; discover only refuses without opt-in —
-tests never send multicast) and cameras.yaml validation."""
+tests never send multicast) and onvif.yaml validation."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_discover_needs_explicit_opt_in() -> None:
 
 
 def test_sample_cameras_config_matches_the_demo_site() -> None:
-    cams = load_cameras(ROOT / "config" / "cameras.yaml").cameras
+    cams = load_cameras(ROOT / "config" / "onvif.yaml").cameras
     assert [c.id for c in cams] == ["cam-north", "cam-east", "cam-south", "cam-west"]
     assert all(c.allow_foreign_hosts is False and c.password_env for c in cams)
     site = (ROOT / "config" / "sites" / "demo-compound.yaml").read_text(encoding="utf-8")
@@ -98,7 +98,7 @@ def test_sample_cameras_config_matches_the_demo_site() -> None:
 def test_config_errors_name_file_and_key_path(
     tmp_path: Path, body: str, key_path: str, message: str
 ) -> None:
-    path = tmp_path / "cameras.yaml"
+    path = tmp_path / "onvif.yaml"
     path.write_text(body, encoding="utf-8")
     with pytest.raises(ConfigErrors) as info:
         load_cameras(path)
@@ -112,7 +112,7 @@ def test_password_file_must_be_private(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
-    path = tmp_path / "cameras.yaml"
+    path = tmp_path / "onvif.yaml"
     path.write_text("cameras:\n  - {id: a, site: s, host: h, password_file: pw}\n")
     cam = load_cameras(path).cameras[0]
     with pytest.raises(ConfigErrors, match="chmod 600"):

@@ -7,7 +7,7 @@ Public surface::
     manager = OnvifCameraManager(load_cameras(path).cameras, emit_events, emit_quarantine)
     await manager.start(); ...; manager.status(); await manager.stop()
 
-Modules: ``config`` (cameras.yaml), ``client`` (the locked-down onvif-zeep-async camera),
+Modules: ``config`` (onvif.yaml), ``client`` (the locked-down onvif-zeep-async camera),
 ``safety`` (host pinning, size caps, XML settings), ``pullpoint`` (one subscription),
 ``topics`` (topic table → events), ``health`` (states, reasons, error classification),
 ``manager`` (one task per camera).

@@ -1,4 +1,4 @@
-"""Camera configuration (``config/cameras.yaml``): strict, secrets from the environment or a
+"""ONVIF camera configuration (``config/onvif.yaml``): strict, secrets from the environment or a
 0600 file, errors that name the file and the key path."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class CameraConfig(_Strict):
     def silent_after(self) -> float:
         return self.silent_after_s or 3 * (self.pull_timeout_s + self.request_timeout_s)
 
-    def password(self, file: str = "<cameras>") -> str | None:
+    def password(self, file: str = "onvif.yaml") -> str | None:
         key = f"cameras[{self.id}]"
         if self.password_env:
             value = os.environ.get(self.password_env)
@@ -132,7 +132,7 @@ class CameraConfig(_Strict):
 
 
 class CamerasConfig(_Strict):
-    """Top level of ``cameras.yaml``."""
+    """Top level of ``onvif.yaml``."""
 
     cameras: list[CameraConfig] = []
 
@@ -148,5 +148,5 @@ class CamerasConfig(_Strict):
 
 
 def load_cameras(path: Path) -> CamerasConfig:
-    """Load and validate ``cameras.yaml``; errors carry file and key path."""
+    """Load and validate ``onvif.yaml``; errors carry file and key path."""
     return load_model(CamerasConfig, path)

@@ -4,7 +4,7 @@
 
     lianfang cameras discover --yes-send-multicast          # WS-Discovery, TTL 1, 3 s
     lianfang cameras probe http://192.168.1.64 --username admin --password-env CAM_PW
-    lianfang cameras probe cam-north --config config/cameras.yaml
+    lianfang cameras probe cam-north --config config/onvif.yaml
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ app = typer.Typer(
     help="ONVIF cameras: discover on the local segment, probe one camera.",
     no_args_is_help=True,
 )
-DEFAULT_CAMERAS = default_config_dir() / "cameras.yaml"
+DEFAULT_CAMERAS = default_config_dir() / "onvif.yaml"
 ONVIF_NVT = ("http://www.onvif.org/ver10/network/wsdl", "NetworkVideoTransmitter")
 
 
@@ -81,7 +81,7 @@ def discover(
 @app.command("probe")
 def probe(
     target: str = typer.Argument(..., help="http(s)://host[:port] or a camera id from --config"),
-    config: Path = typer.Option(DEFAULT_CAMERAS, "--config", help="cameras.yaml (for an id)"),
+    config: Path = typer.Option(DEFAULT_CAMERAS, "--config", help="onvif.yaml (for an id)"),
     username: str = typer.Option("admin", "--username", help="ONVIF user (with a URL)"),
     password_env: str | None = typer.Option(
         None, "--password-env", help="Environment variable holding the password (with a URL)"
