@@ -6,9 +6,8 @@ Rows go in through the real ``BatchWriter``; the API reads them back over ASGI.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter
-from sqlalchemy import Engine, create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, insert
 
 from gateway import __version__
 from gateway.api import BrokerHealth, HealthReport, create_app
@@ -30,7 +28,7 @@ from gateway.ingest.reasons import Reason
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import BatchWriter, WriteItem
-from tests.conftest import postgres_url
+from tests.conftest import postgres_database
 
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
@@ -106,24 +104,6 @@ def store(
     for record in records:
         writer.submit(WriteItem(quarantined=record))
     writer.stop()
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A throw-away database on the machine's PostgreSQL, or skip."""
-    url = postgres_url()
-    if url is None:
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"lianfang_api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield str(make_url(url).set(database=name).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -299,10 +299,13 @@ class BatchWriter:
                 return max(int(cursor.rowcount), 0)
             finally:
                 cursor.close()
-        stmt: Insert = self._insert(tables.events).on_conflict_do_nothing(
-            index_elements=["event_id"]
+        # rowcount is not reliable for batched executemany here; RETURNING names the new rows.
+        stmt: Insert = (
+            self._insert(tables.events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(tables.events.c.seq)
         )
-        return max(int(conn.execute(stmt, rows).rowcount), 0)
+        return len(conn.execute(stmt, rows).all())
 
     def _upsert_devices(self, conn: Connection, devices: dict[str, tuple[Any, ...]]) -> None:
         ins = self._insert(tables.devices)
