@@ -22,9 +22,22 @@ Errors a camera can cause, as health states (``health.HealthState``)::
 
 from __future__ import annotations
 
-from device_adapters.onvif.config import CameraConfig, CamerasConfig, load_cameras
-from device_adapters.onvif.health import CameraStatus, HealthReason, HealthState
-from device_adapters.onvif.manager import OnvifCameraManager
+import logging as _logging
+
+# onvif-zeep-async calls logging.basicConfig(level=INFO) when imported, which would take over
+# the gateway's root logger (and make its own later basicConfig a no-op). Undo that.
+_root = _logging.getLogger()
+_saved = (list(_root.handlers), _root.level)
+import onvif.client  # noqa: E402, F401
+
+if _root.handlers != _saved[0]:
+    for _handler in [h for h in _root.handlers if h not in _saved[0]]:
+        _root.removeHandler(_handler)
+    _root.setLevel(_saved[1])
+
+from device_adapters.onvif.config import CameraConfig, CamerasConfig, load_cameras  # noqa: E402
+from device_adapters.onvif.health import CameraStatus, HealthReason, HealthState  # noqa: E402
+from device_adapters.onvif.manager import OnvifCameraManager  # noqa: E402
 
 __all__ = [
     "CameraConfig",
