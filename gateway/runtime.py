@@ -7,13 +7,16 @@ import logging
 import time
 from typing import Literal
 
+from fastapi import APIRouter
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
+from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, WriterHealth
 from gateway.bus import EventBus
+from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import SiteRegistry, load_sites
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
@@ -100,6 +103,13 @@ class Gateway:
             device_labels=labels_from_registry(self.registry),
             settings=EngineSettings(timezone=config.timezone),
         )
+        self.cameras = CameraServices(
+            config.cameras_file,
+            config.data_dir,
+            bus=self.bus,
+            writer=self.writer,
+            registry=self.registry,
+        )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
         )
@@ -111,6 +121,7 @@ class Gateway:
         self.bus.bind(asyncio.get_running_loop())
         await self.rules.start(self.bus)
         self.writer.start()
+        await self.cameras.start()
         self.consumer.start()
         log.info(
             "gateway started: %d sites, %d devices, %d adapters, broker %s:%s",
@@ -121,7 +132,13 @@ class Gateway:
     async def wait_subscribed(self, within_s: float = 30.0) -> bool:
         return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)
 
+    @property
+    def routers(self) -> list[APIRouter]:
+        """API routers of the parts beyond the core API (rules, cameras)."""
+        return [rules_router, *self.cameras.routers]
+
     async def stop(self) -> None:
+        await self.cameras.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         await self.rules.stop()

@@ -41,7 +41,6 @@ async def serve(
     import uvicorn
 
     from gateway.api.app import create_app
-    from gateway.api.routes.rules import router as rules_router
     from gateway.runtime import Gateway
 
     class Server(uvicorn.Server):
@@ -53,7 +52,7 @@ async def serve(
 
     gateway = Gateway(config, protocol=protocol)
     await gateway.start()
-    app = create_app(gateway, extra_routers=[rules_router])
+    app = create_app(gateway, extra_routers=gateway.routers)
     app.state.rules = gateway.rules
     server = Server(
         uvicorn.Config(

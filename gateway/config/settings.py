@@ -139,9 +139,14 @@ class GatewayConfig(Strict):
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
     rules_dir: Path = Path("rules")
+    cameras_file: Path = Field(
+        Path("cameras.yaml"), description="Cameras, evidence, fences, live view"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    _dirs = field_validator("data_dir", "profiles_dir", "sites_dir", "rules_dir")(_resolve)
+    _dirs = field_validator("data_dir", "profiles_dir", "sites_dir", "rules_dir", "cameras_file")(
+        _resolve
+    )
 
     @model_validator(mode="after")
     def _tz(self) -> GatewayConfig:
