@@ -19,12 +19,13 @@ from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import SiteRegistry, load_sites
+from gateway.events import Event
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import load_pii_key, set_pii_key
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
-from gateway.storage.writer import BatchWriter
+from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,13 @@ class Gateway:
         )
         self.cameras = CameraServices(
             config.cameras_file,
+            config.onvif_file,
             config.data_dir,
             bus=self.bus,
-            writer=self.writer,
             registry=self.registry,
+            store=self.store_events,
+            ingest=self.ingest_events,
+            quarantine=lambda record: self.writer.submit(WriteItem(quarantined=record)),
         )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
@@ -128,6 +132,16 @@ class Gateway:
             len(self.registry.sites), len(self.registry), len(self.adapters),
             self.config.mqtt.host, self.config.mqtt.port,
         )  # fmt: skip
+
+    def store_events(self, events: list[Event]) -> None:
+        """Store events that reached the bus another way (thread-safe)."""
+        self.writer.submit(WriteItem(events=list(events)))
+
+    def ingest_events(self, events: list[Event]) -> None:
+        """Events from a non-MQTT source (ONVIF): to the bus, then stored (thread-safe)."""
+        for event in events:
+            self.bus.publish(event)
+        self.store_events(events)
 
     async def wait_subscribed(self, within_s: float = 30.0) -> bool:
         return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)

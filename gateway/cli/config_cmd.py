@@ -12,7 +12,7 @@ app = typer.Typer(help="Configuration tools.", no_args_is_help=True)
 
 
 def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
-    """Validate the gateway file, profiles, sites and rules. Returns (summary lines, errors)."""
+    """Validate the gateway file, profiles, sites, rules and cameras. Returns (summary lines, errors)."""
     from device_adapters.profiles.loader import load_profiles
     from gateway.config.settings import load_gateway_config
     from gateway.config.sites import load_sites
@@ -41,6 +41,18 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
 
         ruleset = load_rules(config.rules_dir)
         summary.append(f"rules: {len(ruleset.rules)} in {config.rules_dir}")
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    try:
+        from device_adapters.onvif import load_cameras
+        from gateway.live import load_video_config
+
+        onvif = load_cameras(config.onvif_file).cameras if config.onvif_file.is_file() else []
+        video = load_video_config(config.cameras_file)
+        summary.append(
+            f"cameras: {len(onvif)} ONVIF event sources, {len(video.cameras)} streams, "
+            f"{len(video.fences)} virtual fences"
+        )
     except ConfigErrors as exc:
         errors.extend(exc.errors)
     return summary, errors

@@ -14,8 +14,9 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `lianfang --help` stays fast and a broken optional part names itself.
-    from gateway.cli import config_cmd, profile_cmd, rules_cmd, run_cmd, simulate_cmd
+    from gateway.cli import cameras_cmd, config_cmd, profile_cmd, rules_cmd, run_cmd, simulate_cmd
 
+    app.add_typer(cameras_cmd.app, name="cameras")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(profile_cmd.app, name="profile")
     app.add_typer(rules_cmd.app, name="rules")

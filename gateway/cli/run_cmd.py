@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
 
 
 async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int) -> None:
+    from gateway import demo_cameras
     from gateway.broker import EmbeddedBroker
     from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
     from gateway.config.sites import load_sites
@@ -119,6 +120,8 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
     from gateway.simulator import run_simulator
 
     config_dir = default_config_dir()
+    demo_cameras.demo_password()
+    cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
     cfg = GatewayConfig(
         data_dir=data_dir,
         mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id="lianfang-demo"),
@@ -127,10 +130,14 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         profiles_dir=config_dir / "profiles",
         sites_dir=config_dir / "sites",
         rules_dir=config_dir / "rules",
+        onvif_file=config_dir / "onvif.yaml",
+        cameras_file=cameras_file,
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
     await broker.start()
+    cameras = demo_cameras.simulator()
+    await cameras.start()
     stop = asyncio.Event()
     base = f"http://127.0.0.1:{port}"
     banner = "\n".join([
@@ -138,6 +145,7 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         "联防 Lianfang demo is running — 演示已启动",
         f"  compound 小区:      {site.name} ({len(site.devices)} devices)",
         f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
+        f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1:{demo_cameras.BASE_PORT}+",
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  health 健康状态:    {base}/api/health",
         f"  devices 设备:       {base}/api/devices",
@@ -148,6 +156,9 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         f"  API schema:         {base}/api/openapi.json",
         "Press Ctrl-C to stop. 按 Ctrl-C 停止。",
     ])  # fmt: skip
+    activity = asyncio.create_task(
+        demo_cameras.camera_activity(cameras, stop, rate=rate, seed=seed)
+    )
     sim = asyncio.create_task(
         run_simulator(site, host="127.0.0.1", port=mqtt_port, rate=rate, seed=seed, stop=stop)
     )
@@ -159,5 +170,7 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
             await asyncio.wait_for(sim, timeout=10)
         except (TimeoutError, asyncio.CancelledError):
             sim.cancel()
+        activity.cancel()
+        await cameras.stop()
         await broker.stop()
         typer.echo("demo stopped cleanly — 演示已停止")

@@ -144,9 +144,11 @@ class GatewayConfig(Strict):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    _dirs = field_validator("data_dir", "profiles_dir", "sites_dir", "rules_dir", "cameras_file")(
-        _resolve
-    )
+    onvif_file: Path = Field(Path("onvif.yaml"), description="ONVIF event sources (optional)")
+
+    _dirs = field_validator(
+        "data_dir", "profiles_dir", "sites_dir", "rules_dir", "cameras_file", "onvif_file"
+    )(_resolve)
 
     @model_validator(mode="after")
     def _tz(self) -> GatewayConfig:
