@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,14 @@ def publisher(port: int, n: int, seed: int) -> None:
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = []
+    # paho's packet ids are 16-bit: keep fewer than 65,535 messages outstanding.
+    pending: deque[mqtt.MQTTMessageInfo] = deque()
     for t, body in prepared:
         body["ts"] = time.time()  # epoch seconds: publish time, so latency = commit - ts
-        infos.append(client.publish(t, json.dumps(body), qos=1))
-    for info in infos:
+        pending.append(client.publish(t, json.dumps(body), qos=1))
+        if len(pending) > 20_000:
+            pending.popleft().wait_for_publish(120)
+    for info in pending:
         info.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
