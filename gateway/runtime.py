@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Literal
 
 from fastapi import APIRouter
-from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
@@ -18,64 +15,17 @@ from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, Writer
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
-from gateway.config.sites import SiteRegistry, load_sites
+from gateway.config.sites import load_sites
 from gateway.events import Event
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import load_pii_key, set_pii_key
-from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
+from gateway.storage.registry import seed_registry
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 
 log = logging.getLogger(__name__)
-
-
-def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
-    """Upsert configured sites and devices; runtime state (online, last seen) is kept."""
-    insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
-    with engine.begin() as conn:
-        for site in registry.sites.values():
-            stmt = insert(tables.sites).values(id=site.id, name=site.name, address=site.address)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["id"], set_={"name": site.name, "address": site.address}
-                )
-            )
-            rows = [
-                {
-                    "id": d.id,
-                    "site": site.id,
-                    "kind": d.kind.value,
-                    "name": d.name,
-                    "place": d.place,
-                    "zone": d.zone,
-                    "household": d.household,
-                    "camera": d.camera,
-                    "heartbeat_s": d.heartbeat_s,
-                    "registered": True,
-                }
-                for d in site.devices
-            ]
-            if rows:
-                ins = insert(tables.devices)
-                keep = (
-                    "site",
-                    "kind",
-                    "name",
-                    "place",
-                    "zone",
-                    "household",
-                    "camera",
-                    "heartbeat_s",
-                    "registered",
-                )
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["id"], set_={k: ins.excluded[k] for k in keep}
-                    ),
-                    rows,
-                )
 
 
 class Gateway:
@@ -83,7 +33,6 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, protocol: Literal["v5", "v311"] = "v5") -> None:
         self.config = config
-        self.started_at = time.time()
         set_pii_key(load_pii_key(config.data_dir))
         self.registry = load_sites(config.sites_dir)
         self.adapters = load_adapters(config.profiles_dir, config.timezone)
