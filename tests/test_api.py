@@ -29,6 +29,7 @@ from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import BatchWriter, WriteItem
 from tests.conftest import postgres_database
+from tests.support.auth import trusted
 
 T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
@@ -126,7 +127,7 @@ def runtime(engine: Engine) -> StubRuntime:
 
 @pytest.fixture
 async def client(runtime: StubRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime)
+    app = trusted(create_app(runtime))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
         yield c
@@ -184,7 +185,7 @@ async def test_health_ok(client: httpx.AsyncClient) -> None:
 async def test_health_degraded_when_database_unreachable(tmp_path: Path) -> None:
     # A path whose directory does not exist: SQLite cannot open it.
     broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
-    app = create_app(StubRuntime(broken))
+    app = trusted(create_app(StubRuntime(broken)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         response = await c.get("/api/health")
     assert response.status_code == 200
@@ -509,7 +510,7 @@ async def test_every_route_goes_through_the_auth_seam(runtime: StubRuntime) -> N
     async def ping() -> dict[str, str]:
         return {"pong": "yes"}
 
-    app = create_app(runtime, extra_routers=[extra])
+    app = trusted(create_app(runtime, extra_routers=[extra]))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.get("/api/extra/ping")).json() == {"pong": "yes"}

@@ -21,6 +21,7 @@ from gateway.api import create_app
 from gateway.bus import EventBus
 from gateway.events import DeviceKind, EventType
 from gateway.storage.db import make_engine, migrate
+from tests.support.auth import trusted
 from tests.test_api import StubRuntime, make_event
 
 TIMEOUT = 5.0  # generous upper bound for one step; nothing here measures time
@@ -125,7 +126,7 @@ async def bus() -> AsyncIterator[EventBus]:
 
 @pytest.fixture
 def app(engine: Engine, bus: EventBus) -> FastAPI:
-    return create_app(StubRuntime(engine, bus))
+    return trusted(create_app(StubRuntime(engine, bus)))
 
 
 def subscribers(bus: EventBus) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LIANFANG_PII_KEY"}  # as a newcomer has it
+    password = secrets.token_urlsafe(16)  # the first administrator comes from the environment
+    env |= {"LIANFANG_ADMIN_USER": "admin", "LIANFANG_ADMIN_PASSWORD": password}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli.main", "demo", "--port", str(port),
          "--data-dir", str(tmp_path / "demo"), "--rate", "20"],
@@ -29,10 +32,18 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         health: dict = {}  # type: ignore[type-arg]
         kinds: set[str] = set()
+        auth: dict[str, str] = {}
         while time.monotonic() < deadline:
             try:
-                health = httpx.get(f"{base}/api/health", timeout=2).json()
-                events = httpx.get(f"{base}/api/events", params={"limit": 1000}, timeout=5).json()
+                if not auth:
+                    login = {"username": "admin", "password": password}
+                    token = httpx.post(f"{base}/api/auth/login", json=login, timeout=5).json()
+                    auth = {"Authorization": f"Bearer {token['token']}"}
+                assert httpx.get(f"{base}/api/health", timeout=2).status_code == 401
+                health = httpx.get(f"{base}/api/health", headers=auth, timeout=2).json()
+                events = httpx.get(
+                    f"{base}/api/events", params={"limit": 1000}, headers=auth, timeout=5
+                ).json()
                 kinds = {e["kind"] for e in events["items"]}
             except httpx.HTTPError:
                 pass
@@ -41,9 +52,11 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert health.get("status") == "ok", health
         assert {"access", "gate", "perimeter", "alarm"} <= kinds
-        devices = httpx.get(f"{base}/api/devices", params={"limit": 500}, timeout=5).json()
+        devices = httpx.get(
+            f"{base}/api/devices", params={"limit": 500}, headers=auth, timeout=5
+        ).json()
         assert sum(1 for d in devices["items"] if d["online"]) >= 20
-        assert httpx.get(f"{base}/api/rules", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/api/rules", headers=auth, timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)

@@ -33,6 +33,7 @@ from gateway.evidence import (
     evidence_router,
 )
 from gateway.evidence.snapshot import JPEG_MAGIC, fetch_http_snapshot, grab_stream_frame
+from tests.support.auth import trusted
 
 USER, PASSWORD, REALM = "admin", "s3cret-pw", "IP Camera(C1234)"
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -415,7 +416,7 @@ class StubRuntime:
 async def test_evidence_routes(tmp_path: Path) -> None:
     store = EvidenceStore(tmp_path)
     stored = store.save(snap(0), ref="inc-7", pin=True)
-    app = create_app(StubRuntime(), extra_routers=[evidence_router(store)])
+    app = trusted(create_app(StubRuntime(), extra_routers=[evidence_router(store)]))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         listed = (await client.get("/api/evidence", params={"ref": "inc-7"})).json()

@@ -22,6 +22,7 @@ from gateway.bus import EventBus
 from gateway.evidence.cameras import CameraConfig
 from gateway.live import LiveConfig, LiveService, live_router, write_demo_video
 from gateway.live.ice import rtc_configuration
+from tests.support.auth import trusted
 
 FRAME_TIMEOUT_S = 10.0
 
@@ -49,7 +50,7 @@ async def live(video: Path) -> AsyncIterator[tuple[LiveService, httpx.AsyncClien
     config = LiveConfig(host_addresses=["127.0.0.1"], max_viewers_per_camera=2, max_viewers=3)
     service = LiveService(cameras, config)
     await service.start()
-    app = create_app(StubRuntime(), extra_routers=[live_router(service)])
+    app = trusted(create_app(StubRuntime(), extra_routers=[live_router(service)]))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield service, client

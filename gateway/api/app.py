@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 
 from gateway import __version__
@@ -12,6 +14,10 @@ from gateway.api.deps import get_current_principal
 from gateway.api.docs import CSP, OPENAPI_URL, render_docs
 from gateway.api.routes import api_router
 from gateway.api.runtime import Runtime
+from gateway.api.security import SecureHeadersMiddleware
+
+if TYPE_CHECKING:
+    from gateway.auth.service import AuthService
 
 TITLE = "Lianfang 联防 gateway"
 DESCRIPTION = (
@@ -20,9 +26,20 @@ DESCRIPTION = (
 )
 
 
-def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The API for one running gateway. ``extra_routers`` (incidents, accounts, …) are
-    mounted as given, behind the same authentication seam as the built-in routes."""
+def create_app(
+    runtime: Runtime,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
+    auth: AuthService | None = None,
+    cors_origins: Sequence[str] = (),
+) -> FastAPI:
+    """The API for one running gateway. ``extra_routers`` (incidents, …) are mounted as
+    given, behind the same authentication as the built-in routes.
+
+    ``auth`` (the accounts service) enables logins, sessions and tokens, the account and
+    audit routes, and the audit middleware. When not given, a configured ``Gateway`` gets
+    one on its own database; any other runtime gets none and every call is refused (401).
+    CORS is closed unless ``cors_origins`` lists the console's origins."""
     app = FastAPI(
         title=TITLE,
         version=__version__,
@@ -32,11 +49,33 @@ def create_app(runtime: Runtime, *, extra_routers: Sequence[APIRouter] = ()) -> 
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
+    if auth is None:
+        from gateway.auth.runtime import accounts_of_runtime
+
+        auth = accounts_of_runtime(runtime)  # a configured gateway always gets accounts
     app.state.runtime = runtime
+    app.state.auth = auth
     seam = [Depends(get_current_principal)]
     app.include_router(api_router, dependencies=seam)
     for router in extra_routers:
         app.include_router(router, dependencies=seam)
+    if auth is not None:
+        from gateway.audit.middleware import AuditMiddleware
+        from gateway.auth import routes as auth_routes
+
+        app.include_router(auth_routes.public_router)
+        for router in auth_routes.routers:
+            app.include_router(router, dependencies=seam)
+        app.add_middleware(AuditMiddleware, audit=auth.audit)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(SecureHeadersMiddleware)
 
     @app.get("/docs", include_in_schema=False, dependencies=seam)
     async def docs(request: Request) -> HTMLResponse:

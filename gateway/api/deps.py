@@ -1,19 +1,21 @@
 """Dependencies for the routes, as ``Annotated`` aliases so route signatures stay short.
 
-The authentication seam is ``get_current_principal`` / ``CurrentPrincipal``: today it returns
-an anonymous principal holding every permission. The accounts issue replaces that one
-function (session or token lookup, 401 when missing); routes already declare the permission
-they need through ``require(...)`` and need no change.
+Authentication is ``get_current_principal`` / ``CurrentPrincipal``: a bearer token (API
+token or session id) or the console's session cookie, looked up by the ``AuthService`` in
+``app.state.auth``; no credential, an unknown one, or no accounts service at all → 401.
+Routes declare the permission they need with ``require(...)``; the listing filters below
+are narrowed to the principal's scope here, in one place, and object-level checks are the
+dependencies of ``gateway.auth.guards``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -27,6 +29,7 @@ from gateway.api.cursor import InvalidCursor, decode_int_cursor, decode_str_curs
 from gateway.api.filters import DeviceFilter, EventFilter, PageRequest, QuarantineFilter
 from gateway.api.runtime import Runtime
 from gateway.api.schemas import DatabaseHealth
+from gateway.auth.principal import ALL, ANONYMOUS, Permission, Principal, Scope
 from gateway.bus import EventBus
 from gateway.events import DeviceKind, EventType
 from gateway.ingest.reasons import Reason
@@ -80,39 +83,46 @@ def get_bus(runtime: RuntimeDep) -> EventBus:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 
-# -- authentication seam --------------------------------------------------------------
+# -- authentication -------------------------------------------------------------------
+
+SESSION_COOKIE = "lianfang_session"
+NO_SITE = "-none-"  # never a valid site id: an empty intersection matches nothing
 
 
-class Permission(StrEnum):
-    HEALTH_READ = "health:read"
-    DEVICES_READ = "devices:read"
-    EVENTS_READ = "events:read"
-    QUARANTINE_READ = "quarantine:read"  # includes raw payloads, which may hold personal data
+class Authenticator(Protocol):
+    def principal_for(self, credential: str) -> Principal | None: ...
 
 
-ALL = "*"
+def credential_of(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return conn.cookies.get(SESSION_COOKIE) or None
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling. ``permissions`` holds ``Permission`` values, or ``"*"`` for all."""
-
-    name: str
-    permissions: frozenset[str] = field(default_factory=frozenset)
-    anonymous: bool = False
-
-    def allows(self, permission: str) -> bool:
-        return ALL in self.permissions or permission in self.permissions
+def _unauthenticated(conn: HTTPConnection) -> Exception:
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(status.WS_1008_POLICY_VIOLATION, "authentication required")
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "需要登录 / authentication required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
-ANONYMOUS = Principal("anonymous", frozenset({ALL}), anonymous=True)
-
-
-def get_current_principal(conn: HTTPConnection) -> Principal:
-    """THE SEAM for the accounts issue: identify the caller from ``conn`` (HTTP request or
-    WebSocket). Until then every caller is anonymous with all permissions, so bind the API
-    to a trusted interface only."""
-    return ANONYMOUS
+async def get_current_principal(conn: HTTPConnection) -> Principal:
+    """Identify the caller (HTTP request or WebSocket): ``Authorization: Bearer <token>``
+    or the session cookie. Anonymous callers get 401 (WebSocket: close 1008)."""
+    auth: Authenticator | None = getattr(conn.app.state, "auth", None)
+    credential = credential_of(conn)
+    if auth is None or credential is None or len(credential) > 512:
+        raise _unauthenticated(conn)
+    principal = await anyio.to_thread.run_sync(auth.principal_for, credential)
+    if principal is None:
+        raise _unauthenticated(conn)
+    conn.state.principal = principal  # for the audit middleware
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
@@ -123,10 +133,21 @@ def require(permission: Permission) -> Callable[[Principal], Principal]:
 
     def check(principal: CurrentPrincipal) -> Principal:
         if not principal.allows(permission):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"needs permission {permission}")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"无权限 / needs permission {permission}"
+            )
         return principal
 
     return check
+
+
+def scoped_sites(principal: Principal, sites: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``site`` filter narrowed to the sites the principal covers."""
+    if principal.scope.everything:
+        return sites
+    allowed = principal.scope.sites
+    narrowed = tuple(s for s in sites if s in allowed) if sites else tuple(sorted(allowed))
+    return narrowed or (NO_SITE,)
 
 
 # -- query parameters -----------------------------------------------------------------
@@ -198,6 +219,7 @@ Cursor = Annotated[
 
 
 def event_filter(
+    principal: CurrentPrincipal,
     site: Sites = None,
     device_id: DeviceIds = None,
     kind: Kinds = None,
@@ -207,7 +229,7 @@ def event_filter(
 ) -> EventFilter:
     since, until = _time_range(since, until)
     return EventFilter(
-        sites=_values("site", site, split=False),
+        sites=scoped_sites(principal, _values("site", site, split=False)),
         device_ids=_values("device_id", device_id, split=False),
         kinds=_enum_values("kind", kind, DeviceKind),
         types=_enum_values("type", type, EventType),
@@ -218,13 +240,14 @@ def event_filter(
 
 def live_filter(
     conn: HTTPConnection,
+    principal: CurrentPrincipal,
     site: Sites = None,
     device_id: DeviceIds = None,
     kind: Kinds = None,
     type: Types = None,
 ) -> EventFilter:
     try:
-        return event_filter(site, device_id, kind, type)
+        return event_filter(principal, site, device_id, kind, type)
     except RequestValidationError as exc:
         if conn.scope["type"] != "websocket":
             raise
@@ -239,12 +262,13 @@ def since_only(
 
 
 def device_filter(
+    principal: CurrentPrincipal,
     site: Sites = None,
     kind: Kinds = None,
     online: Annotated[bool | None, Query(description="Last reported online state")] = None,
 ) -> DeviceFilter:
     return DeviceFilter(
-        sites=_values("site", site, split=False),
+        sites=scoped_sites(principal, _values("site", site, split=False)),
         kinds=_enum_values("kind", kind, DeviceKind),
         online=online,
     )
@@ -292,3 +316,16 @@ EventPageDep = Annotated[PageRequest, Depends(_int_page(queries.EVENTS_LISTING))
 QuarantinePageDep = Annotated[PageRequest, Depends(_int_page(queries.QUARANTINE_LISTING))]
 DevicePageDep = Annotated[PageRequest, Depends(device_page)]
 SinceDep = Annotated[datetime | None, Depends(since_only)]
+
+__all__ = [
+    "ALL",
+    "ANONYMOUS",
+    "SESSION_COOKIE",
+    "CurrentPrincipal",
+    "Database",
+    "Permission",
+    "Principal",
+    "Scope",
+    "get_current_principal",
+    "require",
+]

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 
@@ -136,6 +137,8 @@ class GatewayConfig(Strict):
     database: DatabaseConfig = DatabaseConfig()
     ingest: IngestConfig = IngestConfig()
     api: ApiConfig = ApiConfig()
+    auth: AuthConfig = AuthConfig()
+    retention: RetentionConfig = RetentionConfig()
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
     rules_dir: Path = Path("rules")

@@ -42,12 +42,12 @@ SnapshotId = Annotated[str, Path(pattern=ID_PATTERN, description="Snapshot id")]
 
 
 def evidence_router(store: EvidenceStore) -> APIRouter:
-    # Snapshots show people: reading them needs the events permission until the accounts
-    # issue adds a narrower one.
+    # Snapshots show people: only roles that cover the whole territory read them
+    # (docs/security.md); there is no per-compound check on snapshots yet.
     router = APIRouter(
         prefix="/api/evidence",
         tags=["evidence"],
-        dependencies=[Depends(require(Permission.EVENTS_READ))],
+        dependencies=[Depends(require(Permission.EVIDENCE_READ))],
     )
 
     def found(snapshot_id: str) -> StoredSnapshot:

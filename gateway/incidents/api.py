@@ -1,10 +1,10 @@
 """HTTP API: incidents, workflow actions, attachments, 随手报, acknowledgements, live
 notifications and statistics.
 
-Routers are built for one running ``IncidentsRuntime`` (``build_routers``). Until the
-accounts issue binds callers to people, ``actor`` and ``role`` come from the request body
-(falling back to the principal's name); permissions go through the same seam as the rest of
-the API (``gateway.api.deps.CurrentPrincipal``).
+Routers are built for one running ``IncidentsRuntime`` (``build_routers``). The actor and
+role recorded on the timeline are the authenticated principal's (``actor``/``role`` in
+request bodies are ignored); object-level scope checks are the dependencies of
+``gateway.auth.guards``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,16 @@ from sqlalchemy import Engine
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gateway.api.cursor import InvalidCursor, decode_int_cursor
-from gateway.api.deps import CurrentPrincipal, Database, Principal, invalid
+from gateway.api.deps import CurrentPrincipal, Database, Principal, invalid, require
+from gateway.auth.guards import (
+    IncidentScopeDep,
+    VisibleIncident,
+    action_allowed,
+    household_allowed,
+    own_household,
+    report_rate,
+)
+from gateway.auth.principal import Permission
 from gateway.incidents import attachments as att
 from gateway.incidents import stats as st
 from gateway.incidents.categories import IncidentCategory, Severity, Source
@@ -186,6 +195,8 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     read = [Depends(require_permission(IncidentPermission.INCIDENTS_READ))]
     write = [Depends(require_permission(IncidentPermission.INCIDENTS_WRITE))]
     report = [Depends(require_permission(IncidentPermission.INCIDENTS_REPORT))]
+    hazards = [Depends(require(Permission.HAZARD_REPORT))]
+    in_household = Depends(household_allowed)
     stats_read = [Depends(require_permission(IncidentPermission.STATS_READ))]
 
     def db() -> Database:
@@ -199,6 +210,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     # -- incidents ------------------------------------------------------------------------
     @incidents_router.get("", dependencies=read)
     async def list_(
+        restrict: IncidentScopeDep,
         database: Database = Depends(db),
         stage: Annotated[list[str] | None, Query()] = None,
         category: Annotated[list[str] | None, Query()] = None,
@@ -228,11 +240,12 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
             sites=_values(site),
             since=since,
             until=until,
+            restrict=restrict,
         )
         items, next_cursor = await database.run(list_incidents, f, limit, after)
         return {"items": items, "next_cursor": next_cursor}
 
-    @incidents_router.get("/{incident_id}", dependencies=read)
+    @incidents_router.get("/{incident_id}", dependencies=[*read, VisibleIncident])
     async def detail(incident_id: int, database: Database = Depends(db)) -> dict[str, Any]:
         """The incident with its timeline, attachments and delivery state per receiver."""
         found = await database.run(get_incident, incident_id)
@@ -242,7 +255,10 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         return found
 
     @incidents_router.post(
-        "", status_code=status.HTTP_201_CREATED, dependencies=report, response_model=Created
+        "",
+        status_code=status.HTTP_201_CREATED,
+        dependencies=[*report, in_household],
+        response_model=Created,
     )
     async def create(body: ReportIn, principal: CurrentPrincipal) -> Created:
         new_id = await ctx.service.report(
@@ -259,15 +275,15 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 device_id=body.device_id,
                 household=body.household,
                 location=body.location.model_dump() if body.location else None,
-                reporter=body.actor or principal.name,
-                role=body.role,
+                reporter=principal.actor,
+                role=principal.role,
             )
         )
         return Created(id=new_id)
 
     @incidents_router.post(
         "/{incident_id}/actions",
-        dependencies=write,
+        dependencies=[*write, VisibleIncident, Depends(action_allowed)],
         response_model=StageOut,
         responses={409: {"description": "Not allowed in the incident's stage"}},
     )
@@ -284,8 +300,8 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 incident_id,
                 ActionInput(
                     body.action,
-                    body.actor or principal.name,
-                    body.role,
+                    principal.actor,
+                    principal.role,
                     body.note,
                     tuple(body.assignees),
                     body.score,
@@ -308,7 +324,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     @incidents_router.post(
         "/{incident_id}/attachments",
         status_code=status.HTTP_201_CREATED,
-        dependencies=write,
+        dependencies=[*write, VisibleIncident],
         openapi_extra={"requestBody": {"content": {t: {} for t in att.TYPES}, "required": True}},
     )
     async def upload(
@@ -340,8 +356,8 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 incident_id,
                 data,
                 filename=filename,
-                actor=actor or principal.name,
-                role=role,
+                actor=principal.actor,
+                role=principal.role,
                 note=note,
                 data_dir=ctx.data_dir,
             )
@@ -353,7 +369,9 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
             "uploaded_at": row["uploaded_at"].isoformat()
         }
 
-    @incidents_router.get("/{incident_id}/attachments/{attachment_id}", dependencies=read)
+    @incidents_router.get(
+        "/{incident_id}/attachments/{attachment_id}", dependencies=[*read, VisibleIncident]
+    )
     async def download(
         incident_id: int, attachment_id: str, database: Database = Depends(db)
     ) -> FileResponse:
@@ -373,7 +391,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     @reports_router.post(
         "/hazard-reports",
         status_code=status.HTTP_201_CREATED,
-        dependencies=report,
+        dependencies=[*hazards, in_household, Depends(report_rate)],
         response_model=Created,
     )
     async def hazard(body: HazardIn, principal: CurrentPrincipal) -> Created:
@@ -390,9 +408,9 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 description=body.text,
                 site=body.site,
                 cell=body.cell,
-                household=body.household,
+                household=body.household or own_household(principal),
                 location=body.location.model_dump(),
-                reporter=body.reporter or principal.name,
+                reporter=principal.actor,
                 role="resident",
             )
         )
@@ -402,7 +420,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     @notify_router.post("/{notification_id}/ack", dependencies=write)
     async def ack(notification_id: int, body: AckIn, principal: CurrentPrincipal) -> dict[str, Any]:
         """Acknowledge a notification (for its recipient: every channel it was sent on)."""
-        ok = await ctx.service.acknowledge(notification_id, body.actor or principal.name)
+        ok = await ctx.service.acknowledge(notification_id, principal.actor)
         if not ok:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
         return {"id": notification_id, "acknowledged": True}

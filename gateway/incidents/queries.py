@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, select
 
 from gateway.api.cursor import encode_cursor
 from gateway.api.queries import utc
@@ -27,6 +27,7 @@ class IncidentFilter:
     sites: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    restrict: ColumnElement[bool] | None = None  # the caller's scope (gateway.auth.guards)
 
 
 def _public(m: Any) -> dict[str, Any]:
@@ -56,6 +57,8 @@ def list_incidents(
         stmt = stmt.where(c.opened_at >= utc(f.since))
     if f.until is not None:
         stmt = stmt.where(c.opened_at < utc(f.until))
+    if f.restrict is not None:
+        stmt = stmt.where(f.restrict)
     if after is not None:
         stmt = stmt.where(c.id < after)
     stmt = stmt.order_by(c.id.desc()).limit(limit + 1)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Permission, require
+from gateway.auth.guards import visible_camera
 from gateway.live.service import (
     LiveDisabled,
     LiveService,
@@ -40,11 +41,12 @@ CameraId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 def live_router(service: LiveService) -> APIRouter:
-    # Live pictures show people: the events permission until the accounts issue adds one.
+    # Live pictures show people: the live-view permission, and a camera in the caller's
+    # compounds (``visible_camera``).
     router = APIRouter(
         prefix="/api/live",
         tags=["live"],
-        dependencies=[Depends(require(Permission.EVENTS_READ))],
+        dependencies=[Depends(require(Permission.LIVE_VIEW))],
     )
 
     @router.get("", summary="Cameras with live view and their viewers")
@@ -55,6 +57,7 @@ def live_router(service: LiveService) -> APIRouter:
         "/{camera_id}/offer",
         summary="Start watching: post the browser's SDP offer, get the answer",
         responses={404: {}, 429: {}, 503: {}},
+        dependencies=[Depends(visible_camera)],
     )
     async def offer(camera_id: CameraId, body: OfferIn) -> AnswerOut:
         try:
@@ -75,6 +78,7 @@ def live_router(service: LiveService) -> APIRouter:
         "/{camera_id}/sessions/{session_id}",
         status_code=status.HTTP_204_NO_CONTENT,
         summary="Stop watching",
+        dependencies=[Depends(visible_camera)],
     )
     async def close(
         camera_id: CameraId, session_id: Annotated[str, Path(max_length=64)]

@@ -20,6 +20,7 @@ from gateway.incidents.tables import incidents
 from gateway.notify.base import Message, SendResult
 from gateway.notify.tables import notifications
 from tests.incidents.helpers import FakeClock, Recorder, door_signal, panic_signal, runtime
+from tests.support.auth import trusted
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -306,7 +307,7 @@ class _Stub:
 
 @pytest.fixture
 async def client(rt: IncidentsRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(_Stub(rt), extra_routers=rt.routers)  # type: ignore[arg-type]
+    app = trusted(create_app(_Stub(rt), extra_routers=rt.routers))  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c

@@ -12,6 +12,7 @@ from rules_helpers import DEFAULT_RULES, T0, ev
 
 from gateway.api.routes.rules import router
 from rules.service import RulesService
+from tests.support.auth import trusted
 
 
 @pytest.fixture
@@ -22,10 +23,12 @@ def setup(tmp_path: Path) -> tuple[TestClient, RulesService, Path]:
     app = FastAPI()
     app.include_router(router)
     app.state.rules = service
-    return TestClient(app), service, rule_dir
+    return TestClient(trusted(app)), service, rule_dir
 
 
-async def test_list_shows_state_and_last_firing(setup: tuple[TestClient, RulesService, Path]) -> None:
+async def test_list_shows_state_and_last_firing(
+    setup: tuple[TestClient, RulesService, Path],
+) -> None:
     client, service, _ = setup
     await service.handle(ev("door_forced_open", 0, "d1", door="A"))
     body = client.get("/api/rules").json()
@@ -59,12 +62,11 @@ def test_reload_ok_and_broken(setup: tuple[TestClient, RulesService, Path]) -> N
     body = bad.json()
     assert body["ok"] is False and body["rules"] == 12
     assert {"file", "rule_id", "key_path", "message"} <= set(body["errors"][0])
-    assert any(e["rule_id"] == "x" and e["key_path"] == "rules[0].severity"
-               for e in body["errors"])
+    assert any(e["rule_id"] == "x" and e["key_path"] == "rules[0].severity" for e in body["errors"])
     assert client.get("/api/rules").json()["last_reload_errors"]
 
 
 def test_no_service_is_503() -> None:
     app = FastAPI()
     app.include_router(router)
-    assert TestClient(app).get("/api/rules").status_code == 503
+    assert TestClient(trusted(app)).get("/api/rules").status_code == 503

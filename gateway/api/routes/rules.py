@@ -12,11 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from gateway.api.deps import Permission, require
 from gateway.config import ConfigError
 from rules.engine import RuleState
 from rules.service import RulesService
 
 router = APIRouter(prefix="/api/rules", tags=["rules"])
+_read = [Depends(require(Permission.RULES_READ))]
+_write = [Depends(require(Permission.RULES_WRITE))]
 
 
 class RuleOut(BaseModel):
@@ -95,7 +98,7 @@ def get_rules_service(request: Request) -> RulesService:
 RulesDep = Annotated[RulesService, Depends(get_rules_service)]
 
 
-@router.get("")
+@router.get("", dependencies=_read)
 def list_rules(service: RulesDep) -> RulesOut:
     counters = vars(service.engine.counters)
     return RulesOut(
@@ -105,7 +108,7 @@ def list_rules(service: RulesDep) -> RulesOut:
     )
 
 
-@router.get("/{rule_id}")
+@router.get("/{rule_id}", dependencies=_read)
 def get_rule(rule_id: str, service: RulesDep) -> RuleOut:
     found = service.rule(rule_id)
     if found is None:
@@ -120,17 +123,22 @@ def _switch(service: RulesService, rule_id: str, enabled: bool) -> RuleOut:
     return RuleOut.of(found)
 
 
-@router.post("/{rule_id}/enable")
+@router.post("/{rule_id}/enable", dependencies=_write)
 def enable_rule(rule_id: str, service: RulesDep) -> RuleOut:
     return _switch(service, rule_id, True)
 
 
-@router.post("/{rule_id}/disable")
+@router.post("/{rule_id}/disable", dependencies=_write)
 def disable_rule(rule_id: str, service: RulesDep) -> RuleOut:
     return _switch(service, rule_id, False)
 
 
-@router.post("/reload", response_model=ReloadOut, responses={422: {"model": ReloadOut}})
+@router.post(
+    "/reload",
+    response_model=ReloadOut,
+    responses={422: {"model": ReloadOut}},
+    dependencies=_write,
+)
 def reload_rules(service: RulesDep) -> ReloadOut | JSONResponse:
     """Validate the rule files and swap them in; on errors (422) the running rules stay."""
     errors = service.reload()

@@ -1,0 +1,27 @@
+"""Personal data shown by role: plates and raw payloads are masked for roles without
+``pii:read`` (card and ID numbers are never stored raw; phones only masked)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from gateway.api.schemas import EventDetail, EventPublic
+from gateway.auth.principal import Permission, Principal
+from gateway.privacy import mask_plate
+
+E = TypeVar("E", bound=EventPublic)
+MASKED_KEYS = ("plate",)
+
+
+def mask_event(event: E, principal: Principal) -> E:
+    if principal.allows(Permission.PII_READ):
+        return event
+    attributes = dict(event.attributes)
+    for key in MASKED_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            attributes[key] = mask_plate(value)
+    update: dict[str, object] = {"attributes": attributes}
+    if isinstance(event, EventDetail) and event.raw:
+        update["raw"] = "（已隐藏 / hidden: needs pii:read）"
+    return event.model_copy(update=update)
