@@ -356,6 +356,7 @@ class IncidentService:
         """Insert outbox rows (one per recipient × channel) and remember them for sending."""
         deadline_s = self.routing.escalation.ack_deadline.get(Severity(inc["severity"]))
         base = self._payload(inc, occasion, loc)
+        rows: list[dict[str, Any]] = []
         for d in deliveries:
             due = now + timedelta(seconds=d.group_wait)
             ack_deadline = (
@@ -375,45 +376,48 @@ class IncidentService:
                 "ack_required": ack_deadline is not None,
                 "ack_deadline": _iso(ack_deadline),
             }
+            rows.append(
+                {
+                    "incident_id": inc["id"],
+                    "occasion": occasion,
+                    "route": d.route,
+                    "receiver": d.receiver,
+                    "target": d.recipient.target.value,
+                    "recipient_kind": d.recipient.kind,
+                    "recipient_id": d.recipient.id,
+                    "recipient_name": d.recipient.name,
+                    "channel": d.channel,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": due,
+                    "created_at": now,
+                    "ack_required": ack_deadline is not None,
+                    "ack_deadline": ack_deadline,
+                    "level": level,
+                    "payload": payload,
+                }
+            )
+        if rows:
+            # One batched INSERT … RETURNING for every row (ids in parameter order).
             result = conn.execute(
-                insert(notifications).returning(notifications.c.id),
-                [
-                    {
-                        "incident_id": inc["id"],
-                        "occasion": occasion,
-                        "route": d.route,
-                        "receiver": d.receiver,
-                        "target": d.recipient.target.value,
-                        "recipient_kind": d.recipient.kind,
-                        "recipient_id": d.recipient.id,
-                        "recipient_name": d.recipient.name,
-                        "channel": d.channel,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": due,
-                        "created_at": now,
-                        "ack_required": ack_deadline is not None,
-                        "ack_deadline": ack_deadline,
-                        "level": level,
-                        "payload": payload,
-                    }
-                ],
+                insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True),
+                rows,
             )
-            nid = int(result.scalar_one())
-            written.rows.append(
-                Outgoing(
-                    nid,
-                    inc["id"],
-                    d.channel,
-                    d.recipient.kind,
-                    d.recipient.id,
-                    d.recipient.name,
-                    payload,
-                    due,
+            for row, nid in zip(rows, result.scalars().all(), strict=True):
+                written.rows.append(
+                    Outgoing(
+                        int(nid),
+                        inc["id"],
+                        row["channel"],
+                        row["recipient_kind"],
+                        row["recipient_id"],
+                        row["recipient_name"],
+                        row["payload"],
+                        row["next_attempt_at"],
+                    )
                 )
-            )
-            if ack_deadline is not None:
-                written.deadlines.append((ack_deadline, nid))
+                if row["ack_deadline"] is not None:
+                    written.deadlines.append((row["ack_deadline"], int(nid)))
         if deliveries:
             conn.execute(
                 update(incidents).where(incidents.c.id == inc["id"]).values(last_notified_at=now)

@@ -40,6 +40,8 @@ class MqttNotifier:
         self.puback_timeout_s = puback_timeout_s
         self._lock = threading.Lock()
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = {}
+        self._early: set[int] = set()
+        self._abandoned: dict[int, bool] = {}  # timed out: drop their late PUBACK
         self._connected = threading.Event()
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -85,8 +87,12 @@ class MqttNotifier:
         self._connected.clear()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _reason: Any, _props: Any) -> None:
+        # Never call paho while holding our lock (paho holds its own locks around this
+        # callback): the lock only guards the two small tables.
         with self._lock:
             entry = self._waiting.pop(mid, None)
+            if entry is None and not self._abandoned.pop(mid, False):
+                self._early.add(mid)  # PUBACK before send() registered its future
         if entry is not None:
             loop, fut = entry
             loop.call_soon_threadsafe(_resolve, fut)
@@ -99,16 +105,20 @@ class MqttNotifier:
         body = json.dumps(message.payload, ensure_ascii=False, separators=(",", ":"))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
+        info = self.client.publish(topic, body, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return SendResult.retry(f"publish failed: {mqtt.error_string(info.rc)}")
         with self._lock:
-            info = self.client.publish(topic, body, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return SendResult.retry(f"publish failed: {mqtt.error_string(info.rc)}")
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                return SendResult.sent()
             self._waiting[info.mid] = (loop, fut)
         try:
             await asyncio.wait_for(fut, self.puback_timeout_s)
         except TimeoutError:
             with self._lock:
-                self._waiting.pop(info.mid, None)
+                if self._waiting.pop(info.mid, None) is not None:
+                    self._abandoned[info.mid] = True
             return SendResult.retry(f"no PUBACK within {self.puback_timeout_s:g}s")
         return SendResult.sent()
 
