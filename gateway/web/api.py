@@ -1,0 +1,434 @@
+"""``/api/web``: what the console needs beyond the gateway's API.
+
+- who am I (``/me``) and display names (``/people``);
+- incidents scoped to the signed-in user (list, detail with the alarm desk's context:
+  household address, neighbours notified, nearest camera, escalation deadline);
+- the resident's one-button alarm and the state of their alarms and reports;
+- a snapshot of an incident's nearest camera;
+- the SVG site plan, profile and routing testers, and a device entry check.
+
+Every route runs behind the API's authentication seam (mounted through ``extra_routers``)
+and then the console's role seam (``gateway.web.session.current_user``).
+"""
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Engine, or_, select
+
+from gateway.api.deps import Database
+from gateway.config.errors import ConfigErrors
+from gateway.config.sites import DeviceConfig, SiteConfig
+from gateway.events import DeviceKind, utcnow
+from gateway.grid.directory import GridDirectory
+from gateway.grid.model import Role
+from gateway.incidents.categories import IncidentCategory, Severity, Source
+from gateway.incidents.lifecycle import OPEN_STAGES, Stage, allowed
+from gateway.incidents.queries import IncidentFilter, get_incident, list_incidents
+from gateway.incidents.service import Report
+from gateway.incidents.tables import incidents
+from gateway.web import siteplan
+from gateway.web.context import WebContext
+from gateway.web.session import WebUser, can_see, current_user
+
+MAX_LIST = 200
+
+
+class AlarmIn(BaseModel):
+    """The resident's one-button alarm from the phone page."""
+
+    note: str = Field("", max_length=500)
+
+
+class ProfileTestIn(BaseModel):
+    profile: str = Field(..., min_length=1, max_length=100)
+    topic: str = Field(..., min_length=1, max_length=500)
+    payload: str = Field(..., min_length=1, max_length=64 * 1024)
+    site: str | None = Field(None, max_length=64, description="Registry site for the device")
+    kind: DeviceKind | None = None
+
+
+class RoutesTestIn(BaseModel):
+    category: IncidentCategory
+    severity: Severity = Severity.P1
+    source: Source = Source.RULE
+    site: str | None = None
+    cell: str | None = None
+    device_id: str | None = None
+    household: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+async def _user(request: Request, ctx: WebContext) -> WebUser:
+    user = await current_user(request, ctx.grid)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in to the console first")
+    return user
+
+
+def _names(grid: GridDirectory) -> dict[str, str]:
+    return {p.id: p.name for p in grid.people.values()}
+
+
+def nearest_camera(ctx: WebContext, inc: dict[str, Any]) -> str | None:
+    """The camera that sees the incident's device, else one linked to a device in the same
+    building, else the camera of a device anywhere up the place tree."""
+    cams = ctx.camera_ids()
+    if not cams:
+        return None
+    if inc.get("device_id"):
+        found = ctx.snapshots_camera_for(inc["device_id"])
+        if found:
+            return found
+    site = ctx.registry.sites.get(inc.get("site") or "")
+    place = inc.get("place")
+    if site is None:
+        return next(iter(cams), None)
+    parents = {p.id: p.parent for p in site.places}
+
+    def ancestors(p: str | None) -> list[str]:
+        out: list[str] = []
+        while p is not None and p not in out:
+            out.append(p)
+            p = parents.get(p)
+        return out
+
+    mine = ancestors(place)
+    best: tuple[int, str] | None = None
+    for dev in site.devices:
+        cam = dev.camera if dev.camera in cams else (dev.id if dev.id in cams else None)
+        if cam is None:
+            continue
+        theirs = ancestors(dev.place)
+        shared = next((i for i, p in enumerate(mine) if p in theirs), None)
+        if shared is not None and (best is None or shared < best[0]):
+            best = (shared, cam)
+    return best[1] if best else next(iter(sorted(cams)), None)
+
+
+def _context(ctx: WebContext, inc: dict[str, Any]) -> dict[str, Any]:
+    """What the alarm desk shows beside an incident."""
+    grid = ctx.grid
+    loc = grid.locate(
+        site=inc.get("site"),
+        device_id=inc.get("device_id"),
+        household=inc.get("household"),
+        cell=inc.get("cell"),
+    )
+    address = loc.address or ((inc.get("location") or {}).get("address") or "")
+    deliveries = inc.get("deliveries", [])
+    neighbours = sorted(
+        {
+            d["recipient_name"] or d["recipient_id"]
+            for d in deliveries
+            if d["target"] == "neighbours"
+        }
+    )
+    deadline_s = ctx.routing.escalation.ack_deadline.get(Severity(inc["severity"]))
+    deadlines = [d["ack_deadline"] for d in deliveries if d.get("ack_deadline")]
+    first_deadline = min(deadlines) if deadlines else None
+    if first_deadline is None and deadline_s is not None:
+        first_deadline = inc["opened_at"] + timedelta(seconds=deadline_s)
+    names = _names(grid)
+    acks = [
+        {"actor": e["actor"], "name": names.get(e["actor"], e["actor"]), "at": e["at"]}
+        for e in inc.get("timeline", [])
+        if e["action"] == "acknowledge"
+    ]
+    cell = grid.areas.get(inc.get("cell") or "")
+    return {
+        "address": address,
+        "cell_name": cell.name if cell else None,
+        "neighbours": neighbours,
+        "group": loc.group,
+        "camera": nearest_camera(ctx, inc),
+        "ack_deadline": first_deadline,
+        "ack_deadline_s": deadline_s,
+        "acks": acks,
+        "names": names,
+        "staff": _staff(grid, inc.get("cell")),
+    }
+
+
+def _staff(grid: GridDirectory, cell: str | None) -> list[dict[str, str]]:
+    """Whom a dispatcher may assign: grid workers and heads of the cell (and its parents)."""
+    if not cell:
+        return []
+    out: dict[str, dict[str, str]] = {}
+    for role in (Role.GRID_WORKER, Role.STATION_GRID_WORKER, Role.GRID_HEAD):
+        for p in grid.people_in_cell(role, cell):
+            out.setdefault(p.id, {"id": p.id, "name": p.name, "role": role.value})
+    return list(out.values())
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def build_web_api(ctx: WebContext) -> APIRouter:
+    router = APIRouter(prefix="/api/web", tags=["web console"])
+
+    def db() -> Database:
+        return Database(ctx.engine)
+
+    async def user_dep(request: Request) -> WebUser:
+        return await _user(request, ctx)
+
+    UserDep = Annotated[WebUser, Depends(user_dep)]
+
+    async def scoped_incident(incident_id: int, user: WebUser) -> dict[str, Any]:
+        found = await Database(ctx.engine).run(get_incident, incident_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
+        if not can_see(user, found, ctx.grid):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "outside your grid scope")
+        return found
+
+    @router.get("/me")
+    async def me(user: UserDep) -> dict[str, Any]:
+        out = user.public()
+        hh = ctx.grid.households.get(user.household or "")
+        out["address"] = hh.address if hh else None
+        out["cells"] = [
+            {"id": c, "name": ctx.grid.areas[c].name}
+            for c in user.scopes.get("cell", ())
+            if c in ctx.grid.areas
+        ]
+        return out
+
+    @router.get("/people")
+    async def people(_: UserDep) -> dict[str, str]:
+        """Display names by person id (names only: no phones)."""
+        return _names(ctx.grid)
+
+    @router.get("/incidents")
+    async def my_incidents(
+        user: UserDep,
+        database: Database = Depends(db),
+        open_only: Annotated[bool, Query(alias="open")] = False,
+        alarms: Annotated[bool, Query(description="P1 and panic only")] = False,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
+    ) -> dict[str, Any]:
+        """Newest first, only what the user may see."""
+        f = IncidentFilter(stages=tuple(s.value for s in OPEN_STAGES) if open_only else ())
+        items: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(10):  # scan at most 10 pages of the newest incidents
+            page, next_cursor = await database.run(list_incidents, f, 200, cursor)
+            for inc in page:
+                if alarms and not (inc["severity"] == "P1" or inc["category"] == "panic"):
+                    continue
+                if can_see(user, inc, ctx.grid):
+                    items.append(inc)
+            if len(items) >= limit or next_cursor is None:
+                break
+            from gateway.api.cursor import decode_int_cursor
+            from gateway.incidents.queries import INCIDENTS_LISTING
+
+            cursor = decode_int_cursor(next_cursor, INCIDENTS_LISTING)
+        return {"items": items[:limit]}
+
+    @router.get("/incidents/{incident_id}")
+    async def incident(incident_id: int, user: UserDep) -> dict[str, Any]:
+        """The incident (timeline, attachments, deliveries) plus the desk's context."""
+        found = await scoped_incident(incident_id, user)
+        found["allowed"] = allowed(Stage(found["stage"]))
+        found["context"] = _context(ctx, found)
+        found["evidence"] = [
+            {**m.to_json(), "image_url": f"/api/evidence/{m.id}/image"}
+            for m in ctx.evidence_for(f"incident-{incident_id}")
+        ]
+        return _jsonable(found)
+
+    @router.post("/incidents/{incident_id}/snapshot")
+    async def snapshot(incident_id: int, user: UserDep) -> dict[str, Any]:
+        """Take a snapshot from the incident's nearest camera now, kept as its evidence."""
+        found = await scoped_incident(incident_id, user)
+        camera = nearest_camera(ctx, found)
+        if camera is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no camera near this incident")
+        stored = await ctx.capture(f"incident-{incident_id}", camera, f"console:{user.id}")
+        if stored is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{camera}: no picture")
+        return {**stored.to_json(), "image_url": f"/api/evidence/{stored.id}/image"}
+
+    # -- residents ------------------------------------------------------------------------
+    @router.post("/alarm", status_code=status.HTTP_201_CREATED)
+    async def alarm(body: AlarmIn, user: UserDep) -> dict[str, Any]:
+        """The one-button alarm from the resident's phone: a P1 panic incident for the
+        resident's household, routed like a panic button press."""
+        if Role.RESIDENT not in user.roles or user.household is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "only a resident with a household")
+        hh = ctx.grid.households[user.household]
+        new_id = await ctx.service.report(
+            Report(
+                source=Source.MANUAL,
+                category=IncidentCategory.PANIC,
+                severity=Severity.P1,
+                title_zh=f"一键报警（手机）：{hh.address or hh.id}",
+                title_en=f"Panic alarm (phone): household {hh.id}",
+                description=body.note,
+                site=hh.site,
+                place=hh.place,
+                household=hh.id,
+                location={"lat": None, "lon": None, "address": hh.address},
+                reporter=user.id,
+                role=Role.RESIDENT.value,
+            )
+        )
+        return {"id": new_id}
+
+    @router.get("/alarm/{incident_id}")
+    async def alarm_state(incident_id: int, user: UserDep) -> dict[str, Any]:
+        """What the resident's phone shows after sending: stage and who acknowledged."""
+        found = await scoped_incident(incident_id, user)
+        names = _names(ctx.grid)
+        acks = [
+            {"name": names.get(e["actor"], e["actor"]), "at": e["at"]}
+            for e in found["timeline"]
+            if e["action"] == "acknowledge"
+        ]
+        return _jsonable(
+            {
+                "id": incident_id,
+                "stage": found["stage"],
+                "acked_at": found["acked_at"],
+                "acks": acks,
+            }
+        )
+
+    @router.get("/my-reports")
+    async def my_reports(user: UserDep, database: Database = Depends(db)) -> dict[str, Any]:
+        """The resident's alarms and 随手报 reports, newest first."""
+
+        def query(engine: Engine) -> list[dict[str, Any]]:
+            c = incidents.c
+            cond = [c.reporter == user.id]
+            if user.household:
+                cond.append(c.household == user.household)
+            stmt = (
+                select(
+                    c.id,
+                    c.category,
+                    c.severity,
+                    c.title_zh,
+                    c.title_en,
+                    c.stage,
+                    c.opened_at,
+                    c.acked_at,
+                    c.closed_at,
+                )
+                .where(or_(*cond))
+                .order_by(c.id.desc())
+                .limit(50)
+            )
+            with engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(stmt)]
+
+        return _jsonable({"items": await database.run(query)})
+
+    # -- site plan, devices, profiles, routing ---------------------------------------------
+    @router.get("/sites")
+    async def sites(_: UserDep) -> list[dict[str, Any]]:
+        return [
+            {"id": s.id, "name": s.name, "address": s.address, "devices": len(s.devices)}
+            for s in ctx.registry.sites.values()
+        ]
+
+    @router.get("/siteplan/{site_id}.svg", response_class=Response)
+    async def plan(site_id: str, _: UserDep) -> Response:
+        site = ctx.registry.sites.get(site_id)
+        if site is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id!r}")
+        return Response(
+            siteplan.render(site),
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    @router.get("/cameras")
+    async def cameras(_: UserDep) -> list[str]:
+        """Cameras with live view."""
+        return sorted(ctx.camera_ids())
+
+    @router.get("/profiles")
+    async def profiles(_: UserDep) -> list[str]:
+        return ctx.profile_ids()
+
+    @router.post("/profile-test")
+    async def profile_test(body: ProfileTestIn, user: UserDep) -> dict[str, Any]:
+        """Normalise a pasted payload with one profile: the events, or exactly why none."""
+        _need(user, "devices")
+        return ctx.profile_test(body.profile, body.topic, body.payload, body.site, body.kind)
+
+    @router.post("/device-check")
+    async def device_check(body: dict[str, Any], user: UserDep) -> dict[str, Any]:
+        """Validate a device entry like ``lianfang config check`` does and give the line to
+        put under ``devices:`` of the site file (sites are configuration, kept in Git)."""
+        _need(user, "devices")
+        site_id = str(body.pop("site", "") or "")
+        site = ctx.registry.sites.get(site_id)
+        if site is None:
+            return {"ok": False, "errors": [f"site: unknown site {site_id!r}"]}
+        entry = {k: v for k, v in body.items() if v not in (None, "")}
+        try:
+            device = DeviceConfig.model_validate(entry)
+        except ValidationError as exc:
+            return {
+                "ok": False,
+                "errors": [
+                    f"{'.'.join(str(p) for p in e['loc']) or 'device'}: {e['msg']}"
+                    for e in exc.errors()
+                ],
+            }
+        errors = []
+        places = {p.id for p in site.places}
+        if device.place and device.place not in places:
+            errors.append(f"place: unknown place {device.place!r} in {site_id}")
+        if device.camera and device.camera not in {d.id for d in site.devices}:
+            errors.append(f"camera: unknown device {device.camera!r} in {site_id}")
+        existing = next((d for d in site.devices if d.id == device.id), None)
+        try:
+            SiteConfig.model_validate(
+                {**site.model_dump(), "devices": [
+                    d.model_dump() for d in site.devices if d.id != device.id
+                ] + [device.model_dump()]}
+            )  # fmt: skip
+        except (ValidationError, ConfigErrors) as exc:
+            errors.append(str(exc))
+        line = yaml.safe_dump(
+            [device.model_dump(exclude_none=True, mode="json")],
+            allow_unicode=True,
+            default_flow_style=None,
+            sort_keys=False,
+            width=200,
+        ).strip()
+        return {
+            "ok": not errors,
+            "errors": errors,
+            "action": "edit" if existing else "add",
+            "file": f"config/sites/{site_id}.yaml",
+            "yaml": line,
+        }
+
+    @router.post("/routes-test")
+    async def routes_test(body: RoutesTestIn, user: UserDep) -> dict[str, Any]:
+        """Which routes match and whom an incident would reach (``lianfang routes test``)."""
+        _need(user, "rules")
+        return ctx.routes_test(body.model_dump(mode="json"))
+
+    @router.get("/now")
+    async def now() -> dict[str, str]:
+        """The gateway clock (the escalation countdown runs on it)."""
+        return {"now": utcnow().isoformat()}
+
+    return router
+
+
+def _need(user: WebUser, page: str) -> None:
+    if not user.may_open(page):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"the {page} page is not for your role")

@@ -1,0 +1,117 @@
+// Command centre (大屏): live events, open incidents by severity, today / month figures,
+// community ranking, the site plan with live device states, live video tiles.
+import { api, events, fmtTime, h, sevBadge, subscribe, t, title, videoTile } from "./common.js";
+
+const pct = (v) => (v === null || v === undefined ? "—" : `${Math.round(v * 100)}%`);
+const secs = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)}s`);
+
+function figures(el, s) {
+  el.replaceChildren(
+    ...[
+      [t("stat.total"), s.total],
+      [t("stat.closed"), (s.by_stage.verified || 0) + (s.by_stage.evaluated || 0)],
+      [t("stat.closing_rate"), pct(s.closing_rate)],
+      [t("stat.in_cell"), pct(s.closed_in_cell_share)],
+      [t("stat.ack_p50"), secs(s.ack_p50_s)],
+    ].map(([k, v]) => h("div", { class: "num" }, h("b", {}, v), h("small", {}, k))),
+  );
+}
+
+async function stats() {
+  const [today, month, ranking] = await Promise.all([
+    api("/api/stats/summary?period=today"),
+    api("/api/stats/summary?period=month"),
+    api("/api/stats/ranking?by=community"),
+  ]);
+  figures(document.getElementById("today"), today);
+  figures(document.getElementById("month"), month);
+  const names = Object.fromEntries((await api("/api/grid/areas")).map((a) => [a.id, a.name]));
+  document.querySelector("#ranking tbody").replaceChildren(
+    ...ranking.rows.map((r) =>
+      h("tr", {}, h("td", {}, r.rank), h("td", {}, names[r.key] || r.key), h("td", {}, r.score.toFixed(1)), h("td", {}, pct(r.closing_rate))),
+    ),
+  );
+}
+
+async function openIncidents() {
+  const { items } = await api("/api/incidents?stage=discovered,dispatched,handling,feedback&limit=500");
+  const counts = { P1: 0, P2: 0, P3: 0, P4: 0 };
+  items.forEach((i) => (counts[i.severity] += 1));
+  document.getElementById("sev").replaceChildren(
+    ...Object.entries(counts).map(([k, v]) => h("div", { class: `sev-box ${k}`, "data-sev": k }, h("b", {}, v), h("small", {}, k))),
+  );
+  const order = { P1: 1, P2: 2, P3: 3, P4: 4 };
+  items.sort((a, b) => order[a.severity] - order[b.severity] || b.id - a.id);
+  document.getElementById("open-list").replaceChildren(
+    ...items.slice(0, 12).map((i) =>
+      h("li", {}, h("a", { href: `/console/incidents/${i.id}` }, sevBadge(i.severity), " ", title(i), h("small", {}, ` ${t(`stage.${i.stage}`)} ${fmtTime(i.opened_at)}`))),
+    ),
+  );
+}
+
+// site plan and device states
+const plan = document.getElementById("siteplan");
+async function sitePlan() {
+  const sites = await api("/api/web/sites");
+  if (!sites.length) return;
+  const svg = await api(`/api/web/siteplan/${encodeURIComponent(sites[0].id)}.svg`);
+  const doc = new DOMParser().parseFromString(svg, "image/svg+xml");
+  plan.replaceChildren(document.importNode(doc.documentElement, true));
+  await deviceStates();
+}
+async function deviceStates() {
+  const { items } = await api("/api/devices?limit=1000");
+  let on = 0;
+  let off = 0;
+  for (const d of items) {
+    const el = plan.querySelector(`[data-device="${CSS.escape(d.id)}"]`);
+    if (!el) continue;
+    const state = d.online === true && !d.overdue ? "online" : d.online === false || d.overdue ? "offline" : "unknown";
+    if (state === "online") on += 1;
+    if (state === "offline") off += 1;
+    el.classList.remove("online", "offline", "unknown");
+    el.classList.add(state);
+    el.querySelector("title").textContent = `${d.name || d.id} · ${t(`dev.${state}`)} · ${fmtTime(d.last_seen_at)}${d.battery_pct != null ? ` · ${d.battery_pct}%` : ""}`;
+  }
+  document.getElementById("plan-legend").replaceChildren(
+    h("span", { class: "dot online" }), `${t("dev.online")} ${on} `,
+    h("span", { class: "dot offline" }), `${t("dev.offline")} ${off}`,
+  );
+}
+function pulse(deviceId) {
+  const el = plan.querySelector(`[data-device="${CSS.escape(deviceId)}"]`);
+  if (!el) return;
+  el.classList.remove("pulse");
+  void el.getBoundingClientRect();
+  el.classList.add("pulse");
+}
+
+// live events
+const feed = document.getElementById("events");
+events((e) => {
+  if (!e.device_id) return;
+  pulse(e.device_id);
+  feed.prepend(
+    h("li", { class: `ev ev-${e.kind}`, "data-type": e.type }, h("time", {}, fmtTime(e.occurred_at)), h("b", {}, e.type), h("span", {}, e.device_id)),
+  );
+  while (feed.children.length > 40) feed.lastChild.remove();
+});
+
+// video tiles
+async function tiles() {
+  const cams = await api("/api/web/cameras");
+  document.getElementById("tiles").replaceChildren(...cams.slice(0, 4).map(videoTile));
+}
+
+let pending = null;
+subscribe((item) => {
+  if (item.type !== "incident") return;
+  clearTimeout(pending);
+  pending = setTimeout(() => {
+    openIncidents();
+    stats();
+  }, 500);
+});
+await Promise.all([stats(), openIncidents(), sitePlan(), tiles()]);
+setInterval(deviceStates, 10000);
+setInterval(stats, 60000);

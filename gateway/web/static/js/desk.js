@@ -1,0 +1,128 @@
+// Police alarm desk: P1 and panic alarms arrive live with sound and a flashing banner.
+import { api, beep, clock, fmtTime, h, sevBadge, subscribe, t, title, videoTile } from "./common.js";
+import { loadIncident, renderIncident } from "./incident_view.js";
+
+const list = document.getElementById("alarms");
+const current = document.getElementById("current");
+const banner = document.getElementById("banner");
+const alarms = new Map(); // id → incident
+let selected = null;
+let timer = null;
+let video = null;
+
+const isAlarm = (inc) => inc.severity === "P1" || inc.category === "panic";
+const OPEN = new Set(["discovered", "dispatched", "handling", "feedback"]);
+
+function drawList() {
+  const items = [...alarms.values()].filter((i) => OPEN.has(i.stage)).sort((a, b) => b.id - a.id);
+  list.replaceChildren(
+    ...(items.length
+      ? items.map((inc) =>
+          h(
+            "li",
+            {
+              class: `alarm ${inc.acked_at ? "acked" : "unacked"} ${inc.id === selected ? "on" : ""}`,
+              "data-incident": inc.id,
+              onclick: () => select(inc.id),
+            },
+            sevBadge(inc.severity),
+            h("b", {}, title(inc)),
+            h("small", {}, `${fmtTime(inc.opened_at)} · ${t(`stage.${inc.stage}`)}`),
+          ),
+        )
+      : [h("li", { class: "muted" }, t("desk.none"))]),
+  );
+}
+
+function flash(inc) {
+  banner.hidden = false;
+  banner.replaceChildren(
+    h("b", {}, `${t("desk.incoming")} #${inc.id}`),
+    h("span", {}, title(inc)),
+    h("span", {}, inc.context?.address || ""),
+  );
+  banner.dataset.incident = inc.id;
+  banner.classList.add("flash");
+  beep(4);
+  banner.onclick = () => select(inc.id);
+}
+
+async function select(id) {
+  selected = id;
+  drawList();
+  const inc = await loadIncident(id);
+  alarms.set(id, inc);
+  const ctx = inc.context || {};
+  const clockEl = h("div", { class: "clock", "data-testid": "clock" });
+  const snapBox = h("div", { class: "snap", "data-testid": "snapshot" });
+  const body = h("div", { class: "inc-body" });
+  const side = h(
+    "aside",
+    { class: "desk-side" },
+    h("h3", {}, t("desk.clock")),
+    clockEl,
+    h("h3", {}, t("desk.address")),
+    h("p", { class: "big", "data-testid": "desk-address" }, ctx.address || "—"),
+    h("h3", {}, t("desk.neighbours")),
+    h("p", { "data-testid": "neighbours" }, ctx.neighbours?.length ? ctx.neighbours.join("、") : "—"),
+    h("h3", {}, `${t("desk.camera")}: ${ctx.camera || "—"}`),
+    snapBox,
+  );
+  current.replaceChildren(h("div", { class: "desk-detail" }, body, side));
+  renderIncident(body, inc, { onChange: () => select(id), compact: true });
+  clearInterval(timer);
+  timer = clock(clockEl, ctx.ack_deadline, inc.acked_at);
+  if (inc.acked_at) {
+    banner.hidden = true;
+    banner.classList.remove("flash");
+  }
+  if (ctx.camera) {
+    const shot = inc.evidence?.[inc.evidence.length - 1];
+    const img = h("img", { alt: t("desk.snapshot"), src: shot ? shot.image_url : "" });
+    snapBox.append(img, h("button", { class: "small", onclick: () => snapshot(id, img) }, t("desk.snapshot")));
+    if (!shot) snapshot(id, img);
+    if (!video || video.dataset.camera !== ctx.camera) {
+      video = videoTile(ctx.camera);
+      video.dataset.camera = ctx.camera;
+    }
+    snapBox.append(video);
+  }
+}
+
+async function snapshot(id, img) {
+  try {
+    const s = await api(`/api/web/incidents/${id}/snapshot`, { method: "POST" });
+    img.src = s.image_url;
+  } catch (err) {
+    img.alt = String(err.message);
+  }
+}
+
+async function onIncident(id, created) {
+  let inc;
+  try {
+    inc = await loadIncident(id);
+  } catch {
+    return; // outside my scope
+  }
+  if (!isAlarm(inc)) return;
+  const isNew = !alarms.has(id);
+  alarms.set(id, inc);
+  drawList();
+  if (isNew && created && OPEN.has(inc.stage)) {
+    flash(inc);
+    if (!selected || alarms.get(selected)?.acked_at) select(id);
+  } else if (id === selected) {
+    select(id);
+  }
+}
+
+document.getElementById("sound").addEventListener("click", () => beep(1));
+subscribe((item) => {
+  if (item.type === "incident") onIncident(item.incident_id, item.created);
+});
+const first = await api("/api/web/incidents?open=1&alarms=1&limit=50");
+for (const inc of first.items) alarms.set(inc.id, inc);
+drawList();
+const unacked = first.items.find((i) => !i.acked_at);
+if (unacked) select(unacked.id);

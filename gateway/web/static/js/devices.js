@@ -1,0 +1,61 @@
+// Devices (property manager): list with online state, last seen, battery; add/edit check;
+// paste a payload and see the normalised event.
+import { api, fmtTime, h, t } from "./common.js";
+
+const rows = document.getElementById("device-rows");
+const form = document.getElementById("device-form");
+let devices = [];
+
+async function load() {
+  devices = (await api("/api/devices?limit=1000")).items;
+  rows.replaceChildren(
+    ...devices.map((d) =>
+      h(
+        "tr",
+        { "data-device": d.id },
+        h("td", {}, d.id, h("br"), h("small", { class: "muted" }, d.name)),
+        h("td", {}, d.kind),
+        h("td", {}, d.place || ""),
+        h("td", { class: d.online ? "ok" : d.online === false ? "err" : "muted" }, d.online ? t("dev.online") : d.online === false ? t("dev.offline") : t("dev.unknown")),
+        h("td", {}, fmtTime(d.last_seen_at, true)),
+        h("td", {}, d.battery_pct == null ? "" : `${d.battery_pct}%`),
+        h("td", {}, h("button", { class: "small", type: "button", onclick: () => edit(d) }, "✎")),
+      ),
+    ),
+  );
+}
+
+function edit(d) {
+  for (const k of ["site", "id", "kind", "name", "profile", "place", "zone", "household", "camera", "heartbeat_s"]) {
+    if (form[k]) form[k].value = d[k] ?? "";
+  }
+  form.scrollIntoView({ behavior: "smooth" });
+}
+
+form.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const body = Object.fromEntries(new FormData(form));
+  if (body.heartbeat_s === "") delete body.heartbeat_s;
+  const out = await api("/api/web/device-check", { method: "POST", body });
+  document.getElementById("device-out").textContent = out.ok
+    ? `✔ ${out.action} → ${out.file}\n${out.yaml}`
+    : `✘ ${out.errors.join("\n")}`;
+});
+
+const pform = document.getElementById("payload-form");
+pform.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const out = await api("/api/web/profile-test", {
+    method: "POST",
+    body: { profile: pform.profile.value, topic: pform.topic.value, payload: pform.payload.value },
+  });
+  const pre = document.getElementById("payload-out");
+  pre.textContent = out.ok ? JSON.stringify(out.events, null, 2) : `✘ ${out.error}`;
+  pre.className = out.ok ? "out ok" : "out err";
+});
+const sites = await api("/api/web/sites");
+document.getElementById("site-select").replaceChildren(...sites.map((s) => h("option", { value: s.id }, s.name || s.id)));
+const profiles = await api("/api/web/profiles");
+document.getElementById("profile-select").replaceChildren(...profiles.map((p) => h("option", { value: p }, p)));
+document.getElementById("profile-list").replaceChildren(...profiles.map((p) => h("option", { value: p })));
+await load();
