@@ -1,0 +1,208 @@
+"""The console in a real browser against a demo gateway: alarm desk, resident, grid worker,
+scope, live video and the remaining pages (with screenshots in test-artifacts/e2e/)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from tests.e2e.conftest import PHONE, WALL, shot
+
+pytestmark = pytest.mark.slow
+
+
+def photo(tmp_path: Path) -> Path:
+    img = np.zeros((240, 320, 3), np.uint8)
+    cv2.rectangle(img, (60, 60), (260, 180), (0, 140, 255), -1)
+    path = tmp_path / "hazard.jpg"
+    path.write_bytes(cv2.imencode(".jpg", img)[1].tobytes())
+    return path
+
+
+def hold(page: Any, selector: str, ms: int) -> None:
+    box = page.locator(selector).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.wait_for_timeout(ms)
+    page.mouse.up()
+
+
+def detail(api: httpx.Client, incident_id: int) -> dict[str, Any]:
+    response = api.get(f"/api/incidents/{incident_id}")
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]
+
+
+def hazard(api: httpx.Client, household: str, text: str) -> int:
+    response = api.post(
+        "/api/hazard-reports",
+        json={"text": text, "location": {"address": household}, "household": household,
+              "reporter": "p-resident"},
+    )  # fmt: skip
+    response.raise_for_status()
+    return int(response.json()["id"])
+
+
+def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: httpx.Client) -> None:
+    desk = login("p-desk", WALL)
+    desk.wait_for_selector("#alarms")
+    resident = login("p-resident", PHONE)
+    resident.wait_for_selector("#address:not(:empty)")
+
+    # a short press does nothing; a hold opens the cancel window, which cancels
+    hold(resident, "#sos", 300)
+    resident.wait_for_timeout(200)
+    assert not resident.locator("[data-testid=cancel]").count()
+    hold(resident, "#sos", 2200)
+    resident.click("[data-testid=cancel]")
+    resident.wait_for_selector("[data-testid=cancelled]")
+
+    hold(resident, "#sos", 2200)
+    resident.wait_for_selector("[data-testid=cancel]")
+    sent = resident.wait_for_selector("[data-testid=sent]", timeout=6000)
+    t_sent = time.monotonic()
+    incident_id = int(sent.get_attribute("data-incident"))
+    shot(resident, "resident-alarm-sent")
+
+    desk.wait_for_selector(f"#banner[data-incident='{incident_id}']", timeout=2000)
+    latency = time.monotonic() - t_sent
+    assert latency < 2.0, latency
+    desk.wait_for_selector("#current [data-testid=address]", timeout=3000)
+    assert "1号楼1单元101室" in desk.inner_text("[data-testid=desk-address]")
+    assert desk.locator("[data-testid=clock]").inner_text() != "—"
+    desk.wait_for_selector("[data-testid=snapshot] img[src*='/api/evidence/']", timeout=8000)
+    shot(desk, "desk-incoming-alarm")
+
+    desk.fill("#current [data-testid=note]", "已联系住户，民警出发")
+    desk.click("#current button[data-action=acknowledge]")
+    resident.wait_for_selector("[data-testid=acked-by].acked", timeout=5000)
+    assert "太平派出所值班台" in resident.inner_text("[data-testid=acked-by]")
+    shot(resident, "resident-acknowledged")
+
+    desk.select_option("#current [data-testid=assignee]", "p-worker-1")
+    desk.click("#current button[data-action=dispatch]")
+    desk.wait_for_selector("#current [data-stage=dispatched]", timeout=5000)
+
+    desk.goto(f"/console/incidents/{incident_id}")
+    desk.wait_for_selector("[data-testid=timeline] li[data-action=dispatch]")
+    actions = [li.get_attribute("data-action") for li in desk.query_selector_all(
+        "[data-testid=timeline] li")]  # fmt: skip
+    for step in ("open", "notify", "acknowledge", "dispatch"):
+        assert step in actions, actions
+    assert desk.locator("[data-testid=deliveries] tbody tr").count() >= 3
+    shot(desk, "incident-detail")
+    stored = detail(api, incident_id)
+    assert stored["acked_at"] is not None and stored["stage"] == "dispatched"
+
+
+def test_grid_worker_handles_feedback_verify(login: Any, api: httpx.Client, tmp_path: Path) -> None:
+    incident_id = hazard(api, "1-2-203", "2单元楼道堆放杂物，堵塞消防通道")
+    r = api.post(f"/api/incidents/{incident_id}/actions",
+                 json={"action": "dispatch", "actor": "p-command", "assignees": ["p-worker-1"]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    worker = login("p-worker-1", PHONE)
+    card = f"[data-incident='{incident_id}']"
+    worker.click(f"{card} button.row")
+    worker.click(f"{card} button[data-action=accept]")
+    worker.wait_for_selector(f"{card}[data-stage=handling] button[data-action=feedback]")
+    worker.fill(f"{card} [data-testid=note]", "已清理杂物，通道畅通")
+    worker.set_input_files(f"{card} [data-testid=photo]", str(photo(tmp_path)))
+    worker.click(f"{card} button[data-action=feedback]")
+    worker.wait_for_selector(f"{card}[data-stage=feedback] button[data-action=verify]")
+    worker.wait_for_selector(f"{card} [data-testid=attachment]")
+    shot(worker, "grid-worker-feedback")
+    worker.click(f"{card} button[data-action=verify]")
+    worker.wait_for_selector(f"{card}[data-stage=verified]")
+    worker.wait_for_selector(f"{card} [data-testid=timeline] li[data-action=verify]")
+    shot(worker, "grid-worker-verified")
+    stored = detail(api, incident_id)
+    assert stored["stage"] == "verified"
+    steps = [(e["action"], e["actor"]) for e in stored["timeline"]]
+    for step in (("accept", "p-worker-1"), ("feedback", "p-worker-1"), ("verify", "p-worker-1")):
+        assert step in steps, steps
+    assert len(stored["attachments"]) == 1
+
+
+def test_resident_files_a_hazard_report_with_a_photo(
+    login: Any, api: httpx.Client, tmp_path: Path
+) -> None:
+    resident = login("p-resident", PHONE)
+    resident.fill("#hazard textarea[name=text]", "3号楼东侧路灯不亮，夜间有安全隐患")
+    resident.set_input_files("#hazard input[name=photo]", str(photo(tmp_path)))
+    resident.click("#hazard button[type=submit]")
+    state = resident.wait_for_selector("#hazard-state[data-incident]")
+    incident_id = int(state.get_attribute("data-incident"))
+    resident.wait_for_selector(f"[data-testid=reports] li[data-incident='{incident_id}']")
+    shot(resident, "resident-hazard-report")
+    stored = detail(api, incident_id)
+    assert stored["source"] == "hazard" and stored["reporter"] == "p-resident"
+    assert stored["cell"] == "shifan-01"
+    assert [a["content_type"] for a in stored["attachments"]] == ["image/jpeg"]
+
+
+def test_grid_worker_cannot_open_another_cells_incident(login: Any, api: httpx.Client) -> None:
+    other = hazard(api, "4-1-101", "4号楼门口井盖松动")  # cell shifan-02
+    mine = hazard(api, "1-1-502", "1号楼电动车楼道充电")  # cell shifan-01
+    worker = login("p-worker-1", PHONE)  # shifan-01
+    response = worker.goto(f"/console/incidents/{other}")
+    assert response.status == 403
+    assert worker.locator("[data-testid=message]").count() == 1
+    shot(worker, "grid-worker-forbidden")
+    assert worker.request.get(f"/api/web/incidents/{other}").status == 403
+    assert worker.request.get(f"/api/web/incidents/{mine}").status == 200
+    worker.goto("/console/grid")
+    worker.wait_for_selector(f"[data-incident='{mine}']")
+    assert worker.locator(f"[data-incident='{other}']").count() == 0
+    assert worker.goto("/console/rules").status == 403
+
+
+def test_command_centre_plays_live_video(login: Any) -> None:
+    page = login("p-command", WALL)
+    page.wait_for_selector("#siteplan svg [data-device='cam-north']")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video[data-camera]')]"
+        ".some(v => v.videoWidth > 0 && v.currentTime > 0.5)",
+        timeout=20000,
+    )
+    t0 = page.evaluate("() => document.querySelector('video[data-camera]').currentTime")
+    page.wait_for_timeout(700)
+    t1 = page.evaluate("() => document.querySelector('video[data-camera]').currentTime")
+    assert t1 > t0
+    page.wait_for_selector("#siteplan svg .dev.online")
+    page.wait_for_selector("#events li", timeout=10000)
+    shot(page, "command-centre")
+
+
+def test_devices_rules_and_english(login: Any) -> None:
+    page = login("p-property", WALL)
+    page.goto("/console/devices")
+    page.wait_for_selector("tr[data-device='door-b1u1']")
+    page.wait_for_selector("#profile-select option[value=lianfang]", state="attached")
+    page.select_option("#profile-select", "lianfang")
+    page.click("#payload-form button[type=submit]")
+    page.wait_for_selector("#payload-out:not(:empty)")
+    assert '"access_granted"' in page.inner_text("#payload-out")
+    page.fill("#device-form input[name=id]", "door-b1u1-new")
+    page.fill("#device-form input[name=place]", "b1-u1-door")
+    page.click("#device-form button[type=submit]")
+    page.wait_for_selector("#device-out:not(:empty)")
+    assert "✔ add" in page.inner_text("#device-out")
+    shot(page, "devices")
+    assert page.goto("/console/rules").status == 403
+
+    admin = login("p-admin", WALL, lang="en")
+    admin.goto("/console/rules")
+    admin.wait_for_selector("tr[data-rule]")
+    assert "Rules" in admin.inner_text("h1")
+    admin.select_option("#routes-form select[name=category]", "panic")
+    admin.fill("#routes-form input[name=household]", "6-1-102")
+    admin.click("#routes-form button[type=submit]")
+    admin.wait_for_selector("#routes-out table")
+    assert "police-desk" in admin.inner_text("#routes-out")
+    shot(admin, "rules-routing-en")
