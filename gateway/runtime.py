@@ -17,6 +17,8 @@ from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import load_sites
 from gateway.events import Event
+from gateway.incidents.evidence import IncidentEvidence
+from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import load_pii_key, set_pii_key
@@ -63,6 +65,25 @@ class Gateway:
             ingest=self.ingest_events,
             quarantine=lambda record: self.writer.submit(WriteItem(quarantined=record)),
         )
+        self.incidents = IncidentsRuntime(
+            self.engine,
+            self.bus,
+            self.registry,
+            config_dir=config.routing_file.parent,
+            data_dir=config.data_dir,
+            mqtt=config.mqtt,
+            timezone=config.timezone,
+            rule_dir=config.rules_dir,
+            routing_path=config.routing_file,
+            grid_dir=config.grid_dir,
+        )
+        self.rules.sink = self.incidents.sink
+        self.evidence = IncidentEvidence(
+            self.incidents.service,
+            self.cameras.snapshots,
+            self.cameras.store,
+            config.data_dir,
+        )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
         )
@@ -72,6 +93,7 @@ class Gateway:
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
         self.bus.bind(asyncio.get_running_loop())
+        await self.incidents.start()
         await self.rules.start(self.bus)
         self.writer.start()
         await self.cameras.start()
@@ -97,14 +119,15 @@ class Gateway:
 
     @property
     def routers(self) -> list[APIRouter]:
-        """API routers of the parts beyond the core API (rules, cameras)."""
-        return [rules_router, *self.cameras.routers]
+        """API routers of the parts beyond the core API (rules, cameras, incidents, grid)."""
+        return [rules_router, *self.cameras.routers, *self.incidents.routers]
 
     async def stop(self) -> None:
         await self.cameras.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         await self.rules.stop()
+        await self.incidents.stop()
         self.engine.dispose()
         self._lock.release()
 

@@ -15,10 +15,11 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
     """Validate the gateway file, profiles, sites, rules and cameras. Returns (summary lines, errors)."""
     from device_adapters.profiles.loader import load_profiles
     from gateway.config.settings import load_gateway_config
-    from gateway.config.sites import load_sites
+    from gateway.config.sites import SiteRegistry, load_sites
 
     summary: list[str] = []
     errors: list[ConfigError] = []
+    registry: SiteRegistry | None = None
     try:
         config = load_gateway_config(config_path)
     except ConfigErrors as exc:
@@ -41,6 +42,24 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
 
         ruleset = load_rules(config.rules_dir)
         summary.append(f"rules: {len(ruleset.rules)} in {config.rules_dir}")
+    except ConfigErrors as exc:
+        errors.extend(exc.errors)
+    try:
+        from gateway.grid.model import load_grid
+        from gateway.incidents.runtime import rule_label_keys
+        from gateway.routing.model import load_routing
+
+        # The grid is placed on the sites: without valid sites only the routing file is checked.
+        grid = (
+            load_grid(config.grid_dir, registry)
+            if registry is not None and config.grid_dir.is_dir()
+            else None
+        )
+        routing = load_routing(config.routing_file, label_keys=rule_label_keys(config.rules_dir))
+        summary.append(
+            f"grid: {config.grid_dir}{'' if grid else ' (absent)'}; routing: {config.routing_file} "
+            f"({len(routing.webhooks)} webhooks)"
+        )
     except ConfigErrors as exc:
         errors.extend(exc.errors)
     try:

@@ -14,7 +14,16 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `lianfang --help` stays fast and a broken optional part names itself.
-    from gateway.cli import cameras_cmd, config_cmd, profile_cmd, rules_cmd, run_cmd, simulate_cmd
+    from gateway.cli import (
+        cameras_cmd,
+        config_cmd,
+        grid_cmd,
+        profile_cmd,
+        routes_cmd,
+        rules_cmd,
+        run_cmd,
+        simulate_cmd,
+    )
 
     app.add_typer(cameras_cmd.app, name="cameras")
     app.add_typer(config_cmd.app, name="config")
@@ -22,6 +31,8 @@ def _register() -> None:
     app.add_typer(rules_cmd.app, name="rules")
     run_cmd.register(app)
     simulate_cmd.register(app)
+    app.add_typer(routes_cmd.app, name="routes")
+    grid_cmd.register(app)
 
 
 _register()

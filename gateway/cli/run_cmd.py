@@ -132,6 +132,8 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         rules_dir=config_dir / "rules",
         onvif_file=config_dir / "onvif.yaml",
         cameras_file=cameras_file,
+        routing_file=config_dir / "routing.yaml",
+        grid_dir=config_dir / "grid",
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)

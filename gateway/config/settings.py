@@ -148,9 +148,18 @@ class GatewayConfig(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     onvif_file: Path = Field(Path("onvif.yaml"), description="ONVIF event sources (optional)")
+    routing_file: Path = Field(Path("routing.yaml"), description="Incident routing tree")
+    grid_dir: Path = Field(Path("grid"), description="Grid, people and households (imported once)")
 
     _dirs = field_validator(
-        "data_dir", "profiles_dir", "sites_dir", "rules_dir", "cameras_file", "onvif_file"
+        "data_dir",
+        "profiles_dir",
+        "sites_dir",
+        "rules_dir",
+        "cameras_file",
+        "onvif_file",
+        "routing_file",
+        "grid_dir",
     )(_resolve)
 
     @model_validator(mode="after")

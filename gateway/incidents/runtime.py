@@ -73,6 +73,7 @@ class IncidentsRuntime:
         timezone: for "today" and "this month" in statistics.
         rule_dir: rule files, whose label keys routes may match.
         notifiers: replace the default notifiers (tests).
+        routing_path, grid_dir: override ``config_dir / "routing.yaml"`` and ``config_dir / "grid"``.
     """
 
     def __init__(
@@ -89,6 +90,8 @@ class IncidentsRuntime:
         rule_dir: Path | None = None,
         notifiers: dict[str, Notifier] | None = None,
         tick_s: float = 0.25,
+        routing_path: Path | None = None,
+        grid_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -97,8 +100,8 @@ class IncidentsRuntime:
         self.data_dir = data_dir
         self.timezone = timezone
         self.clock = clock
-        self.routing_path = config_dir / "routing.yaml"
-        self.grid_dir = config_dir / "grid"
+        self.routing_path = routing_path or config_dir / "routing.yaml"
+        self.grid_dir = grid_dir or config_dir / "grid"
         self._label_keys = rule_label_keys(rule_dir)
         self.routing: RoutingConfig = load_routing(self.routing_path, label_keys=self._label_keys)
         self.hub = NotificationHub()

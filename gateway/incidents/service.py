@@ -138,6 +138,9 @@ class IncidentService:
         self.hub = hub or NotificationHub()
         self.stats = ServiceStats()
         self.dispatcher: Dispatcher | None = None
+        # Called (on the loop) when a signal opens a new incident: (incident id, device, reason).
+        # The gateway uses it to grab camera evidence; it must return at once.
+        self.on_opened: Callable[[int, str, str], None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lianfang-incidents")
 
     def close(self) -> None:
@@ -185,6 +188,13 @@ class IncidentService:
             self.stats.errors += 1
             raise
         self._hand_over(written)
+        if (
+            self.on_opened is not None
+            and written.created
+            and written.incident_id is not None
+            and signal.device_id
+        ):
+            self.on_opened(written.incident_id, signal.device_id, signal.rule_id)
 
     # -- reports and actions ---------------------------------------------------------------
     async def report(self, report: Report) -> int:
