@@ -2,7 +2,7 @@
 1,000 background events/s flow. Not a test: run it by hand.
 
 Starts its own Mosquitto (``set_tcp_nodelay true``), runs the real gateway in-process
-(``gateway.runtime.Gateway`` with SQLite, the default rules) plus ``IncidentsRuntime`` wired
+(``gateway.runtime.Gateway`` with SQLite, the default rules) with its incidents runtime wired
 as in docs/incidents.md, a background publisher process at ``--rate`` events/s, and panic
 presses from a separate thread (a fresh button each time, ``--presses`` per second). The
 police desk is a plain paho subscriber on ``lianfang/notify/police-desk/#``; a local HTTP
@@ -154,7 +154,6 @@ def pct(values: list[float], p: float) -> float | None:
 
 async def run(workdir: Path, port: int, args: argparse.Namespace) -> dict[str, Any]:
     from gateway.config.settings import load_gateway_config
-    from gateway.incidents.runtime import IncidentsRuntime
     from gateway.runtime import Gateway
 
     hook = Hook()
@@ -186,25 +185,15 @@ async def run(workdir: Path, port: int, args: argparse.Namespace) -> dict[str, A
                 "profiles_dir": str(ROOT / "config" / "profiles"),
                 "sites_dir": str(workdir / "sites"),
                 "rules_dir": str(ROOT / "config" / "rules"),
+                "routing_file": str(workdir / "routing.yaml"),
+                "grid_dir": str(workdir / "grid"),
                 "log_level": "warning",
             }
         )
     )
     config = load_gateway_config(cfg_path)
-    gateway = Gateway(config)
-    incidents = IncidentsRuntime(
-        gateway.engine,
-        gateway.bus,
-        gateway.registry,
-        config_dir=workdir,
-        data_dir=config.data_dir,
-        mqtt=config.mqtt,
-        timezone=config.timezone,
-        rule_dir=config.rules_dir,
-    )
-    gateway.rules.sink = incidents.sink
+    gateway = Gateway(config)  # with its incidents runtime: rules → incidents → notifiers
     await gateway.start()
-    await incidents.start()
     assert await gateway.wait_subscribed(30)
 
     desk_arrivals: dict[str, float] = {}
@@ -260,7 +249,6 @@ async def run(workdir: Path, port: int, args: argparse.Namespace) -> dict[str, A
     desk.loop_stop()
     desk.disconnect()
     stored_events = gateway.writer.stats.stored
-    await incidents.stop()
     await gateway.stop()
     hook.httpd.shutdown()
     lat = [desk_arrivals[e] - t for e, t in published.items() if e in desk_arrivals]
