@@ -69,6 +69,14 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
         rules_dir=config_dir / "rules",
         onvif_file=config_dir / "onvif.yaml",
         cameras_file=cameras_file,
+        **{  # once the runtime wires the incidents itself, it reads these
+            k: v
+            for k, v in (
+                ("routing_file", config_dir / "routing.yaml"),
+                ("grid_dir", config_dir / "grid"),
+            )
+            if k in GatewayConfig.model_fields
+        },
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
@@ -78,16 +86,20 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
     stop = asyncio.Event()
 
     gateway = Gateway(cfg, protocol="v311")
-    incidents = IncidentsRuntime(
+    wired: IncidentsRuntime | None = getattr(gateway, "incidents", None)
+    incidents = wired or IncidentsRuntime(
         gateway.engine, gateway.bus, gateway.registry,
         config_dir=config_dir, data_dir=data_dir, mqtt=cfg.mqtt,
         timezone=cfg.timezone, rule_dir=cfg.rules_dir,
     )  # fmt: skip
-    gateway.rules.sink = incidents.sink
+    if wired is None:
+        gateway.rules.sink = incidents.sink
     await gateway.start()
-    await incidents.start()
+    if wired is None:
+        await incidents.start()
     web = WebConsole(gateway, incidents)
-    app = create_app(gateway, extra_routers=[*gateway.routers, *incidents.routers, web.api_router])
+    extra = [*gateway.routers, *([] if wired else incidents.routers), web.api_router]
+    app = create_app(gateway, extra_routers=extra)
     app.include_router(web.pages_router)
     # The browser tests sign in with the console's demo picker; the console checks roles
     # and grid scope itself, the API trusts the console's caller.
@@ -108,7 +120,8 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
         stop.set()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(sim, timeout=10)
-        await incidents.stop()
+        if wired is None:
+            await incidents.stop()
         await gateway.stop()
         await cameras.stop()
         await broker.stop()

@@ -116,7 +116,7 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
     ),
   );
   const audit = (inc.timeline || []).filter((e) => e.actor !== "system");
-  root.replaceChildren(
+  const parts = [
     h(
       "header",
       { class: "inc-head" },
@@ -155,7 +155,9 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
             ),
           ),
         ),
-  );
+  ];
+  // replaceChildren would turn null into the text "null"
+  root.replaceChildren(...parts.filter(Boolean));
 }
 
 export async function loadIncident(id) {
