@@ -190,6 +190,8 @@ async def gateway_run(workdir: Path, port: int, n: int) -> dict[str, Any]:
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
         "rules_dir": str(ROOT / "config" / "rules"),
+        "routing_file": str(ROOT / "config" / "routing.yaml"),
+        "grid_dir": str(workdir / "grid"),
     }))  # fmt: skip
     gateway = Gateway(load_gateway_config(cfg_path))
     latencies: list[float] = []

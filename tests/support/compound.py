@@ -45,6 +45,8 @@ def write_gateway_config(tmp: Path, port: int, *, client_id: str = "lianfang-tes
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
         "rules_dir": str(ROOT / "config" / "rules"),
+        "routing_file": str(ROOT / "config" / "routing.yaml"),
+        "grid_dir": str(tmp / "grid"),  # none: the shipped grid places the demo compound
     }
     path = tmp / "lianfang.yaml"
     path.write_text(yaml.safe_dump(config))
