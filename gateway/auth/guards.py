@@ -114,8 +114,11 @@ def incident_scope(principal: CurrentPrincipal) -> ColumnElement[bool] | None:
 IncidentScopeDep = Annotated[ColumnElement[bool] | None, Depends(incident_scope)]
 
 
+IncidentId = Annotated[int, Path(ge=1, le=2**62, description="Incident id")]
+
+
 async def visible_incident(
-    incident_id: int, principal: CurrentPrincipal, db: DatabaseDep
+    incident_id: IncidentId, principal: CurrentPrincipal, db: DatabaseDep
 ) -> dict[str, Any]:
     found = await db.run(_incident_place, incident_id)
     if found is None or not principal.scope.sees_incident(

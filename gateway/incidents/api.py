@@ -28,6 +28,7 @@ from fastapi import (
     WebSocket,
     status,
 )
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -418,7 +419,11 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
 
     # -- notifications --------------------------------------------------------------------
     @notify_router.post("/{notification_id}/ack", dependencies=write)
-    async def ack(notification_id: int, body: AckIn, principal: CurrentPrincipal) -> dict[str, Any]:
+    async def ack(
+        notification_id: Annotated[int, PathParam(ge=1, le=2**62)],
+        body: AckIn,
+        principal: CurrentPrincipal,
+    ) -> dict[str, Any]:
         """Acknowledge a notification (for its recipient: every channel it was sent on)."""
         ok = await ctx.service.acknowledge(notification_id, principal.actor)
         if not ok:

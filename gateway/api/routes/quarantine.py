@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
 from gateway.api import queries
 from gateway.api.deps import (
@@ -36,7 +38,9 @@ async def quarantine_stats(db: DatabaseDep, since: SinceDep) -> QuarantineStats:
 
 
 @router.get("/{record_id}", responses={404: {"model": ErrorMessage}})
-async def get_quarantined(record_id: int, db: DatabaseDep) -> QuarantinePublic:
+async def get_quarantined(
+    record_id: Annotated[int, Path(ge=1, le=2**62)], db: DatabaseDep
+) -> QuarantinePublic:
     record = await db.run(queries.get_quarantined, record_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"quarantine record {record_id} not found")
