@@ -17,11 +17,13 @@ from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import load_sites
 from gateway.events import Event
+from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import load_pii_key, set_pii_key
+from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.registry import seed_registry
 from gateway.storage.writer import BatchWriter, WriteItem
@@ -84,6 +86,11 @@ class Gateway:
             self.cameras.store,
             config.data_dir,
         )
+        self.retention = RetentionJob(
+            self.engine,
+            days=config.retention.days,
+            interval_s=config.retention.interval_minutes * 60,
+        )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
         )
@@ -92,6 +99,7 @@ class Gateway:
         self._lock.acquire()
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
+        await self.retention.start()
         self.bus.bind(asyncio.get_running_loop())
         await self.incidents.start()
         await self.rules.start(self.bus)
@@ -120,9 +128,15 @@ class Gateway:
     @property
     def routers(self) -> list[APIRouter]:
         """API routers of the parts beyond the core API (rules, cameras, incidents, grid)."""
-        return [rules_router, *self.cameras.routers, *self.incidents.routers]
+        return [
+            rules_router,
+            *self.cameras.routers,
+            *self.incidents.routers,
+            build_alarm_router(self.incidents),
+        ]
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.cameras.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)

@@ -15,6 +15,7 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `lianfang --help` stays fast and a broken optional part names itself.
     from gateway.cli import (
+        audit_cmd,
         cameras_cmd,
         config_cmd,
         grid_cmd,
@@ -23,6 +24,7 @@ def _register() -> None:
         rules_cmd,
         run_cmd,
         simulate_cmd,
+        users_cmd,
     )
 
     app.add_typer(cameras_cmd.app, name="cameras")
@@ -33,6 +35,8 @@ def _register() -> None:
     simulate_cmd.register(app)
     app.add_typer(routes_cmd.app, name="routes")
     grid_cmd.register(app)
+    app.add_typer(users_cmd.app, name="users")
+    app.add_typer(audit_cmd.app, name="audit")
 
 
 _register()

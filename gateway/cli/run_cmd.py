@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 import sys
@@ -41,8 +43,8 @@ async def serve(
     """Start the gateway and the HTTP API in this event loop; stop both on Ctrl-C / SIGTERM."""
     import uvicorn
 
-    from gateway.api.app import create_app
     from gateway.runtime import Gateway
+    from gateway.server import build_app
 
     class Server(uvicorn.Server):
         # We own SIGINT/SIGTERM: uvicorn's handler re-raises the signal after serving, which
@@ -56,8 +58,7 @@ async def serve(
     sys.setswitchinterval(0.0005)
     gateway = Gateway(config, protocol=protocol)
     await gateway.start()
-    app = create_app(gateway, extra_routers=gateway.routers)
-    app.state.rules = gateway.rules
+    app = await build_app(gateway)
     server = Server(
         uvicorn.Config(
             app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="on"
@@ -125,6 +126,11 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
 
     config_dir = default_config_dir()
     demo_cameras.demo_password()
+    # The demo's administrator: a fresh password per run (never one in the repository); it is
+    # created on the first run of a data folder, so later runs keep the first password.
+    os.environ.setdefault("LIANFANG_ADMIN_USER", "admin")
+    os.environ.setdefault("LIANFANG_ADMIN_PASSWORD", secrets.token_urlsafe(12))
+    fresh = not (data_dir / "lianfang.db").exists()
     cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
     cfg = GatewayConfig(
         data_dir=data_dir,
@@ -153,6 +159,13 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
         f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
         f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1:{demo_cameras.BASE_PORT}+",
         f"  database:           {data_dir / 'lianfang.db'}",
+        f"  console 控制台:     {base}/",
+        (
+            f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']} / "
+            f"{os.environ['LIANFANG_ADMIN_PASSWORD']}"
+            if fresh
+            else f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']} (password of the first run)"
+        ),
         f"  health 健康状态:    {base}/api/health",
         f"  devices 设备:       {base}/api/devices",
         f"  events 事件:        {base}/api/events",
