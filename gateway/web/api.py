@@ -29,19 +29,12 @@ from gateway.grid.model import Role
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import OPEN_STAGES, Stage, allowed
 from gateway.incidents.queries import IncidentFilter, get_incident, list_incidents
-from gateway.incidents.service import Report
 from gateway.incidents.tables import incidents
 from gateway.web import siteplan
 from gateway.web.context import WebContext
 from gateway.web.session import WebUser, can_see, current_user
 
 MAX_LIST = 200
-
-
-class AlarmIn(BaseModel):
-    """The resident's one-button alarm from the phone page."""
-
-    note: str = Field("", max_length=500)
 
 
 class ProfileTestIn(BaseModel):
@@ -257,31 +250,6 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         return {**stored.to_json(), "image_url": f"/api/evidence/{stored.id}/image"}
 
     # -- residents ------------------------------------------------------------------------
-    @router.post("/alarm", status_code=status.HTTP_201_CREATED)
-    async def alarm(body: AlarmIn, user: UserDep) -> dict[str, Any]:
-        """The one-button alarm from the resident's phone: a P1 panic incident for the
-        resident's household, routed like a panic button press."""
-        if Role.RESIDENT not in user.roles or user.household is None:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "only a resident with a household")
-        hh = ctx.grid.households[user.household]
-        new_id = await ctx.service.report(
-            Report(
-                source=Source.MANUAL,
-                category=IncidentCategory.PANIC,
-                severity=Severity.P1,
-                title_zh=f"一键报警（手机）：{hh.address or hh.id}",
-                title_en=f"Panic alarm (phone): household {hh.id}",
-                description=body.note,
-                site=hh.site,
-                place=hh.place,
-                household=hh.id,
-                location={"lat": None, "lon": None, "address": hh.address},
-                reporter=user.id,
-                role=Role.RESIDENT.value,
-            )
-        )
-        return {"id": new_id}
-
     @router.get("/alarm/{incident_id}")
     async def alarm_state(incident_id: int, user: UserDep) -> dict[str, Any]:
         """What the resident's phone shows after sending: stage and who acknowledged."""

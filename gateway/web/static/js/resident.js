@@ -55,7 +55,7 @@ function abort() {
 async function send() {
   button.classList.remove("armed");
   try {
-    const { id } = await api("/api/web/alarm", { method: "POST", body: {} });
+    const { id } = await api("/api/alarms", { method: "POST", body: { household: ME.household } });
     button.classList.add("sent");
     const who = h("p", { class: "who", "data-testid": "acked-by" }, t("res.waiting"));
     state.replaceChildren(h("p", { class: "sent", "data-testid": "sent", "data-incident": id }, t("res.sent")), who);
