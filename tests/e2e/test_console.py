@@ -206,3 +206,15 @@ def test_devices_rules_and_english(login: Any) -> None:
     admin.wait_for_selector("#routes-out table")
     assert "police-desk" in admin.inner_text("#routes-out")
     shot(admin, "rules-routing-en")
+
+
+def test_sign_out_ends_the_server_session(login: Any) -> None:
+    page = login("p-command", WALL)
+    page.wait_for_selector("[data-testid=logout]")
+    with page.expect_response("**/api/auth/logout") as ended:
+        page.click("[data-testid=logout]")
+    assert ended.value.status == 204
+    page.wait_for_url("**/login")
+    left = {c["name"] for c in page.context.cookies()} - {"lianfang_lang"}
+    assert not {n for n in left if n.startswith("lianfang_")}, left
+    assert page.goto("/console/command").url.endswith("/login")
