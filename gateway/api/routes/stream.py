@@ -13,9 +13,11 @@ import anyio
 from fastapi import APIRouter, Depends, WebSocket
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gateway.api.deps import BusDep, LiveFilterDep, Permission, require
+from gateway.api.deps import BusDep, CurrentPrincipal, LiveFilterDep, Permission, require
 from gateway.api.filters import EventFilter
 from gateway.api.live import LiveItem, Missed, Subscribed, live_events
+from gateway.auth.masking import mask_event
+from gateway.auth.principal import Principal
 from gateway.bus import EventBus
 
 HEARTBEAT_S = 15  # comment line that keeps proxies from closing an idle stream
@@ -29,7 +31,8 @@ router = APIRouter(
 _SSE_DOC = """Server-Sent Events. The stream opens with a ``: subscribed`` comment; each event
 is an unnamed message whose data is an EventPublic JSON object; ``event: missed`` carries
 ``{"count": n}`` when this viewer fell behind and lost events; a ``: ping`` comment is sent
-every 15 s. Filters: site, device_id, kind, type (as on /api/events)."""
+every 15 s. Filters: site, device_id, kind, type (as on /api/events); like /api/events, only
+the caller's sites, and plates/raw payloads masked without pii:read."""
 
 
 def _sse_item(item: LiveItem) -> ServerSentEvent:
@@ -40,8 +43,23 @@ def _sse_item(item: LiveItem) -> ServerSentEvent:
     return ServerSentEvent(item.model_dump_json())
 
 
-async def _sse(bus: EventBus, flt: EventFilter) -> AsyncIterator[ServerSentEvent]:
-    stream = live_events(bus, flt, "sse")
+async def _masked(
+    bus: EventBus, flt: EventFilter, channel: str, principal: Principal
+) -> AsyncIterator[LiveItem]:
+    """The viewer's live events, masked for the principal exactly as ``/api/events`` is
+    (the site scope is already in ``flt``: ``live_filter`` narrows it)."""
+    stream = live_events(bus, flt, channel)
+    try:
+        async for item in stream:
+            yield item if isinstance(item, Subscribed | Missed) else mask_event(item, principal)
+    finally:
+        await stream.aclose()
+
+
+async def _sse(
+    bus: EventBus, flt: EventFilter, principal: Principal
+) -> AsyncIterator[ServerSentEvent]:
+    stream = _masked(bus, flt, "sse", principal)
     try:
         async for item in stream:
             yield _sse_item(item)
@@ -55,9 +73,11 @@ async def _sse(bus: EventBus, flt: EventFilter) -> AsyncIterator[ServerSentEvent
     description=_SSE_DOC,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Event stream"}},
 )
-async def stream_events(bus: BusDep, flt: LiveFilterDep) -> EventSourceResponse:
+async def stream_events(
+    bus: BusDep, flt: LiveFilterDep, principal: CurrentPrincipal
+) -> EventSourceResponse:
     return EventSourceResponse(
-        _sse(bus, flt),
+        _sse(bus, flt, principal),
         ping=HEARTBEAT_S,
         send_timeout=SEND_TIMEOUT_S,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -73,7 +93,9 @@ def _ws_message(item: LiveItem) -> dict[str, Any]:
 
 
 @router.websocket("/ws")
-async def events_websocket(websocket: WebSocket, bus: BusDep, flt: LiveFilterDep) -> None:
+async def events_websocket(
+    websocket: WebSocket, bus: BusDep, flt: LiveFilterDep, principal: CurrentPrincipal
+) -> None:
     """WebSocket twin of /api/events/stream. JSON text messages: ``{"type": "subscribed"}``
     first, then ``{"type": "event", "event": {...}}`` and ``{"type": "missed", "count": n}``.
     Messages from the client are ignored."""
@@ -86,7 +108,7 @@ async def events_websocket(websocket: WebSocket, bus: BusDep, flt: LiveFilterDep
             tg.cancel_scope.cancel()
 
         tg.start_soon(until_disconnect)
-        stream = live_events(bus, flt, "ws")
+        stream = _masked(bus, flt, "ws", principal)
         try:
             async for item in stream:
                 with anyio.fail_after(SEND_TIMEOUT_S):
