@@ -8,15 +8,19 @@ one, so ids of other cells' incidents or other compounds' devices cannot be prob
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy import ColumnElement, Engine, false, or_, select
 
 from gateway.api.deps import CurrentPrincipal, DatabaseDep
-from gateway.auth.principal import Principal
+from gateway.auth.principal import Principal, Scope
 from gateway.auth.ratelimit import rate_limited
 from gateway.auth.roles import RESIDENT_ACTIONS, AccountRole
+from gateway.auth.scope import cells_of
+from gateway.grid.directory import GridDirectory
 from gateway.incidents.tables import incidents
 from gateway.storage.tables import devices, events
 
@@ -86,6 +90,37 @@ async def visible_camera(
     sites = await db.run(_camera_sites, camera_id)
     if not any(principal.scope.sees_site(s) for s in sites):
         raise _not_found("camera")
+
+
+# -- grid listings (people, households) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GridListing:
+    """Which grid people and households a listing may show: a household when the scope
+    covers it (a resident: their own), a person when one of the cells they are assigned to
+    (directly or through a beat, micro-grids included) is in the scope's cells."""
+
+    scope: Scope
+
+    @property
+    def household_ids(self) -> frozenset[str] | None:
+        """None: every household; else only these."""
+        return None if self.scope.everything else self.scope.households
+
+    def sees_person(self, grid: GridDirectory, assignments: Mapping[str, Any] | None) -> bool:
+        if self.scope.everything:
+            return True
+        a = assignments or {}
+        cells = cells_of(grid, cells=list(a.get("cells") or ()), beats=list(a.get("beats") or ()))
+        return not cells.isdisjoint(self.scope.cells)
+
+
+def grid_listing(principal: CurrentPrincipal) -> GridListing:
+    return GridListing(principal.scope)
+
+
+GridListingDep = Annotated[GridListing, Depends(grid_listing)]
 
 
 # -- incidents --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import Engine
 
 from gateway.api.deps import Database
+from gateway.auth.guards import GridListingDep
 from gateway.grid import store
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Household, Person, Role
@@ -96,9 +97,16 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
 
     @router.get("/people", dependencies=read)
     async def people(
-        database: Database = Depends(db), role: Role | None = None, cell: str | None = None
+        scope: GridListingDep,
+        database: Database = Depends(db),
+        role: Role | None = None,
+        cell: str | None = None,
     ) -> list[dict[str, Any]]:
-        return await database.run(store.list_people, role, cell)
+        """People assigned to cells of the caller's scope."""
+        grid = ctx.grid
+        return await database.run(
+            store.list_people, role, cell, lambda p: scope.sees_person(grid, p["scopes"])
+        )
 
     @router.put("/people/{person_id}", dependencies=write)
     async def put_person(
@@ -120,11 +128,13 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
 
     @router.get("/households", dependencies=read)
     async def households(
+        scope: GridListingDep,
         database: Database = Depends(db),
         group: Annotated[str | None, Query()] = None,
         site: Annotated[str | None, Query()] = None,
     ) -> list[dict[str, Any]]:
-        return await database.run(store.list_households, group, site)
+        """Households the caller's scope covers (a resident: their own)."""
+        return await database.run(store.list_households, group, site, scope.household_ids)
 
     @router.put("/households/{household_id}", dependencies=write)
     async def put_household(

@@ -4,6 +4,7 @@ and households. Plain blocking functions (run them in a worker thread from async
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,8 +227,12 @@ def delete_household(engine: Engine, household_id: str) -> bool:
 
 
 def list_people(
-    engine: Engine, role: Role | None = None, cell: str | None = None
+    engine: Engine,
+    role: Role | None = None,
+    cell: str | None = None,
+    visible: Callable[[dict[str, Any]], bool] | None = None,
 ) -> list[dict[str, Any]]:
+    """``visible(row)``: the caller's scope (``gateway.auth.guards.GridListing``)."""
     stmt = select(t.grid_people).order_by(t.grid_people.c.id)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(stmt)]
@@ -237,15 +242,23 @@ def list_people(
             continue
         if cell is not None and cell not in (r["scopes"] or {}).get("cells", []):
             continue
+        if visible is not None and not visible(r):
+            continue
         r.pop("phone_ref", None)
         out.append(r)
     return out
 
 
 def list_households(
-    engine: Engine, group: str | None = None, site: str | None = None
+    engine: Engine,
+    group: str | None = None,
+    site: str | None = None,
+    only: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """``only``: the household ids the caller's scope covers (None: all)."""
     stmt = select(t.grid_households).order_by(t.grid_households.c.id)
+    if only is not None:
+        stmt = stmt.where(t.grid_households.c.id.in_(sorted(only)))
     if group is not None:
         stmt = stmt.where(t.grid_households.c.group_id == group)
     if site is not None:

@@ -478,38 +478,45 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
             tg.cancel_scope.cancel()
 
     # -- statistics -----------------------------------------------------------------------
-    async def _facts(database: Database, period: str, day: date | None) -> list[st.Facts]:
+    async def _facts(
+        database: Database, period: str, day: date | None, restrict: Any
+    ) -> list[st.Facts]:
         since, until = period_bounds(ctx.timezone, period, day)
-        rows, entries = await database.run(load_period, since, until)
+        rows, entries = await database.run(load_period, since, until, restrict)
         return st.facts(rows, entries)
 
     @stats_router.get("/summary")
     async def summary(
-        database: Database = Depends(db), period: Period = "today", day: date | None = None
+        restrict: IncidentScopeDep,
+        database: Database = Depends(db),
+        period: Period = "today",
+        day: date | None = None,
     ) -> dict[str, Any]:
         """Today's or this month's figures (in the gateway's time zone): counts by category
         and stage, handling and closing rates, share closed inside the cell, p50/p90 seconds
         to acknowledge and to close. ``day`` picks another day (or month)."""
-        s = st.summarise(await _facts(database, period, day))
+        s = st.summarise(await _facts(database, period, day, restrict))
         return {"period": period, **vars(s)}
 
     @stats_router.get("/ranking")
     async def ranking(
+        restrict: IncidentScopeDep,
         database: Database = Depends(db),
         by: RankBy = "community",
         day: date | None = None,
     ) -> dict[str, Any]:
         """Monthly ranking (scoring formula in docs/incidents.md)."""
-        rows = st.rank(await _facts(database, "month", day), by)
+        rows = st.rank(await _facts(database, "month", day, restrict), by)
         return {"by": by, "rows": [vars(r) for r in rows]}
 
     @stats_router.get("/ranking.csv")
     async def ranking_csv(
+        restrict: IncidentScopeDep,
         database: Database = Depends(db),
         by: RankBy = "community",
         day: date | None = None,
     ) -> Response:
-        rows = st.rank(await _facts(database, "month", day), by)
+        rows = st.rank(await _facts(database, "month", day, restrict), by)
         month = (day or date.today()).strftime("%Y-%m")
         return Response(
             st.ranking_csv(rows),

@@ -120,18 +120,23 @@ def get_attachment(engine: Engine, incident_id: int, attachment_id: str) -> dict
 
 
 def load_period(
-    engine: Engine, since: datetime, until: datetime
+    engine: Engine,
+    since: datetime,
+    until: datetime,
+    restrict: ColumnElement[bool] | None = None,
 ) -> tuple[list[IncidentRow], list[Entry]]:
-    """Incidents opened in [since, until) and all their timeline entries."""
+    """Incidents opened in [since, until) and all their timeline entries; ``restrict`` is
+    the caller's scope (``gateway.auth.guards.incident_scope``)."""
     c = incidents.c
+    stmt = select(c.id, c.category, c.source, c.community, c.cell, c.opened_at).where(
+        c.opened_at >= utc(since), c.opened_at < utc(until)
+    )
+    if restrict is not None:
+        stmt = stmt.where(restrict)
     with engine.connect() as conn:
         rows = [
             IncidentRow(r.id, r.category, r.source, r.community, r.cell, utc(r.opened_at))
-            for r in conn.execute(
-                select(c.id, c.category, c.source, c.community, c.cell, c.opened_at).where(
-                    c.opened_at >= utc(since), c.opened_at < utc(until)
-                )
-            )
+            for r in conn.execute(stmt)
         ]
         ids = [r.id for r in rows]
         entries: list[Entry] = []
