@@ -79,16 +79,21 @@ async def visible_event(event_id: str, principal: CurrentPrincipal, db: Database
         raise _not_found(f"event {event_id!r}")
 
 
+async def camera_visible(principal: Principal, db: DatabaseDep, camera_id: str) -> bool:
+    """Whether the camera's device (or a device bound to it) is in a covered site."""
+    if principal.scope.everything:
+        return True
+    sites = await db.run(_camera_sites, camera_id)
+    return any(principal.scope.sees_site(s) for s in sites)
+
+
 async def visible_camera(
     camera_id: Annotated[str, Path(min_length=1, max_length=128)],
     principal: CurrentPrincipal,
     db: DatabaseDep,
 ) -> None:
     """A camera is visible when its device (or a device bound to it) is in a covered site."""
-    if principal.scope.everything:
-        return
-    sites = await db.run(_camera_sites, camera_id)
-    if not any(principal.scope.sees_site(s) for s in sites):
+    if not await camera_visible(principal, db, camera_id):
         raise _not_found("camera")
 
 

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
-from gateway.api.deps import Permission, require
+from gateway.api.deps import CurrentPrincipal, DatabaseDep, Permission, require
+from gateway.auth.guards import camera_visible
 from gateway.evidence.store import ID_PATTERN, EvidenceStore, StoredSnapshot
 
 
@@ -42,31 +43,46 @@ SnapshotId = Annotated[str, Path(pattern=ID_PATTERN, description="Snapshot id")]
 
 
 def evidence_router(store: EvidenceStore) -> APIRouter:
-    # Snapshots show people: only roles that cover the whole territory read them
-    # (docs/security.md); there is no per-compound check on snapshots yet.
+    # Snapshots show people: evidence:read, and only snapshots of cameras in the caller's
+    # scope (camera → device → site, as for live view); others answer 404 like a missing id.
     router = APIRouter(
         prefix="/api/evidence",
         tags=["evidence"],
         dependencies=[Depends(require(Permission.EVIDENCE_READ))],
     )
 
-    def found(snapshot_id: str) -> StoredSnapshot:
+    async def found(
+        snapshot_id: SnapshotId, principal: CurrentPrincipal, db: DatabaseDep
+    ) -> StoredSnapshot:
+        """Dependency: the snapshot, if it exists and its camera is in the caller's scope."""
         meta = store.get(snapshot_id)
-        if meta is None:
+        if meta is None or not await camera_visible(principal, db, meta.camera_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot")
         return meta
 
-    @router.get("", summary="Snapshots attached to an incident or event")
-    async def list_evidence(
+    async def visible_for_ref(
         ref: Annotated[
             str, Query(min_length=1, max_length=128, description="Incident or event id")
         ],
+        principal: CurrentPrincipal,
+        db: DatabaseDep,
+    ) -> list[StoredSnapshot]:
+        """Dependency: the ref's snapshots whose cameras are in the caller's scope."""
+        return [m for m in store.for_ref(ref) if await camera_visible(principal, db, m.camera_id)]
+
+    # defaults, not Annotated aliases: the aliases would be local names, which string
+    # annotations cannot resolve
+    in_scope = Depends(found)
+
+    @router.get("", summary="Snapshots attached to an incident or event")
+    async def list_evidence(
+        snapshots: list[StoredSnapshot] = Depends(visible_for_ref),
     ) -> list[EvidencePublic]:
-        return [EvidencePublic.of(m) for m in store.for_ref(ref)]
+        return [EvidencePublic.of(m) for m in snapshots]
 
     @router.get("/{snapshot_id}", summary="One snapshot's metadata")
-    async def get_evidence(snapshot_id: SnapshotId) -> EvidencePublic:
-        return EvidencePublic.of(found(snapshot_id))
+    async def get_evidence(meta: StoredSnapshot = in_scope) -> EvidencePublic:
+        return EvidencePublic.of(meta)
 
     @router.get(
         "/{snapshot_id}/image",
@@ -74,8 +90,7 @@ def evidence_router(store: EvidenceStore) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"image/jpeg": {}}}},
     )
-    async def get_image(snapshot_id: SnapshotId) -> Response:
-        meta = found(snapshot_id)
+    async def get_image(meta: StoredSnapshot = in_scope) -> Response:
         data = store.read(meta.id)
         if data is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot file is gone")

@@ -66,6 +66,7 @@ class World:
     rt: IncidentsRuntime
     tokens: dict[str, str] = field(default_factory=dict)
     incidents: dict[str, int] = field(default_factory=dict)
+    evidence: EvidenceStore | None = None
 
     def as_(self, user: str | None) -> dict[str, str]:
         return {} if user is None else {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -111,17 +112,18 @@ async def make_world(tmp_path: Path) -> AsyncIterator[World]:
     await r.start()
     audit = AuditLog(r.engine, AUDIT_KEY)
     auth = AuthService(r.engine, audit, AuthConfig(login_rate="1000/minute"), grid=lambda: r.grid)
+    evidence = EvidenceStore(tmp_path / "evidence")
     routers = [
         *r.routers,
         build_alarm_router(r),
         rules_router,
-        evidence_router(EvidenceStore(tmp_path / "evidence")),
+        evidence_router(evidence),
     ]
     app = create_app(_Stub(r), extra_routers=routers, auth=auth)  # type: ignore[arg-type]
     _seed_devices(r)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        w = World(app, client, auth, r)
+        w = World(app, client, auth, r, evidence=evidence)
         for name, (role, scopes, household) in ACCOUNTS.items():
             user = auth.create_user(name, None, role, CLI, scopes=scopes, household_id=household)
             w.tokens[name], _ = auth.create_token(user["id"], "matrix", CLI)
