@@ -1,10 +1,13 @@
 """Browser tests: headless Chromium (Debian's package) drives the console of a demo gateway
-started here on a free port. Skipped when Chromium or Playwright is missing; CI installs
-Chromium (.ci/run). Screenshots go to test-artifacts/e2e/."""
+started here on a free port, with real accounts (created by the launcher with passwords
+generated here) and sign-in through the login page. Skipped when Chromium or Playwright is
+missing; CI installs Chromium (.ci/run). Screenshots go to test-artifacts/e2e/."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,6 +35,22 @@ ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]  # fmt: skip
 
+# Accounts by the grid person they are linked to (config/grid/people.yaml): its scopes
+# apply (p-worker-1: cell shifan-01; p-desk: both police beats), and a resident's household
+# (config/grid/households.csv). Passwords: fresh for every run.
+ACCOUNTS: dict[str, dict[str, str | None]] = {
+    person: {"username": username, "role": role, "person_id": person, "household_id": household,
+             "password": secrets.token_urlsafe(18)}
+    for person, username, role, household in (
+        ("p-admin", "e2e-admin", "administrator", None),
+        ("p-desk", "e2e-desk", "police_desk", None),
+        ("p-worker-1", "e2e-worker", "grid_worker", None),
+        ("p-resident", "e2e-resident", "resident", "1-1-101"),
+        ("p-command", "e2e-command", "command_operator", None),
+        ("p-property", "e2e-property", "property_manager", None),
+    )
+}  # fmt: skip
+
 if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -45,6 +64,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.e2e.launch", "--port", str(port), "--data-dir", str(data)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("LIANFANG_ADMIN_")},
+             "LIANFANG_E2E_ACCOUNTS": json.dumps(list(ACCOUNTS.values()))},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -82,7 +103,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture
 def login(browser: Any, gateway: str) -> Iterator[Callable[..., Any]]:
-    """``login("p-desk", WALL)`` → a page signed in as that person (own cookies)."""
+    """``login("p-desk", WALL)`` → a page signed in, on the login page, with the account
+    linked to that grid person (own cookies)."""
     contexts: list[Any] = []
 
     def open_as(person: str, viewport: dict[str, int] = WALL, lang: str = "zh") -> Any:
@@ -90,8 +112,12 @@ def login(browser: Any, gateway: str) -> Iterator[Callable[..., Any]]:
         contexts.append(ctx)
         page = ctx.new_page()
         page.on("console", lambda m: m.type == "error" and print(f"[{person}] {m.text}"))
+        account = ACCOUNTS[person]
         page.goto(f"/login?lang={lang}")
-        page.click(f"button[data-person='{person}']")
+        page.fill("#login input[name=username]", str(account["username"]))
+        page.fill("#login input[name=password]", str(account["password"]))
+        page.click("#login button[type=submit]")
+        page.wait_for_url("**/console/**")
         page.wait_for_load_state("domcontentloaded")
         return page
 
@@ -104,8 +130,14 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def api(gateway: str) -> Iterator[httpx.Client]:
-    """The API as a trusted caller (the launcher trusts the console's caller)."""
+    """The API as the command centre's operator (may report and dispatch anywhere; the
+    administrator may not report), signed in by POST /api/auth/login, used as a bearer."""
+    admin = ACCOUNTS["p-command"]
     with httpx.Client(base_url=gateway, timeout=10) as client:
+        r = client.post("/api/auth/login",
+                        json={"username": admin["username"], "password": admin["password"]})  # fmt: skip
+        r.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {r.json()['token']}"
         yield client

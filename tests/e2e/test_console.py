@@ -40,10 +40,11 @@ def detail(api: httpx.Client, incident_id: int) -> dict[str, Any]:
 
 
 def hazard(api: httpx.Client, household: str, text: str) -> int:
+    """A hazard at ``household``, reported by staff (the command centre)."""
     response = api.post(
-        "/api/hazard-reports",
-        json={"text": text, "location": {"address": household}, "household": household,
-              "reporter": "p-resident"},
+        "/api/incidents",
+        json={"category": "hazard", "title_zh": text, "description": text,
+              "household": household, "location": {"address": household}},
     )  # fmt: skip
     response.raise_for_status()
     return int(response.json()["id"])
@@ -104,7 +105,7 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
 def test_grid_worker_handles_feedback_verify(login: Any, api: httpx.Client, tmp_path: Path) -> None:
     incident_id = hazard(api, "1-2-203", "2单元楼道堆放杂物，堵塞消防通道")
     r = api.post(f"/api/incidents/{incident_id}/actions",
-                 json={"action": "dispatch", "actor": "p-command", "assignees": ["p-worker-1"]})  # fmt: skip
+                 json={"action": "dispatch", "assignees": ["p-worker-1"]})  # fmt: skip
     assert r.status_code == 200, r.text
     worker = login("p-worker-1", PHONE)
     card = f"[data-incident='{incident_id}']"
@@ -208,9 +209,12 @@ def test_devices_rules_and_english(login: Any) -> None:
     shot(admin, "rules-routing-en")
 
 
-def test_sign_out_ends_the_server_session(login: Any) -> None:
+def test_sign_out_ends_the_server_session(login: Any, gateway: str) -> None:
     page = login("p-command", WALL)
     page.wait_for_selector("[data-testid=logout]")
+    (session,) = [c["value"] for c in page.context.cookies() if c["name"] == "lianfang_session"]
+    bearer = {"Authorization": f"Bearer {session}"}
+    assert httpx.get(f"{gateway}/api/auth/me", headers=bearer).status_code == 200
     with page.expect_response("**/api/auth/logout") as ended:
         page.click("[data-testid=logout]")
     assert ended.value.status == 204
@@ -218,3 +222,4 @@ def test_sign_out_ends_the_server_session(login: Any) -> None:
     left = {c["name"] for c in page.context.cookies()} - {"lianfang_lang"}
     assert not {n for n in left if n.startswith("lianfang_")}, left
     assert page.goto("/console/command").url.endswith("/login")
+    assert httpx.get(f"{gateway}/api/auth/me", headers=bearer).status_code == 401
