@@ -14,7 +14,7 @@ from gateway.incidents.service import IncidentService
 
 log = logging.getLogger(__name__)
 
-REF_PREFIX = "incident:"
+REF_PREFIX = "incident-"  # shared with the console (gateway/web): its captures attach too
 
 
 class IncidentEvidence:
@@ -38,7 +38,7 @@ class IncidentEvidence:
         self.snapshots.request(f"{REF_PREFIX}{incident_id}", device_id, reason=reason)
 
     async def attach(self, ref: str, snapshot: StoredSnapshot) -> None:
-        if not ref.startswith(REF_PREFIX):
+        if not ref.startswith(REF_PREFIX) or not ref[len(REF_PREFIX) :].isdigit():
             return
         data = self.store.read(snapshot.id)
         if data is None:

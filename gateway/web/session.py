@@ -129,6 +129,7 @@ def demo_login(conn: HTTPConnection) -> bool:
 
 def _from_principal(principal: Any, grid: GridDirectory) -> WebUser | None:
     """The accounts' principal (gateway.auth) as a console user."""
+    role: Role | None
     try:
         role = Role(getattr(principal, "role", ""))
     except ValueError:
