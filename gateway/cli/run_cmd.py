@@ -119,12 +119,10 @@ def register(app: typer.Typer) -> None:
 async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int) -> None:
     from gateway import demo_cameras
     from gateway.broker import EmbeddedBroker
-    from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
     from gateway.config.sites import load_sites
-    from gateway.paths import default_config_dir
+    from gateway.demo import demo_config
     from gateway.simulator import run_simulator
 
-    config_dir = default_config_dir()
     demo_cameras.demo_password()
     # The demo's administrator: a fresh password per run (never one in the repository); it is
     # created on the first run of a data folder, so later runs keep the first password.
@@ -132,19 +130,7 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
     os.environ.setdefault("LIANFANG_ADMIN_PASSWORD", secrets.token_urlsafe(12))
     fresh = not (data_dir / "lianfang.db").exists()
     cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
-    cfg = GatewayConfig(
-        data_dir=data_dir,
-        mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id="lianfang-demo"),
-        database=DatabaseConfig(url=f"sqlite:///{data_dir / 'lianfang.db'}"),
-        api=ApiConfig(host="127.0.0.1", port=port),
-        profiles_dir=config_dir / "profiles",
-        sites_dir=config_dir / "sites",
-        rules_dir=config_dir / "rules",
-        onvif_file=config_dir / "onvif.yaml",
-        cameras_file=cameras_file,
-        routing_file=config_dir / "routing.yaml",
-        grid_dir=config_dir / "grid",
-    )
+    cfg = demo_config(data_dir, port=port, mqtt_port=mqtt_port, cameras_file=cameras_file)
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
     await broker.start()

@@ -28,9 +28,8 @@ from gateway.auth.roles import AccountRole
 from gateway.auth.service import Actor, AuthService
 from gateway.broker import EmbeddedBroker
 from gateway.cli.run_cmd import free_port
-from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
 from gateway.config.sites import load_sites
-from gateway.paths import default_config_dir
+from gateway.demo import demo_config
 from gateway.runtime import Gateway
 from gateway.server import build_app
 from gateway.simulator import run_simulator
@@ -59,27 +58,20 @@ class Server(uvicorn.Server):
 
 
 async def main(port: int, data_dir: Path, rate: float) -> None:
-    config_dir = default_config_dir()
     mqtt_port = free_port()
     demo_cameras.demo_password()
     cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
     video = yaml.safe_load(cameras_file.read_text())
     video["live"] = {"host_addresses": ["127.0.0.1"]}
     cameras_file.write_text(yaml.safe_dump(video, allow_unicode=True))
-    cfg = GatewayConfig(
-        data_dir=data_dir,
-        mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id="lianfang-e2e"),
-        database=DatabaseConfig(url=f"sqlite:///{data_dir / 'lianfang.db'}"),
-        api=ApiConfig(host="127.0.0.1", port=port),
+    cfg = demo_config(
+        data_dir,
+        port=port,
+        mqtt_port=mqtt_port,
+        cameras_file=cameras_file,
+        client_id="lianfang-e2e",
         # every test signs in from 127.0.0.1: more than a person's 10 a minute
         auth=AuthConfig(login_rate="200/minute", alarm_rate="100/minute"),
-        profiles_dir=config_dir / "profiles",
-        sites_dir=config_dir / "sites",
-        rules_dir=config_dir / "rules",
-        onvif_file=config_dir / "onvif.yaml",
-        cameras_file=cameras_file,
-        routing_file=config_dir / "routing.yaml",
-        grid_dir=config_dir / "grid",
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
