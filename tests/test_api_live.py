@@ -30,7 +30,14 @@ TIMEOUT = 5.0  # generous upper bound for one step; nothing here measures time
 class AsgiConnection:
     """One HTTP or WebSocket connection driven by hand."""
 
-    def __init__(self, app: FastAPI, kind: str, path: str, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        kind: str,
+        path: str,
+        params: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.kind = kind
         self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._gone = asyncio.Event()
@@ -44,7 +51,8 @@ class AsgiConnection:
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": urlencode(params, doseq=True).encode(),
-            "headers": [(b"host", b"gateway.test")],
+            "headers": [(b"host", b"gateway.test")]
+            + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
             "client": ("127.0.0.1", 50000),
             "server": ("gateway.test", 80),
             "state": {},

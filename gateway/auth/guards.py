@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from sqlalchemy import ColumnElement, Engine, false, or_, select
 
 from gateway.api.deps import CurrentPrincipal, DatabaseDep
@@ -22,6 +22,7 @@ from gateway.auth.roles import RESIDENT_ACTIONS, AccountRole
 from gateway.auth.scope import cells_of
 from gateway.grid.directory import GridDirectory
 from gateway.incidents.tables import incidents
+from gateway.notify.base import IncidentPlace
 from gateway.storage.tables import devices, events
 
 
@@ -234,3 +235,46 @@ report_rate = rate_limited(
 )
 
 VisibleIncident = Depends(visible_incident)
+
+
+# -- live console push ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LivePush:
+    """Which items of the live console push (``NotificationHub``) a viewer receives.
+
+    An item is about one incident; it is delivered when the incident is in the viewer's
+    scope (``Scope.sees_incident`` on its cell, site, reporter) or when it is addressed to the
+    viewer themselves (``person/<their grid person id>``, e.g. a dispatch to someone outside
+    their cells). Items about no known incident reach unrestricted viewers only.
+    ``recipients`` (the ``recipient`` query parameter) only narrows: items addressed to
+    someone else, and updates addressed to no one, are then left out.
+    """
+
+    scope: Scope
+    addresses: frozenset[str] = frozenset()
+    recipients: frozenset[str] = frozenset()
+
+    def admits(self, place: IncidentPlace | None, recipient: str | None) -> bool:
+        if self.recipients and recipient not in self.recipients:
+            return False
+        if recipient is not None and recipient in self.addresses:
+            return True
+        if place is None:
+            return self.scope.everything
+        return self.scope.sees_incident(place.cell, place.site, place.reporter)
+
+
+def live_push(
+    principal: CurrentPrincipal,
+    recipient: Annotated[
+        list[str] | None, Query(description="kind/id, e.g. police-desk/beat-1; repeatable")
+    ] = None,
+) -> LivePush:
+    wanted = frozenset(p.strip() for v in recipient or () for p in v.split(",") if p.strip())
+    addresses = frozenset({f"person/{principal.person_id}"} if principal.person_id else ())
+    return LivePush(principal.scope, addresses, wanted)
+
+
+LivePushDep = Annotated[LivePush, Depends(live_push)]

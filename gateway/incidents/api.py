@@ -38,6 +38,8 @@ from gateway.api.cursor import InvalidCursor, decode_int_cursor
 from gateway.api.deps import CurrentPrincipal, Database, Principal, invalid, require
 from gateway.auth.guards import (
     IncidentScopeDep,
+    LivePush,
+    LivePushDep,
     VisibleIncident,
     action_allowed,
     household_allowed,
@@ -430,8 +432,8 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
         return {"id": notification_id, "acknowledged": True}
 
-    async def _items(recipients: frozenset[str]) -> AsyncIterator[dict[str, Any]]:
-        stream = ctx.hub.watch(recipients)
+    async def _items(push: LivePush) -> AsyncIterator[dict[str, Any]]:
+        stream = ctx.hub.watch(push.admits)
         try:
             async for item in stream:
                 yield item
@@ -439,14 +441,13 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
             await stream.aclose()  # type: ignore[attr-defined]
 
     @notify_router.get("/stream", dependencies=read, response_class=EventSourceResponse)
-    async def stream(
-        recipient: Annotated[list[str] | None, Query(description="kind/id; repeatable")] = None,
-    ) -> EventSourceResponse:
+    async def stream(push: LivePushDep) -> EventSourceResponse:
         """Live console push (SSE): notifications for the console channel, delivery updates
-        and incident changes. ``recipient`` (e.g. ``police-desk/beat-1``) narrows it."""
+        and incident changes — only about incidents in the caller's scope (or notifications
+        addressed to the caller). ``recipient`` (e.g. ``police-desk/beat-1``) narrows it."""
 
         async def events() -> AsyncIterator[ServerSentEvent]:
-            async for item in _items(frozenset(_values(recipient))):
+            async for item in _items(push):
                 if item.get("type") == "subscribed":
                     yield ServerSentEvent(comment="subscribed")
                 else:
@@ -457,12 +458,9 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
 
         return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-cache"})
 
-    @notify_router.websocket("/ws")
-    async def ws(
-        websocket: WebSocket,
-        recipient: Annotated[list[str] | None, Query()] = None,
-    ) -> None:
-        """WebSocket twin of /api/notifications/stream (JSON text messages)."""
+    @notify_router.websocket("/ws", dependencies=read)
+    async def ws(websocket: WebSocket, push: LivePushDep) -> None:
+        """WebSocket twin of /api/notifications/stream (JSON text messages), scoped alike."""
         await websocket.accept()
         async with anyio.create_task_group() as tg:
 
@@ -472,7 +470,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(until_disconnect)
-            async for item in _items(frozenset(_values(recipient))):
+            async for item in _items(push):
                 with anyio.fail_after(30):
                     await websocket.send_text(json.dumps(item, ensure_ascii=False, default=str))
             tg.cancel_scope.cancel()

@@ -46,6 +46,7 @@ from gateway.incidents.tables import (
     incident_timeline,
     incidents,
 )
+from gateway.notify.base import IncidentPlace
 from gateway.notify.console import NotificationHub
 from gateway.notify.dispatcher import Dispatcher, Outgoing
 from gateway.notify.tables import notifications
@@ -105,6 +106,12 @@ class Written:
     rows: list[Outgoing] = field(default_factory=list)
     deadlines: list[tuple[datetime, int]] = field(default_factory=list)
     stage: Stage | None = None
+    place: IncidentPlace | None = None  # of incident_id: scopes the console push
+
+
+def _place(inc: dict[str, Any]) -> IncidentPlace:
+    """Where an incident is and who reported it."""
+    return IncidentPlace(inc["cell"], inc["site"], inc["reporter"])
 
 
 @dataclass
@@ -156,7 +163,12 @@ class IncidentService:
             self.dispatcher.submit(written.rows, written.deadlines)
         if written.incident_id is not None:
             self.hub.publish(
-                {"type": "incident", "incident_id": written.incident_id, "created": written.created}
+                {
+                    "type": "incident",
+                    "incident_id": written.incident_id,
+                    "created": written.created,
+                },
+                place=written.place,
             )
 
     # -- SignalSink --------------------------------------------------------------------------
@@ -424,6 +436,7 @@ class IncidentService:
                         row["recipient_name"],
                         row["payload"],
                         row["next_attempt_at"],
+                        place=_place(inc),
                     )
                 )
                 if row["ack_deadline"] is not None:
@@ -522,7 +535,7 @@ class IncidentService:
                 if deliveries and (last is None or now - utc(last) >= timedelta(seconds=repeat)):
                     self._queue(conn, inc, loc, deliveries, "reminder", now, written)
                 self.stats.grouped += 1
-                written.incident_id = inc["id"]
+                written.incident_id, written.place = inc["id"], _place(inc)
                 return written
             inc = self._insert_incident(
                 conn,
@@ -578,7 +591,7 @@ class IncidentService:
             )
             self._queue(conn, inc, loc, deliveries, "new", now, written)
         self.stats.opened += 1
-        written.incident_id, written.created = inc["id"], True
+        written.incident_id, written.created, written.place = inc["id"], True, _place(inc)
         return written
 
     def _store_update(self, signal: Signal, now: datetime) -> Written:
@@ -666,7 +679,7 @@ class IncidentService:
                 ]
                 self._queue(conn, inc, loc, deliveries, "cancel", now, written)
         self.stats.updates += 1
-        written.incident_id = inc["id"]
+        written.incident_id, written.place = inc["id"], _place(inc)
         return written
 
     def _stop_notifications(self, conn: Connection, incident_id: int, now: datetime) -> None:
@@ -733,7 +746,7 @@ class IncidentService:
                 data={"source": report.source.value, "location": report.location},
             )
             self._queue(conn, inc, loc, deliveries, "new", now, written)
-        written.incident_id, written.created = inc["id"], True
+        written.incident_id, written.created, written.place = inc["id"], True, _place(inc)
         return written
 
     def _check_attachments(
@@ -825,7 +838,7 @@ class IncidentService:
                             )
                         )
                 self._queue(conn, inc, loc, deliveries, "dispatch", now, written)
-        written.incident_id, written.stage = incident_id, after
+        written.incident_id, written.stage, written.place = incident_id, after, _place(inc)
         return written
 
     def _store_ack(self, notification_id: int, actor: str, now: datetime) -> Written:
@@ -925,7 +938,7 @@ class IncidentService:
                 self._queue(
                     conn, inc, loc, deliveries, "escalation", now, written, level=row.level + 1
                 )
-                written.incident_id = inc["id"]
+                written.incident_id, written.place = inc["id"], _place(inc)
         return written
 
 

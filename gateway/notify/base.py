@@ -12,6 +12,16 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentPlace:
+    """Where an incident is and who reported it: what live console viewers are filtered on
+    (``Scope.sees_incident``), carried beside a notification so no viewer needs a query."""
+
+    cell: str | None = None
+    site: str | None = None
+    reporter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     notification_id: int
     incident_id: int
@@ -20,6 +30,7 @@ class Message:
     recipient_id: str
     recipient_name: str
     payload: dict[str, Any] = field(default_factory=dict)
+    place: IncidentPlace | None = None  # not sent: for scoping the console push
 
     @property
     def recipient(self) -> str:

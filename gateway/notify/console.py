@@ -1,23 +1,36 @@
 """Live push to the web console: an in-process hub that SSE/WebSocket viewers subscribe to.
 
 A viewer that falls behind loses its oldest items (bounded queue) and never slows senders.
+Every item is published with the place of its incident (cell, site, reporter) and, for a
+notification, its recipient; each viewer has an ``admits(place, recipient)`` check (the
+caller's scope, ``gateway.auth.guards.LivePush``), so nobody receives items about incidents
+they may not see. The place travels beside the item, never inside it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.notify.base import Message, SendResult
+from gateway.notify.base import IncidentPlace, Message, SendResult
 
 VIEWER_QUEUE = 500
+PLACES_KEPT = 10_000  # incidents whose place the hub remembers (for items published without)
+
+Admits = Callable[[IncidentPlace | None, str | None], bool]
+"""``admits(place of the item's incident, recipient of the item)`` → deliver to this viewer?"""
+
+
+def admit_all(place: IncidentPlace | None, recipient: str | None) -> bool:
+    return True
 
 
 @dataclass
 class _Viewer:
-    recipients: frozenset[str]  # empty: everything
+    admits: Admits
     queue: asyncio.Queue[dict[str, Any]] = field(
         default_factory=lambda: asyncio.Queue(VIEWER_QUEUE)
     )
@@ -29,14 +42,36 @@ class NotificationHub:
 
     def __init__(self) -> None:
         self._viewers: list[_Viewer] = []
+        self._places: OrderedDict[int, IncidentPlace] = OrderedDict()
         self.published = 0
 
-    def publish(self, item: dict[str, Any], recipient: str | None = None) -> int:
-        """Deliver to every viewer watching ``recipient`` (or all); returns how many."""
+    def _place_of(self, item: dict[str, Any], place: IncidentPlace | None) -> IncidentPlace | None:
+        """The place given (remembered for the incident), else the one last given for it."""
+        incident_id = item.get("incident_id")
+        if not isinstance(incident_id, int):
+            return place
+        if place is None:
+            return self._places.get(incident_id)
+        self._places[incident_id] = place
+        self._places.move_to_end(incident_id)
+        while len(self._places) > PLACES_KEPT:
+            self._places.popitem(last=False)
+        return place
+
+    def publish(
+        self,
+        item: dict[str, Any],
+        recipient: str | None = None,
+        place: IncidentPlace | None = None,
+    ) -> int:
+        """Deliver to every viewer that admits it; returns how many. ``place``: where the
+        item's incident is; when not given, the last place published for that incident (if
+        none is known, only viewers that admit an unknown place get it)."""
         self.published += 1
+        place = self._place_of(item, place)
         n = 0
         for v in self._viewers:
-            if v.recipients and recipient not in v.recipients:
+            if not v.admits(place, recipient):
                 continue
             if v.queue.full():
                 v.queue.get_nowait()
@@ -45,10 +80,8 @@ class NotificationHub:
             n += 1
         return n
 
-    async def watch(
-        self, recipients: frozenset[str] = frozenset()
-    ) -> AsyncIterator[dict[str, Any]]:
-        viewer = _Viewer(recipients)
+    async def watch(self, admits: Admits = admit_all) -> AsyncIterator[dict[str, Any]]:
+        viewer = _Viewer(admits)
         self._viewers.append(viewer)
         try:
             yield {"type": "subscribed"}
@@ -76,5 +109,6 @@ class ConsoleNotifier:
         self.hub.publish(
             {"type": "notification", "recipient": message.recipient, **message.payload},
             message.recipient,
+            message.place,
         )
         return SendResult.sent()

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, or_, select, update
 
 from gateway.api.queries import utc
-from gateway.notify.base import Message, Notifier, SendResult
+from gateway.incidents.tables import incidents
+from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
 from gateway.notify.tables import notifications
@@ -53,6 +54,7 @@ class Outgoing:
     payload: dict[str, Any]
     due: datetime
     attempts: int = 0
+    place: IncidentPlace | None = None  # the incident's cell, site, reporter (console scope)
 
     def message(self) -> Message:
         return Message(
@@ -63,6 +65,7 @@ class Outgoing:
             self.recipient_id,
             self.recipient_name,
             {**self.payload, "notification_id": self.id},
+            self.place,
         )
 
 
@@ -259,7 +262,8 @@ class Dispatcher:
                     "status": status,
                     "attempts": row.attempts,
                     "error": result.error or None,
-                }
+                },
+                place=row.place,
             )
 
 
@@ -303,18 +307,26 @@ def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:
         dict(r.payload or {}),
         due,
         r.attempts,
+        IncidentPlace(r.incident_cell, r.incident_site, r.incident_reporter),
     )
 
 
 def load_pending(engine: Engine) -> tuple[list[Outgoing], list[tuple[datetime, int]]]:
     n = notifications.c
+    i = incidents.c
+    pending = (
+        select(
+            notifications,
+            i.cell.label("incident_cell"),
+            i.site.label("incident_site"),
+            i.reporter.label("incident_reporter"),
+        )
+        .join(incidents, i.id == n.incident_id)
+        .where(n.status.in_(("pending", "retry")))
+        .order_by(n.id)
+    )
     with engine.connect() as conn:
-        rows = [
-            row_to_outgoing(r)
-            for r in conn.execute(
-                select(notifications).where(n.status.in_(("pending", "retry"))).order_by(n.id)
-            )
-        ]
+        rows = [row_to_outgoing(r) for r in conn.execute(pending)]
         deadlines = [
             (utc(r.ack_deadline), int(r.id))
             for r in conn.execute(
