@@ -12,6 +12,7 @@ from device_adapters.registry import load_adapters
 from gateway import __version__
 from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, WriterHealth
+from gateway.audit.chain import AuditLog, load_audit_key
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
@@ -78,6 +79,7 @@ class Gateway:
             rule_dir=config.rules_dir,
             routing_path=config.routing_file,
             grid_dir=config.grid_dir,
+            audit=AuditLog(self.engine, load_audit_key(config.data_dir)),
         )
         self.rules.sink = self.incidents.sink
         self.evidence = IncidentEvidence(

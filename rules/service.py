@@ -103,6 +103,11 @@ class RulesService:
         self._bus: EventBus | None = None
         self._sub: Subscription | None = None
 
+    @property
+    def backlog(self) -> int:
+        """Events received from the bus and not yet evaluated."""
+        return 0 if self._sub is None else self._sub.queue.qsize()
+
     def _load(self) -> RuleSet:
         return load_rules(self.rule_dir, watchlist_provider=self._provider,
                           timezone=self.settings.timezone)
@@ -118,8 +123,14 @@ class RulesService:
         self._tasks = [asyncio.create_task(self.run(self._sub), name="rules-consume"),
                        asyncio.create_task(self._ticker(), name="rules-tick")]
 
-    async def stop(self) -> None:
-        """Stop consuming, then save state."""
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Evaluate what is already queued (up to ``drain_timeout_s``), stop, save state."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout_s
+        while self.backlog and loop.time() < deadline and self._tasks and not self._tasks[0].done():
+            await asyncio.sleep(0.01)
+        if self.backlog:
+            log.error("rules: stopped with %d events not evaluated", self.backlog)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -11,6 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.support.brokers import MOSQUITTO, free_port, wait_port
 
@@ -44,7 +45,13 @@ def site_config(tmp: Path, port: int) -> Path:
 def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
     passwd = tmp_path / "passwd"
     passwd.touch(mode=0o600)
-    for user in ("lianfang-gateway", "door-b1u1", "door-b2u1"):
+    for user in (
+        "lianfang-gateway",
+        "door-b1u1",
+        "door-b2u1",
+        "p-worker-4",
+        "police-desk-beat-taiping-1",
+    ):
         subprocess.run([str(PASSWD), "-b", str(passwd), user, f"pw-{user}"], check=True)
     port = free_port()
     assert MOSQUITTO is not None
@@ -57,10 +64,10 @@ def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def client(
     port: int, user: str, password: str | None = None
-) -> tuple[mqtt.Client, mqtt.ReasonCode | None]:
+) -> tuple[mqtt.Client, ReasonCode | None]:
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"t-{user}")
     c.username_pw_set(user, password if password is not None else f"pw-{user}")
-    result: list[mqtt.ReasonCode] = []
+    result: list[ReasonCode] = []
     done = threading.Event()
 
     def on_connect(_c, _u, _f, reason, _p):  # type: ignore[no-untyped-def]
@@ -79,7 +86,7 @@ def test_anonymous_and_wrong_passwords_are_refused(broker: int) -> None:
     assert reason is not None and reason.is_failure
     c.loop_stop()
     anon = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    codes: list[mqtt.ReasonCode] = []
+    codes: list[ReasonCode] = []
     anon.on_connect = lambda _c, _u, _f, r, _p: codes.append(r)
     anon.connect("127.0.0.1", broker)
     anon.loop_start()
@@ -110,4 +117,63 @@ def test_a_device_can_publish_only_its_own_topics(broker: int) -> None:
     threading.Event().wait(0.5)
     assert got == ["lianfang/demo/door-b1u1/event"]
     door.loop_stop()
+    gateway.loop_stop()
+
+
+@pytest.mark.parametrize(
+    ("user", "own", "other"),
+    [
+        ("p-worker-4", "lianfang/ack/person/p-worker-4", "lianfang/ack/person/p-worker-5"),
+        (
+            "police-desk-beat-taiping-1",
+            "lianfang/ack/police-desk/beat-taiping-1",
+            "lianfang/ack/police-desk/beat-taiping-2",
+        ),
+    ],
+)
+def test_a_console_can_acknowledge_only_on_its_own_ack_topic(
+    broker: int, user: str, own: str, other: str
+) -> None:
+    gateway, reason = client(broker, "lianfang-gateway")
+    assert reason is not None and not reason.is_failure
+    got: list[str] = []
+    arrived = threading.Event()
+
+    def on_message(_c, _u, msg):  # type: ignore[no-untyped-def]
+        got.append(msg.topic)
+        arrived.set()
+
+    gateway.on_message = on_message
+    gateway.subscribe("lianfang/ack/#", qos=1)
+    threading.Event().wait(0.3)
+    console, reason = client(broker, user)
+    assert reason is not None and not reason.is_failure
+    console.publish(own, b'{"notification_id": 1}', qos=1).wait_for_publish(5)
+    assert arrived.wait(5)
+    console.publish(other, b'{"notification_id": 2}', qos=1)  # last: may end the connection
+    threading.Event().wait(0.5)
+    assert got == [own]
+    console.loop_stop()
+    gateway.loop_stop()
+
+
+def test_a_console_reads_only_its_own_notifications(broker: int) -> None:
+    desk, reason = client(broker, "police-desk-beat-taiping-1")
+    assert reason is not None and not reason.is_failure
+    got: list[str] = []
+    desk.on_message = lambda _c, _u, msg: got.append(msg.topic)
+    desk.subscribe("lianfang/notify/police-desk/beat-taiping-1", qos=1)
+    desk.subscribe("lianfang/notify/police-desk/beat-taiping-2", qos=1)
+    threading.Event().wait(0.3)
+    gateway, reason = client(broker, "lianfang-gateway")
+    assert reason is not None and not reason.is_failure
+    gateway.publish("lianfang/notify/police-desk/beat-taiping-2", b"{}", qos=1).wait_for_publish(5)
+    gateway.publish("lianfang/notify/police-desk/beat-taiping-1", b"{}", qos=1).wait_for_publish(5)
+    for _ in range(50):
+        if got:
+            break
+        threading.Event().wait(0.1)
+    threading.Event().wait(0.3)
+    assert got == ["lianfang/notify/police-desk/beat-taiping-1"]
+    desk.loop_stop()
     gateway.loop_stop()

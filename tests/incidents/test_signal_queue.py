@@ -1,0 +1,161 @@
+"""The queue between rules and incident storage: the rules loop never waits for the database,
+urgent signals go first, bursts of updates are merged, a busy database is retried."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from gateway.incidents.signal_queue import Queued, SignalQueue
+from gateway.incidents.tables import incident_timeline, incidents
+from rules.model import Severity
+from rules.signal import Signal
+from tests.incidents.helpers import FakeClock, door_signal, panic_signal, runtime
+
+
+class Store:
+    """Records what reaches storage; can be made slow, busy or broken."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, ...]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.busy_times = 0
+        self.broken: set[str] = set()
+
+    async def open(self, item: Queued) -> None:
+        await self.gate.wait()
+        if self.busy_times:
+            self.busy_times -= 1
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        if item.signal.signal_id in self.broken:
+            raise ValueError("bug")
+        self.log.append(("open", item.signal.signal_id))
+
+    async def updates(self, items: list[Queued]) -> None:
+        await self.gate.wait()
+        for item in items:
+            s = item.signal
+            self.log.append(
+                ("update", s.signal_id, s.state, ",".join(e.event_id for e in s.events))
+            )
+
+
+def update(n: int, state: str = "firing", event: str = "") -> Signal:
+    base = door_signal(1)
+    events = [base.events[0].model_copy(update={"event_id": event or f"u{n}"})]
+    return base.model_copy(
+        update={"kind": "update", "state": state, "events": events, "event_count": n + 1}
+    )
+
+
+async def test_put_never_waits_for_storage_and_settled_does() -> None:
+    store = Store()
+    queue = SignalQueue(store.open, store.updates)
+    store.gate.clear()  # storage stuck
+    queue.put(door_signal(1), FakeClock()())
+    assert queue.pending == 1 and store.log == []
+    assert not await queue.settled(within_s=0.05)
+    store.gate.set()
+    assert await queue.settled(within_s=5)
+    assert store.log == [("open", door_signal(1).signal_id)]
+    await queue.close()
+
+
+async def test_urgent_new_signals_go_before_others_and_updates_come_last() -> None:
+    store = Store()
+    queue = SignalQueue(store.open, store.updates)
+    now = FakeClock()()
+    store.gate.clear()
+    queue.put(door_signal(1), now)  # taken by the worker at once, held at the gate
+    await asyncio.sleep(0)
+    queue.put(update(1), now)
+    queue.put(door_signal(2), now)
+    queue.put(panic_signal(n=7), now)
+    store.gate.set()
+    assert await queue.settled(within_s=5)
+    assert [entry[:2] for entry in store.log] == [
+        ("open", door_signal(1).signal_id),
+        ("open", panic_signal(n=7).signal_id),  # P1 overtakes the queued P2
+        ("open", door_signal(2).signal_id),
+        ("update", door_signal(1).signal_id),
+    ]
+    await queue.close()
+
+
+async def test_a_burst_of_updates_is_merged_but_state_changes_are_kept_in_order() -> None:
+    store = Store()
+    queue = SignalQueue(store.open, store.updates)
+    now = FakeClock()()
+    store.gate.clear()
+    queue.put(door_signal(9), now)  # occupies the worker
+    await asyncio.sleep(0)
+    for n in range(1, 6):
+        queue.put(update(n), now)
+    queue.put(update(6, state="resolved"), now)
+    queue.put(update(7, state="resolved"), now)
+    store.gate.set()
+    assert await queue.settled(within_s=5)
+    sid = door_signal(1).signal_id
+    assert store.log[1:] == [
+        ("update", sid, "firing", "u1,u2,u3,u4,u5"),
+        ("update", sid, "resolved", "u6,u7"),
+    ]
+    assert queue.merged == 5
+    await queue.close()
+
+
+async def test_busy_database_is_retried_and_a_broken_signal_does_not_stop_the_rest() -> None:
+    store = Store()
+    store.busy_times = 2
+    store.broken = {door_signal(2).signal_id}
+    queue = SignalQueue(store.open, store.updates)
+    now = FakeClock()()
+    for n in (1, 2, 3):
+        queue.put(door_signal(n), now)
+    assert await queue.settled(within_s=10)
+    assert store.log == [("open", door_signal(1).signal_id), ("open", door_signal(3).signal_id)]
+    assert (queue.retries, queue.failures) == (2, 1)
+    await queue.close()
+
+
+@pytest.mark.parametrize("n_updates", [40])
+async def test_service_stores_merged_updates_on_the_incident(
+    tmp_path: Path, n_updates: int
+) -> None:
+    clock = FakeClock()
+    rt = runtime(tmp_path, clock)
+    await rt.start()
+    try:
+        await rt.emit(panic_signal())  # opens the incident, stored
+        sink = rt.sink
+        for n in range(2, 2 + n_updates):  # a burst of repeats, faster than the database
+            event = panic_signal(n=n).events[0]
+            await sink.emit(
+                panic_signal().model_copy(
+                    update={"kind": "update", "events": [event], "event_count": n}
+                )
+            )
+        assert await rt.service.settled(within_s=10)
+        with rt.engine.connect() as conn:
+            inc = conn.execute(select(incidents)).one()
+            entries = (
+                conn.execute(
+                    select(incident_timeline.c.action).where(
+                        incident_timeline.c.incident_id == inc.id
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert inc.event_count == n_updates + 1
+        assert len(inc.event_ids) == n_updates + 1  # every event attached, none lost
+        # fewer timeline entries than updates: the burst was merged
+        assert 1 <= entries.count("signal") < n_updates
+        assert inc.severity == Severity.P1.value
+    finally:
+        await rt.stop()
