@@ -213,3 +213,49 @@ def test_second_consumer_with_the_same_client_id_is_refused(
 def test_sqlite_runs_in_wal_mode(config: Path, gateway: IngestProcess) -> None:
     with db(config).connect() as conn:  # type: ignore[attr-defined]
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+
+
+def test_committed_messages_are_acknowledged_and_not_redelivered(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    """PUBACKs go out in one write per batch (gateway.ingest.mqtt): resuming the gateway's
+    session after a clean stop must find nothing left to deliver."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    pub = Publisher(mosquitto.port)
+    pub.publish([(topic(DOORS[i % 5]), event_payload(i, DOORS[i % 5])) for i in range(1500)])
+    pub.close()
+    engine = db(config)
+    wait_for(lambda: len(stored_seqs(engine)) >= 1500, what="1500 events stored")
+    gateway.terminate()
+
+    resumed = threading.Event()
+    session_present: list[bool] = []
+    redelivered: list[str] = []
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="lianfang-test",  # the gateway's client id: its session
+        protocol=mqtt.MQTTv5,
+    )
+    client.on_connect = lambda _c, _u, flags, _r, _p: (
+        session_present.append(flags.session_present),
+        resumed.set(),
+    )
+    client.on_message = lambda _c, _u, msg: redelivered.append(msg.topic)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 60
+    client.connect("127.0.0.1", mosquitto.port, clean_start=False, properties=props)
+    client.loop_start()
+    try:
+        assert resumed.wait(10)
+        time.sleep(1.5)  # unacknowledged messages are resent right after CONNACK
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert session_present == [True]  # the gateway's session, not a fresh one
+    assert redelivered == []

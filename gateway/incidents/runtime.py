@@ -22,7 +22,6 @@ from pathlib import Path
 from fastapi import APIRouter
 from sqlalchemy import Engine
 
-from gateway.audit.chain import AuditLog
 from gateway.bus import EventBus
 from gateway.config.errors import ConfigErrors
 from gateway.config.settings import MqttConfig
@@ -32,7 +31,6 @@ from gateway.grid.api import build_grid_router
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import load_grid
 from gateway.grid.store import grid_is_empty, import_grid, read_directory
-from gateway.incidents.acks import MqttAcks
 from gateway.incidents.api import build_routers
 from gateway.incidents.service import IncidentService
 from gateway.notify.base import Notifier
@@ -70,15 +68,12 @@ class IncidentsRuntime:
         registry: sites and devices, to place devices on the grid.
         config_dir: folder holding ``routing.yaml`` and ``grid/``.
         data_dir: attachments live under ``<data_dir>/attachments``.
-        mqtt: broker settings for the MQTT notifier (None: no MQTT channel). Its connection
-            also receives acknowledgements on ``lianfang/ack/<kind>/<id>`` (``acks``).
+        mqtt: broker settings for the MQTT notifier (None: no MQTT channel).
         clock: the gateway clock (injected in tests).
         timezone: for "today" and "this month" in statistics.
         rule_dir: rule files, whose label keys routes may match.
         notifiers: replace the default notifiers (tests).
         routing_path, grid_dir: override ``config_dir / "routing.yaml"`` and ``config_dir / "grid"``.
-        audit: where acknowledgements over MQTT are audited (HTTP ones are audited by the
-            API's middleware); None: not audited.
     """
 
     def __init__(
@@ -97,7 +92,6 @@ class IncidentsRuntime:
         tick_s: float = 0.25,
         routing_path: Path | None = None,
         grid_dir: Path | None = None,
-        audit: AuditLog | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -114,7 +108,6 @@ class IncidentsRuntime:
         self.grid = GridDirectory(registry=registry)
         self.service = IncidentService(engine, self.routing, self.grid, clock=clock, hub=self.hub)
         self.sms = LogSmsDriver()
-        self.acks = MqttAcks(self.service, audit=audit)
         self._notifiers = notifiers
         self._mqtt = mqtt
         self.dispatcher = Dispatcher(
@@ -135,7 +128,10 @@ class IncidentsRuntime:
         return self.service
 
     async def emit(self, signal: Signal) -> None:
+        """Emit and wait until the signal is stored (tools and tests; the rules engine uses
+        ``sink``, which does not wait)."""
         await self.service.emit(signal)
+        await self.service.settled()
 
     def _default_notifiers(self) -> tuple[dict[str, Notifier], dict[str, RetryPolicy]]:
         notifiers: dict[str, Notifier] = {
@@ -145,7 +141,7 @@ class IncidentsRuntime:
         }
         policies: dict[str, RetryPolicy] = {}
         if self._mqtt is not None:
-            notifiers["mqtt"] = MqttNotifier(self._mqtt, on_ack=self.acks)
+            notifiers["mqtt"] = MqttNotifier(self._mqtt)
         for hook in self.routing.webhooks:
             webhook = WebhookNotifier(hook)
             notifiers[f"webhook:{hook.name}"] = webhook
@@ -178,6 +174,7 @@ class IncidentsRuntime:
         await self.dispatcher.start()
 
     async def stop(self) -> None:
+        await self.service.signals.close()  # queued signals first: they may queue notifications
         await self.dispatcher.stop()
         self.service.close()
 

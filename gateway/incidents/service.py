@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from gateway.api.queries import utc
 from gateway.events import utcnow
@@ -41,12 +41,14 @@ from gateway.incidents.lifecycle import (
     Stage,
     next_stage,
 )
+from gateway.incidents.signal_queue import Queued, SignalQueue
 from gateway.incidents.tables import (
     incident_attachments,
     incident_signals,
     incident_timeline,
     incidents,
 )
+from gateway.notify.base import IncidentPlace
 from gateway.notify.console import NotificationHub
 from gateway.notify.dispatcher import Dispatcher, Outgoing
 from gateway.notify.tables import notifications
@@ -106,24 +108,12 @@ class Written:
     rows: list[Outgoing] = field(default_factory=list)
     deadlines: list[tuple[datetime, int]] = field(default_factory=list)
     stage: Stage | None = None
+    place: IncidentPlace | None = None  # of incident_id: scopes the console push
 
 
-class AckOutcome(StrEnum):
-    """What became of a recipient's acknowledgement (``IncidentService.acknowledge_as``)."""
-
-    RECORDED = "recorded"
-    DUPLICATE = "duplicate"  # every notification of that recipient was already acknowledged
-    NOT_FOUND = "not_found"  # no such notification or incident
-    NOT_ADDRESSED = "not_addressed"  # it exists, but was not sent to that recipient
-
-
-@dataclass(frozen=True, slots=True)
-class AckResult:
-    outcome: AckOutcome
-    notification_id: int | None = None
-    incident_id: int | None = None
-    target: str = ""
-    detail: str = ""
+def _place(inc: dict[str, Any]) -> IncidentPlace:
+    """Where an incident is and who reported it."""
+    return IncidentPlace(inc["cell"], inc["site"], inc["reporter"])
 
 
 @dataclass
@@ -161,6 +151,12 @@ class IncidentService:
         # The gateway uses it to grab camera evidence; it must return at once.
         self.on_opened: Callable[[int, str, str], None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lianfang-incidents")
+        self.signals = SignalQueue(self._store_open, self._store_update_batch)
+
+    async def aclose(self, within_s: float = 10.0) -> None:
+        """Store the queued signals (up to ``within_s``), then stop the database thread."""
+        await self.signals.close(within_s)
+        self.close()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -175,37 +171,44 @@ class IncidentService:
             self.dispatcher.submit(written.rows, written.deadlines)
         if written.incident_id is not None:
             self.hub.publish(
-                {"type": "incident", "incident_id": written.incident_id, "created": written.created}
+                {
+                    "type": "incident",
+                    "incident_id": written.incident_id,
+                    "created": written.created,
+                },
+                place=written.place,
             )
 
     # -- SignalSink --------------------------------------------------------------------------
     async def emit(self, signal: Signal) -> None:
+        """Queue the signal and return at once: the rules loop never waits for the database
+        (see ``signal_queue``). ``settled()`` waits until it is stored."""
         self.stats.signals += 1
-        now = self.clock()
-        try:
-            if signal.kind == "update":
-                written = await self.run_db(self._store_update, signal, now)
-            else:
-                loc = self.grid.locate(
-                    site=signal.site,
-                    device_id=signal.device_id,
-                    household=signal.labels.get("device.household"),
-                )
-                x = RouteInput(
-                    signal.category.value,
-                    signal.severity.value,
-                    Source.RULE.value,
-                    loc.cell,
-                    loc.community,
-                    loc.site,
-                    signal.rule_id,
-                    signal.labels,
-                )
-                deliveries = plan(self.routing, self.grid, x, loc)
-                written = await self.run_db(self._store_signal, signal, loc, deliveries, now)
-        except Exception:
-            self.stats.errors += 1
-            raise
+        self.signals.put(signal, self.clock())
+
+    async def settled(self, within_s: float | None = None) -> bool:
+        """Wait until every signal emitted so far is stored; False on timeout."""
+        return await self.signals.settled(within_s)
+
+    async def _store_open(self, item: Queued) -> None:
+        signal = item.signal
+        loc = self.grid.locate(
+            site=signal.site,
+            device_id=signal.device_id,
+            household=signal.labels.get("device.household"),
+        )
+        x = RouteInput(
+            signal.category.value,
+            signal.severity.value,
+            Source.RULE.value,
+            loc.cell,
+            loc.community,
+            loc.site,
+            signal.rule_id,
+            signal.labels,
+        )
+        deliveries = plan(self.routing, self.grid, x, loc)
+        written = await self.run_db(self._store_signal, signal, loc, deliveries, item.at)
         self._hand_over(written)
         if (
             self.on_opened is not None
@@ -214,6 +217,31 @@ class IncidentService:
             and signal.device_id
         ):
             self.on_opened(written.incident_id, signal.device_id, signal.rule_id)
+
+    async def _store_update_batch(self, items: list[Queued]) -> None:
+        """All queued updates in one transaction; if that fails for a reason other than a
+        busy database, each on its own, so one bad update does not sink the others."""
+        try:
+            batch = await self.run_db(self._store_updates, items)
+        except Exception as exc:
+            if len(items) == 1 or isinstance(exc, OperationalError):
+                raise
+            log.warning("incident updates: batch of %d failed (%r); one by one", len(items), exc)
+            batch = []
+            for item in items:
+                try:
+                    batch += await self.run_db(self._store_updates, [item])
+                except OperationalError:
+                    raise
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("incident update for signal %s failed", item.signal.signal_id)
+        for written in batch:
+            self._hand_over(written)
+
+    def _store_updates(self, items: list[Queued]) -> list[Written]:
+        with self.engine.begin() as conn:
+            return [self._apply_update(conn, item.signal, item.at) for item in items]
 
     # -- reports and actions ---------------------------------------------------------------
     async def report(self, report: Report) -> int:
@@ -252,38 +280,6 @@ class IncidentService:
         if written.incident_id is not None:
             self._hand_over(written)
         return written.incident_id is not None
-
-    async def acknowledge_as(
-        self,
-        recipient_kind: str,
-        recipient_id: str,
-        *,
-        notification_id: int | None = None,
-        incident_id: int | None = None,
-        actor: str,
-        by: str = "",
-        note: str = "",
-        via: str = "mqtt",
-    ) -> AckResult:
-        """An acknowledgement that arrived *as* a recipient (its own MQTT ack topic): the
-        notification (or the incident) must have been addressed to that recipient. Recorded
-        like ``acknowledge``; a repeat (every row of that recipient already acknowledged)
-        records nothing more, so a redelivered message is harmless."""
-        result, written = await self.run_db(
-            self._store_recipient_ack,
-            recipient_kind,
-            recipient_id,
-            notification_id,
-            incident_id,
-            actor,
-            by,
-            note,
-            via,
-            self.clock(),
-        )
-        if written.incident_id is not None:
-            self._hand_over(written)
-        return result
 
     async def attach(
         self,
@@ -475,6 +471,7 @@ class IncidentService:
                         row["recipient_name"],
                         row["payload"],
                         row["next_attempt_at"],
+                        place=_place(inc),
                     )
                 )
                 if row["ack_deadline"] is not None:
@@ -573,7 +570,7 @@ class IncidentService:
                 if deliveries and (last is None or now - utc(last) >= timedelta(seconds=repeat)):
                     self._queue(conn, inc, loc, deliveries, "reminder", now, written)
                 self.stats.grouped += 1
-                written.incident_id = inc["id"]
+                written.incident_id, written.place = inc["id"], _place(inc)
                 return written
             inc = self._insert_incident(
                 conn,
@@ -629,95 +626,94 @@ class IncidentService:
             )
             self._queue(conn, inc, loc, deliveries, "new", now, written)
         self.stats.opened += 1
-        written.incident_id, written.created = inc["id"], True
+        written.incident_id, written.created, written.place = inc["id"], True, _place(inc)
         return written
 
-    def _store_update(self, signal: Signal, now: datetime) -> Written:
+    def _apply_update(self, conn: Connection, signal: Signal, now: datetime) -> Written:
         """A later signal update: attach events, record resolve or cancel (never a stage
         change: people decide). A cancelled panic lowers the severity, stops escalation and
         tells everyone already notified."""
         written = Written()
-        with self.engine.begin() as conn:
-            found = conn.execute(
-                select(incidents)
-                .join(incident_signals, incident_signals.c.incident_id == incidents.c.id)
-                .where(incident_signals.c.signal_id == signal.signal_id)
-            ).first()
-            if found is None:
-                self.stats.ignored += 1
-                return written
-            inc = dict(found._mapping)
-            event_ids = [e.event_id for e in signal.events]
-            ids = (list(inc["event_ids"] or []) + event_ids)[-MAX_EVENT_IDS:]
-            values: dict[str, Any] = {
-                "event_ids": ids,
-                "event_count": max(inc["event_count"], signal.event_count),
-                "signal_state": signal.state,
-                "updated_at": now,
-            }
-            if signal.state == "cancelled":
-                values["severity"] = signal.severity.value
-            conn.execute(update(incidents).where(incidents.c.id == inc["id"]).values(**values))
-            inc.update(values)
-            self._timeline(
-                conn,
-                inc["id"],
-                now,
-                SYSTEM,
-                "rules",
-                Action.SIGNAL,
-                None,
-                None,
-                note=signal.explanation,
-                data={
-                    "signal_id": signal.signal_id,
-                    "state": signal.state,
-                    "events": event_ids,
-                    "severity": signal.severity.value,
-                },
-            )
-            if signal.state == "cancelled":
-                self._stop_notifications(conn, inc["id"], now)
-                told = conn.execute(
-                    select(
-                        notifications.c.recipient_kind,
-                        notifications.c.recipient_id,
-                        notifications.c.recipient_name,
-                        notifications.c.target,
-                        notifications.c.channel,
-                    )
-                    .where(
-                        notifications.c.incident_id == inc["id"],
-                        notifications.c.status == "sent",
-                        notifications.c.occasion != "cancel",
-                    )
-                    .distinct()
-                ).all()
-                loc = self.grid.locate(
-                    site=inc["site"],
-                    device_id=inc["device_id"],
-                    household=inc["household"],
-                    cell=inc["cell"],
+        found = conn.execute(
+            select(incidents)
+            .join(incident_signals, incident_signals.c.incident_id == incidents.c.id)
+            .where(incident_signals.c.signal_id == signal.signal_id)
+        ).first()
+        if found is None:
+            self.stats.ignored += 1
+            return written
+        inc = dict(found._mapping)
+        event_ids = [e.event_id for e in signal.events]
+        ids = (list(inc["event_ids"] or []) + event_ids)[-MAX_EVENT_IDS:]
+        values: dict[str, Any] = {
+            "event_ids": ids,
+            "event_count": max(inc["event_count"], signal.event_count),
+            "signal_state": signal.state,
+            "updated_at": now,
+        }
+        if signal.state == "cancelled":
+            values["severity"] = signal.severity.value
+        conn.execute(update(incidents).where(incidents.c.id == inc["id"]).values(**values))
+        inc.update(values)
+        self._timeline(
+            conn,
+            inc["id"],
+            now,
+            SYSTEM,
+            "rules",
+            Action.SIGNAL,
+            None,
+            None,
+            note=signal.explanation,
+            data={
+                "signal_id": signal.signal_id,
+                "state": signal.state,
+                "events": event_ids,
+                "severity": signal.severity.value,
+            },
+        )
+        if signal.state == "cancelled":
+            self._stop_notifications(conn, inc["id"], now)
+            told = conn.execute(
+                select(
+                    notifications.c.recipient_kind,
+                    notifications.c.recipient_id,
+                    notifications.c.recipient_name,
+                    notifications.c.target,
+                    notifications.c.channel,
                 )
-                from gateway.routing.targets import Recipient
+                .where(
+                    notifications.c.incident_id == inc["id"],
+                    notifications.c.status == "sent",
+                    notifications.c.occasion != "cancel",
+                )
+                .distinct()
+            ).all()
+            loc = self.grid.locate(
+                site=inc["site"],
+                device_id=inc["device_id"],
+                household=inc["household"],
+                cell=inc["cell"],
+            )
+            from gateway.routing.targets import Recipient
 
-                deliveries = [
-                    Delivery(
-                        "cancel",
-                        "cancel",
-                        Recipient(
-                            r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)
-                        ),
-                        r.channel,
-                        False,
-                        0.0,
-                        0.0,
-                    )
-                    for r in told
-                ]
-                self._queue(conn, inc, loc, deliveries, "cancel", now, written)
+            deliveries = [
+                Delivery(
+                    "cancel",
+                    "cancel",
+                    Recipient(
+                        r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)
+                    ),
+                    r.channel,
+                    False,
+                    0.0,
+                    0.0,
+                )
+                for r in told
+            ]
+            self._queue(conn, inc, loc, deliveries, "cancel", now, written)
         self.stats.updates += 1
-        written.incident_id = inc["id"]
+        written.incident_id, written.place = inc["id"], _place(inc)
         return written
 
     def _stop_notifications(self, conn: Connection, incident_id: int, now: datetime) -> None:
@@ -784,7 +780,7 @@ class IncidentService:
                 data={"source": report.source.value, "location": report.location},
             )
             self._queue(conn, inc, loc, deliveries, "new", now, written)
-        written.incident_id, written.created = inc["id"], True
+        written.incident_id, written.created, written.place = inc["id"], True, _place(inc)
         return written
 
     def _check_attachments(
@@ -876,7 +872,7 @@ class IncidentService:
                             )
                         )
                 self._queue(conn, inc, loc, deliveries, "dispatch", now, written)
-        written.incident_id, written.stage = incident_id, after
+        written.incident_id, written.stage, written.place = incident_id, after, _place(inc)
         return written
 
     def _store_ack(self, notification_id: int, actor: str, now: datetime) -> Written:
@@ -886,131 +882,39 @@ class IncidentService:
             row = conn.execute(select(notifications).where(n.id == notification_id)).first()
             if row is None:
                 return written
-            self._record_ack(conn, row, actor, now)
-        written.incident_id = int(row.incident_id)
-        return written
-
-    def _store_recipient_ack(
-        self,
-        kind: str,
-        recipient_id: str,
-        notification_id: int | None,
-        incident_id: int | None,
-        actor: str,
-        by: str,
-        note: str,
-        via: str,
-        now: datetime,
-    ) -> tuple[AckResult, Written]:
-        written = Written()
-        n = notifications.c
-        with self.engine.begin() as conn:
-            if notification_id is not None:
-                row = conn.execute(select(notifications).where(n.id == notification_id)).first()
-                if row is None:
-                    return AckResult(AckOutcome.NOT_FOUND, notification_id, incident_id), written
-                if (row.recipient_kind, row.recipient_id) != (kind, recipient_id):
-                    return AckResult(
-                        AckOutcome.NOT_ADDRESSED,
-                        notification_id,
-                        int(row.incident_id),
-                        detail=f"notification {notification_id} was sent to "
-                        f"{row.recipient_kind}/{row.recipient_id}",
-                    ), written
-                if incident_id is not None and incident_id != row.incident_id:
-                    return AckResult(
-                        AckOutcome.NOT_ADDRESSED,
-                        notification_id,
-                        incident_id,
-                        detail=f"notification {notification_id} belongs to incident "
-                        f"{row.incident_id}",
-                    ), written
-            else:
-                assert incident_id is not None
-                row = conn.execute(
-                    select(notifications)
-                    .where(
-                        n.incident_id == incident_id,
-                        n.recipient_kind == kind,
-                        n.recipient_id == recipient_id,
-                    )
-                    .order_by(n.ack_required.desc(), n.id)
-                    .limit(1)
-                ).first()
-                if row is None:
-                    exists = conn.execute(
-                        select(incidents.c.id).where(incidents.c.id == incident_id)
-                    ).first()
-                    outcome = AckOutcome.NOT_FOUND if exists is None else AckOutcome.NOT_ADDRESSED
-                    return AckResult(outcome, None, incident_id), written
-            found = AckResult(
-                AckOutcome.RECORDED, int(row.id), int(row.incident_id), target=str(row.target)
-            )
-            open_rows = conn.execute(
-                select(n.id).where(
+            conn.execute(
+                update(notifications)
+                .where(
                     n.incident_id == row.incident_id,
-                    n.recipient_kind == kind,
-                    n.recipient_id == recipient_id,
+                    n.recipient_kind == row.recipient_kind,
+                    n.recipient_id == row.recipient_id,
                     n.acked_at.is_(None),
                 )
+                .values(acked_at=now, acked_by=actor)
+            )
+            inc = conn.execute(
+                select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
             ).first()
-            if open_rows is None:
-                return AckResult(
-                    AckOutcome.DUPLICATE, found.notification_id, found.incident_id, found.target
-                ), written
-            extra = f" via {via}" + (f" by {by}" if by else "") + (f": {note}" if note else "")
-            data: dict[str, Any] = {"via": via}
-            if by:
-                data["by"] = by
-            self._record_ack(conn, row, actor, now, note_suffix=extra, data=data)
-        written.incident_id = found.incident_id
-        return found, written
-
-    def _record_ack(
-        self,
-        conn: Connection,
-        row: Any,
-        actor: str,
-        now: datetime,
-        *,
-        note_suffix: str = "",
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """Acknowledge every row of that recipient for the incident (stops its escalation
-        timers: ``_store_escalations`` skips acknowledged rows), the incident's first
-        acknowledgement, and the timeline entry."""
-        n = notifications.c
-        conn.execute(
-            update(notifications)
-            .where(
-                n.incident_id == row.incident_id,
-                n.recipient_kind == row.recipient_kind,
-                n.recipient_id == row.recipient_id,
-                n.acked_at.is_(None),
+            if inc is not None and inc.acked_at is None:
+                conn.execute(
+                    update(incidents)
+                    .where(incidents.c.id == row.incident_id)
+                    .values(acked_at=now, updated_at=now)
+                )
+            self._timeline(
+                conn,
+                row.incident_id,
+                now,
+                actor,
+                row.target,
+                Action.ACKNOWLEDGE,
+                None,
+                None,
+                note=f"{row.recipient_name} ({row.recipient_kind}/{row.recipient_id})",
+                data={"notification_id": notification_id},
             )
-            .values(acked_at=now, acked_by=actor)
-        )
-        inc = conn.execute(
-            select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
-        ).first()
-        if inc is not None and inc.acked_at is None:
-            conn.execute(
-                update(incidents)
-                .where(incidents.c.id == row.incident_id)
-                .values(acked_at=now, updated_at=now)
-            )
-        self._timeline(
-            conn,
-            row.incident_id,
-            now,
-            actor,
-            row.target,
-            Action.ACKNOWLEDGE,
-            None,
-            None,
-            note=f"{row.recipient_name} ({row.recipient_kind}/{row.recipient_id}){note_suffix}",
-            data={"notification_id": int(row.id), **(data or {})},
-        )
+        written.incident_id = int(row.incident_id)
+        return written
 
     def _store_escalations(self, ids: list[int], now: datetime) -> Written:
         written = Written()
@@ -1068,7 +972,7 @@ class IncidentService:
                 self._queue(
                     conn, inc, loc, deliveries, "escalation", now, written, level=row.level + 1
                 )
-                written.incident_id = inc["id"]
+                written.incident_id, written.place = inc["id"], _place(inc)
         return written
 
 

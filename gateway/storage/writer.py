@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, func, insert
@@ -30,15 +32,16 @@ from gateway.storage import tables
 
 log = logging.getLogger(__name__)
 
-Ack = Callable[[], None]
 RETRY_MAX_S = 5.0
+DEVICE_STATE_EVERY_S = 1.0  # how often last-seen state is written (events: every batch)
+SQLITE_ROWS_PER_INSERT = 3000  # 10 columns each: under SQLite's 32,766 bound parameters
 
 
 @dataclass(slots=True)
 class WriteItem:
     events: list[Event] = field(default_factory=list)
     quarantined: QuarantineRecord | None = None
-    ack: Ack | None = None
+    ack: Any = None  # opaque token handed back to ``BatchWriter.acknowledge`` after commit
     barrier: threading.Event | None = None  # set once this item's batch is written (flush)
     submitted: float = field(default_factory=time.monotonic)
     rows: list[Any] = field(default_factory=list)  # encoded by submit()
@@ -71,11 +74,25 @@ def event_row(e: Event) -> dict[str, Any]:
     }
 
 
-_SQLITE_INSERT_EVENT = (
+_SQLITE_EVENT_COLUMNS = (
     "INSERT INTO events (event_id, site, device_id, kind, type, occurred_at, received_at,"
-    " attributes, source, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (event_id) DO NOTHING"
+    " attributes, source, raw) VALUES "
 )
+_SQLITE_EVENT_ROW = "(?,?,?,?,?,?,?,?,?,?)"
+
+
+@lru_cache(maxsize=64)
+def _sqlite_insert_events(n: int) -> str:
+    """A multi-row INSERT for n events (cached: batch sizes repeat)."""
+    return (
+        _SQLITE_EVENT_COLUMNS
+        + ",".join([_SQLITE_EVENT_ROW] * n)
+        + " ON CONFLICT (event_id) DO NOTHING"
+    )
+
+
+def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
+    return list(chain.from_iterable(rows))
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -121,11 +138,15 @@ class BatchWriter:
         batch_size: int = 500,
         interval_s: float = 0.05,
         on_committed: Callable[[list[Event]], None] | None = None,
+        acknowledge: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.on_committed = on_committed
+        # Receives the ``ack`` tokens of each committed batch at once, in arrival order (the
+        # MQTT consumer turns them into PUBACKs sent in one write).
+        self.acknowledge = acknowledge
         self.stats = WriterStats()
         dialect = engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
@@ -141,6 +162,7 @@ class BatchWriter:
         self._devices: dict[str, tuple[str, str, bool, datetime, str, int | None]] = {}
         self._devices_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._devices_written_at = 0.0
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -218,6 +240,8 @@ class BatchWriter:
         while True:
             first = self._take(None)
             if first is None or first is False:
+                if self._devices:
+                    self._write_until_done([], final=True)
                 break
             assert isinstance(first, WriteItem)
             # Let a batch build up without waking per message: poll the queue length a few
@@ -238,13 +262,23 @@ class BatchWriter:
                 assert isinstance(item, WriteItem)
                 batch.append(item)
                 count += len(item.events)
-            self._write_until_done(batch)
+            self._write_until_done(batch, final=stopping)
             if stopping:
                 break
 
-    def _write_until_done(self, batch: list[WriteItem]) -> None:
-        with self._devices_lock:
-            devices, self._devices = self._devices, {}
+    def _write_until_done(self, batch: list[WriteItem], *, final: bool = False) -> None:
+        # Last-seen state changes with every event but is read by people: write it once a
+        # second (and on flush and stop), not with every batch.
+        now = time.monotonic()
+        devices: dict[str, tuple[Any, ...]] = {}
+        if (
+            final
+            or now - self._devices_written_at >= DEVICE_STATE_EVERY_S
+            or any(item.barrier is not None for item in batch)
+        ):
+            with self._devices_lock:
+                devices, self._devices = self._devices, {}
+            self._devices_written_at = now
         delay = 0.1
         while True:
             try:
@@ -258,12 +292,13 @@ class BatchWriter:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+        acks = [item.ack for item in batch if item.ack is not None]
+        if acks and self.acknowledge is not None:
+            try:
+                self.acknowledge(acks)
+            except Exception:
+                log.exception("acknowledgement failed")
         for item in batch:
-            if item.ack is not None:
-                try:
-                    item.ack()
-                except Exception:
-                    log.exception("acknowledgement failed")
             if item.barrier is not None:
                 item.barrier.set()
 
@@ -291,12 +326,18 @@ class BatchWriter:
     def _insert_events(self, conn: Connection, rows: list[Any]) -> int:
         """Insert, skipping ids already stored; returns how many rows were new."""
         if self._sqlite:
-            # The DB-API cursor with plain tuples, inside SQLAlchemy's transaction: about 4x
-            # cheaper per row than compiled Core parameters.
+            # The DB-API cursor with plain tuples, inside SQLAlchemy's transaction, several
+            # rows per statement: executemany releases and retakes the GIL around every row,
+            # which the busy receive thread turns into a convoy; one statement per few thousand
+            # rows releases it once.
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            stored = 0
             try:
-                cursor.executemany(_SQLITE_INSERT_EVENT, rows)
-                return max(int(cursor.rowcount), 0)
+                for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+                    chunk = rows[start : start + SQLITE_ROWS_PER_INSERT]
+                    cursor.execute(_sqlite_insert_events(len(chunk)), _flat(chunk))
+                    stored += max(int(cursor.rowcount), 0)
+                return stored
             finally:
                 cursor.close()
         # rowcount is not reliable for batched executemany here; RETURNING names the new rows.
