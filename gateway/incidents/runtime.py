@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from sqlalchemy import Engine
 
+from gateway.audit.chain import AuditLog
 from gateway.bus import EventBus
 from gateway.config.errors import ConfigErrors
 from gateway.config.settings import MqttConfig
@@ -31,6 +32,7 @@ from gateway.grid.api import build_grid_router
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import load_grid
 from gateway.grid.store import grid_is_empty, import_grid, read_directory
+from gateway.incidents.acks import MqttAcks
 from gateway.incidents.api import build_routers
 from gateway.incidents.service import IncidentService
 from gateway.notify.base import Notifier
@@ -68,12 +70,15 @@ class IncidentsRuntime:
         registry: sites and devices, to place devices on the grid.
         config_dir: folder holding ``routing.yaml`` and ``grid/``.
         data_dir: attachments live under ``<data_dir>/attachments``.
-        mqtt: broker settings for the MQTT notifier (None: no MQTT channel).
+        mqtt: broker settings for the MQTT notifier (None: no MQTT channel). Its connection
+            also receives acknowledgements on ``lianfang/ack/<kind>/<id>`` (``acks``).
         clock: the gateway clock (injected in tests).
         timezone: for "today" and "this month" in statistics.
         rule_dir: rule files, whose label keys routes may match.
         notifiers: replace the default notifiers (tests).
         routing_path, grid_dir: override ``config_dir / "routing.yaml"`` and ``config_dir / "grid"``.
+        audit: where acknowledgements over MQTT are audited (HTTP ones are audited by the
+            API's middleware); None: not audited.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class IncidentsRuntime:
         tick_s: float = 0.25,
         routing_path: Path | None = None,
         grid_dir: Path | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -108,6 +114,7 @@ class IncidentsRuntime:
         self.grid = GridDirectory(registry=registry)
         self.service = IncidentService(engine, self.routing, self.grid, clock=clock, hub=self.hub)
         self.sms = LogSmsDriver()
+        self.acks = MqttAcks(self.service, audit=audit)
         self._notifiers = notifiers
         self._mqtt = mqtt
         self.dispatcher = Dispatcher(
@@ -141,7 +148,7 @@ class IncidentsRuntime:
         }
         policies: dict[str, RetryPolicy] = {}
         if self._mqtt is not None:
-            notifiers["mqtt"] = MqttNotifier(self._mqtt)
+            notifiers["mqtt"] = MqttNotifier(self._mqtt, on_ack=self.acks)
         for hook in self.routing.webhooks:
             webhook = WebhookNotifier(hook)
             notifiers[f"webhook:{hook.name}"] = webhook

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,6 +115,24 @@ class Written:
 def _place(inc: dict[str, Any]) -> IncidentPlace:
     """Where an incident is and who reported it."""
     return IncidentPlace(inc["cell"], inc["site"], inc["reporter"])
+
+
+class AckOutcome(StrEnum):
+    """What became of a recipient's acknowledgement (``IncidentService.acknowledge_as``)."""
+
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # every notification of that recipient was already acknowledged
+    NOT_FOUND = "not_found"  # no such notification or incident
+    NOT_ADDRESSED = "not_addressed"  # it exists, but was not sent to that recipient
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    outcome: AckOutcome
+    notification_id: int | None = None
+    incident_id: int | None = None
+    target: str = ""
+    detail: str = ""
 
 
 @dataclass
@@ -280,6 +299,38 @@ class IncidentService:
         if written.incident_id is not None:
             self._hand_over(written)
         return written.incident_id is not None
+
+    async def acknowledge_as(
+        self,
+        recipient_kind: str,
+        recipient_id: str,
+        *,
+        notification_id: int | None = None,
+        incident_id: int | None = None,
+        actor: str,
+        by: str = "",
+        note: str = "",
+        via: str = "mqtt",
+    ) -> AckResult:
+        """An acknowledgement that arrived *as* a recipient (its own MQTT ack topic): the
+        notification (or the incident) must have been addressed to that recipient. Recorded
+        like ``acknowledge``; a repeat (every row of that recipient already acknowledged)
+        records nothing more, so a redelivered message is harmless."""
+        result, written = await self.run_db(
+            self._store_recipient_ack,
+            recipient_kind,
+            recipient_id,
+            notification_id,
+            incident_id,
+            actor,
+            by,
+            note,
+            via,
+            self.clock(),
+        )
+        if written.incident_id is not None:
+            self._hand_over(written)
+        return result
 
     async def attach(
         self,
@@ -882,39 +933,131 @@ class IncidentService:
             row = conn.execute(select(notifications).where(n.id == notification_id)).first()
             if row is None:
                 return written
-            conn.execute(
-                update(notifications)
-                .where(
-                    n.incident_id == row.incident_id,
-                    n.recipient_kind == row.recipient_kind,
-                    n.recipient_id == row.recipient_id,
-                    n.acked_at.is_(None),
-                )
-                .values(acked_at=now, acked_by=actor)
-            )
-            inc = conn.execute(
-                select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
-            ).first()
-            if inc is not None and inc.acked_at is None:
-                conn.execute(
-                    update(incidents)
-                    .where(incidents.c.id == row.incident_id)
-                    .values(acked_at=now, updated_at=now)
-                )
-            self._timeline(
-                conn,
-                row.incident_id,
-                now,
-                actor,
-                row.target,
-                Action.ACKNOWLEDGE,
-                None,
-                None,
-                note=f"{row.recipient_name} ({row.recipient_kind}/{row.recipient_id})",
-                data={"notification_id": notification_id},
-            )
+            self._record_ack(conn, row, actor, now)
         written.incident_id = int(row.incident_id)
         return written
+
+    def _store_recipient_ack(
+        self,
+        kind: str,
+        recipient_id: str,
+        notification_id: int | None,
+        incident_id: int | None,
+        actor: str,
+        by: str,
+        note: str,
+        via: str,
+        now: datetime,
+    ) -> tuple[AckResult, Written]:
+        written = Written()
+        n = notifications.c
+        with self.engine.begin() as conn:
+            if notification_id is not None:
+                row = conn.execute(select(notifications).where(n.id == notification_id)).first()
+                if row is None:
+                    return AckResult(AckOutcome.NOT_FOUND, notification_id, incident_id), written
+                if (row.recipient_kind, row.recipient_id) != (kind, recipient_id):
+                    return AckResult(
+                        AckOutcome.NOT_ADDRESSED,
+                        notification_id,
+                        int(row.incident_id),
+                        detail=f"notification {notification_id} was sent to "
+                        f"{row.recipient_kind}/{row.recipient_id}",
+                    ), written
+                if incident_id is not None and incident_id != row.incident_id:
+                    return AckResult(
+                        AckOutcome.NOT_ADDRESSED,
+                        notification_id,
+                        incident_id,
+                        detail=f"notification {notification_id} belongs to incident "
+                        f"{row.incident_id}",
+                    ), written
+            else:
+                assert incident_id is not None
+                row = conn.execute(
+                    select(notifications)
+                    .where(
+                        n.incident_id == incident_id,
+                        n.recipient_kind == kind,
+                        n.recipient_id == recipient_id,
+                    )
+                    .order_by(n.ack_required.desc(), n.id)
+                    .limit(1)
+                ).first()
+                if row is None:
+                    exists = conn.execute(
+                        select(incidents.c.id).where(incidents.c.id == incident_id)
+                    ).first()
+                    outcome = AckOutcome.NOT_FOUND if exists is None else AckOutcome.NOT_ADDRESSED
+                    return AckResult(outcome, None, incident_id), written
+            found = AckResult(
+                AckOutcome.RECORDED, int(row.id), int(row.incident_id), target=str(row.target)
+            )
+            open_rows = conn.execute(
+                select(n.id).where(
+                    n.incident_id == row.incident_id,
+                    n.recipient_kind == kind,
+                    n.recipient_id == recipient_id,
+                    n.acked_at.is_(None),
+                )
+            ).first()
+            if open_rows is None:
+                return AckResult(
+                    AckOutcome.DUPLICATE, found.notification_id, found.incident_id, found.target
+                ), written
+            extra = f" via {via}" + (f" by {by}" if by else "") + (f": {note}" if note else "")
+            data: dict[str, Any] = {"via": via}
+            if by:
+                data["by"] = by
+            self._record_ack(conn, row, actor, now, note_suffix=extra, data=data)
+        written.incident_id = found.incident_id
+        return found, written
+
+    def _record_ack(
+        self,
+        conn: Connection,
+        row: Any,
+        actor: str,
+        now: datetime,
+        *,
+        note_suffix: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Acknowledge every row of that recipient for the incident (stops its escalation
+        timers: ``_store_escalations`` skips acknowledged rows), the incident's first
+        acknowledgement, and the timeline entry."""
+        n = notifications.c
+        conn.execute(
+            update(notifications)
+            .where(
+                n.incident_id == row.incident_id,
+                n.recipient_kind == row.recipient_kind,
+                n.recipient_id == row.recipient_id,
+                n.acked_at.is_(None),
+            )
+            .values(acked_at=now, acked_by=actor)
+        )
+        inc = conn.execute(
+            select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
+        ).first()
+        if inc is not None and inc.acked_at is None:
+            conn.execute(
+                update(incidents)
+                .where(incidents.c.id == row.incident_id)
+                .values(acked_at=now, updated_at=now)
+            )
+        self._timeline(
+            conn,
+            row.incident_id,
+            now,
+            actor,
+            row.target,
+            Action.ACKNOWLEDGE,
+            None,
+            None,
+            note=f"{row.recipient_name} ({row.recipient_kind}/{row.recipient_id}){note_suffix}",
+            data={"notification_id": int(row.id), **(data or {})},
+        )
 
     def _store_escalations(self, ids: list[int], now: datetime) -> Written:
         written = Written()
