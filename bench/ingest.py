@@ -181,7 +181,7 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-async def gateway_run(workdir: Path, port: int, n: int) -> dict[str, Any]:
+async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") -> dict[str, Any]:
     from gateway.config.settings import load_gateway_config
     from gateway.runtime import Gateway
 
@@ -199,7 +199,9 @@ async def gateway_run(workdir: Path, port: int, n: int) -> dict[str, Any]:
         "routing_file": str(ROOT / "config" / "routing.yaml"),
         "grid_dir": str(workdir / "grid"),
     }))  # fmt: skip
-    gateway = Gateway(load_gateway_config(cfg_path))
+    gateway = Gateway(
+        load_gateway_config(cfg_path), protocol="v311" if protocol == "v311" else "v5"
+    )
     latencies: list[float] = []
     stored_box = [0]
     cpu_box = [0.0]
@@ -290,6 +292,7 @@ def main() -> None:
         default=0.5,
         help="sys.setswitchinterval, as `lianfang run`/`demo` set it (default 0.5 ms)",
     )
+    parser.add_argument("--protocol", choices=["v5", "v311"], default="v5")
     parser.add_argument("--publish", nargs=3, metavar=("PORT", "N", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -306,13 +309,14 @@ def main() -> None:
             via_aiomqtt = asyncio.run(aiomqtt_baseline(broker.port, args.baseline_events))
             broker.restart()  # fresh broker state for the gateway run
             sys.setswitchinterval(args.switch_interval_ms / 1000)  # as the gateway runs it
-            result = asyncio.run(gateway_run(workdir, broker.port, args.events))
+            result = asyncio.run(gateway_run(workdir, broker.port, args.events, args.protocol))
         finally:
             broker.stop()
     result["broker_events_per_s"] = round(baseline, 1)  # publisher → Mosquitto → bare paho
     result["broker_events_per_s_aiomqtt"] = round(via_aiomqtt, 1)  # same, through aiomqtt
     result["ratio_to_broker"] = round(result["events_per_s"] / baseline, 3) if baseline else None
     result["machine_cores"] = os.cpu_count()
+    result["protocol"] = args.protocol
 
     print(json.dumps(result))
 

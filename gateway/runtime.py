@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Literal
 
 from fastapi import APIRouter
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
+from gateway.api.routes.device_edits import build_device_edit_router
 from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, WriterHealth
 from gateway.audit.chain import AuditLog, load_audit_key
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
-from gateway.config.sites import load_sites
+from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event
 from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
@@ -26,7 +28,7 @@ from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import load_pii_key, set_pii_key
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
-from gateway.storage.registry import seed_registry
+from gateway.storage.registry import console_devices, save_device, seed_registry
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 
@@ -44,6 +46,7 @@ class Gateway:
         self.engine = make_engine(config.sqlite_url_resolved())
         self.bus = EventBus()
         self.normaliser = Normaliser(self.adapters, self.registry, config.ingest)
+        self._labels = labels_from_registry(self.registry)
         self.writer = BatchWriter(
             self.engine,
             batch_size=config.database.batch_size,
@@ -55,7 +58,7 @@ class Gateway:
         self.rules = RulesService(
             config.rules_dir,
             state_dir=config.data_dir / "rules",
-            device_labels=labels_from_registry(self.registry),
+            device_labels=self.device_labels,
             settings=EngineSettings(timezone=config.timezone),
         )
         self.cameras = CameraServices(
@@ -101,6 +104,7 @@ class Gateway:
         self._lock.acquire()
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
+        await self._load_console_devices()
         await self.retention.start()
         self.bus.bind(asyncio.get_running_loop())
         await self.incidents.start()
@@ -113,6 +117,42 @@ class Gateway:
             len(self.registry.sites), len(self.registry), len(self.adapters),
             self.config.mqtt.host, self.config.mqtt.port,
         )  # fmt: skip
+
+    # -- devices added or edited in the console (docs/web-console.md, "Devices") ----------
+    async def _load_console_devices(self) -> None:
+        """Console edits are the record: they replace the site files' entries on start."""
+        for site_id, device in await asyncio.to_thread(console_devices, self.engine):
+            if site_id not in self.registry.sites:
+                log.warning("device %s: its site %s is no longer configured", device.id, site_id)
+                continue
+            self.registry.put(site_id, device)
+            self._device_changed(device.id)
+
+    def device_problems(self, site_id: str, device: DeviceConfig) -> list[tuple[str, str]]:
+        """Why ``device`` cannot go into ``site_id`` (empty: it can)."""
+        problems = self.registry.problems(site_id, device)
+        if device.profile and device.profile not in {a.name for a in self.adapters}:
+            problems.append(("profile", f"unknown profile {device.profile!r}"))
+        return problems
+
+    async def put_device(
+        self, site_id: str, device: DeviceConfig
+    ) -> tuple[str, DeviceConfig] | None:
+        """Store a device added or edited in the console and use it at once: ingest, rules,
+        cameras and the grid read the same registry. Returns the previous entry, if any."""
+        await asyncio.to_thread(save_device, self.engine, site_id, device)
+        before = self.registry.put(site_id, device)
+        self._device_changed(device.id)
+        log.info("device %s %s in %s", device.id, "edited" if before else "added", site_id)
+        return before
+
+    def _device_changed(self, device_id: str) -> None:
+        self.normaliser.forget_device(device_id)
+        self._labels = labels_from_registry(self.registry)  # its cache may hold the old entry
+
+    def device_labels(self, device_id: str) -> Mapping[str, str] | None:
+        """Device labels for the rules (from the registry, cached until a device changes)."""
+        return self._labels(device_id)
 
     def store_events(self, events: list[Event]) -> None:
         """Store events that reached the bus another way (thread-safe)."""
@@ -135,6 +175,7 @@ class Gateway:
             *self.cameras.routers,
             *self.incidents.routers,
             build_alarm_router(self.incidents),
+            build_device_edit_router(self),
         ]
 
     async def stop(self) -> None:

@@ -161,6 +161,8 @@ def _device_public(row: Row[Any], now: datetime) -> DevicePublic:
         household=m["household"],
         camera=m["camera"],
         registered=bool(m["registered"]),
+        profile=m["profile"],
+        source=m["source"],
         online=m["online"],
         last_seen_at=last_seen,
         last_event_type=m["last_event_type"],

@@ -86,6 +86,12 @@ class DevicePublic(BaseModel):
     household: str | None = None
     camera: str | None = None
     registered: bool = Field(..., description="Declared in the site registry (else first seen)")
+    profile: str | None = Field(None, description="Profile id expected for this device")
+    source: str | None = Field(
+        None,
+        description='"console" when added or edited in the console (kept over the site '
+        "file's entry); null when from config/sites or first seen",
+    )
     online: bool | None = Field(
         None, description="Last reported state: false after an offline event; null if never seen"
     )

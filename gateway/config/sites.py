@@ -72,6 +72,46 @@ class SiteRegistry:
     def device(self, device_id: str) -> tuple[SiteConfig, DeviceConfig] | None:
         return self._devices.get(device_id)
 
+    def problems(self, site_id: str, device: DeviceConfig) -> list[tuple[str, str]]:
+        """What ``lianfang config check`` would say of ``device`` in ``site_id`` (besides the
+        model's own validation): ``(field, reason)`` pairs, empty when it may be stored."""
+        site = self.sites.get(site_id)
+        if site is None:
+            return [("site", f"unknown site {site_id!r}")]
+        out: list[tuple[str, str]] = []
+        if device.place and device.place not in {p.id for p in site.places}:
+            out.append(("place", f"unknown place {device.place!r} in {site_id}"))
+        cameras = {d.id for d in site.devices} | {device.id}
+        if device.camera and device.camera not in cameras:
+            out.append(("camera", f"unknown device {device.camera!r} in {site_id}"))
+        return out
+
+    def put(self, site_id: str, device: DeviceConfig) -> tuple[str, DeviceConfig] | None:
+        """Add or replace one device, in place: every part holding this registry (ingest,
+        rules, cameras, grid) sees it at once. A device moved to another site leaves its old
+        one. Returns the previous ``(site id, device)``, or None for a new device. Check
+        ``problems`` first."""
+        before = self._devices.get(device.id)
+        if before is not None and before[0].id != site_id:
+            old = self.sites[before[0].id]
+            self._replace(
+                old.model_copy(update={"devices": [d for d in old.devices if d.id != device.id]})
+            )
+        site = self.sites[site_id]
+        devices = list(site.devices)
+        at = next((i for i, d in enumerate(devices) if d.id == device.id), None)
+        if at is None:
+            devices.append(device)
+        else:
+            devices[at] = device
+        self._replace(site.model_copy(update={"devices": devices}))
+        return None if before is None else (before[0].id, before[1])
+
+    def _replace(self, site: SiteConfig) -> None:
+        self.sites[site.id] = site
+        for d in site.devices:
+            self._devices[d.id] = (site, d)
+
     def __len__(self) -> int:
         return len(self._devices)
 

@@ -103,6 +103,10 @@ class Normaliser:
             self._device_info[device_id] = info
         return info
 
+    def forget_device(self, device_id: str) -> None:
+        """Drop the cached look-up of one device: the registry has just added or changed it."""
+        self._device_info.pop(device_id, None)
+
     def _adapter_for(self, topic: str) -> Adapter | None:
         try:
             return self._topic_adapter[topic]

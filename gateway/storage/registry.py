@@ -1,17 +1,44 @@
-"""The configured sites and devices, mirrored into the database."""
+"""The configured sites and devices, mirrored into the database, and the devices added or
+edited in the console, which the database holds (docs/web-console.md, "Devices")."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import Any
+
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.config.sites import SiteRegistry
+from gateway.config.sites import DeviceConfig, SiteRegistry
 from gateway.storage import tables
+
+CONSOLE = "console"  # devices.source of a device added or edited in the console
+_FIELDS = ("kind", "name", "profile", "place", "zone", "household", "camera", "heartbeat_s")
+
+
+def _insert(engine: Engine) -> Any:
+    return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+
+def _row(site_id: str, device: DeviceConfig) -> dict[str, Any]:
+    return {
+        "id": device.id,
+        "site": site_id,
+        "kind": device.kind.value,
+        "name": device.name,
+        "profile": device.profile,
+        "place": device.place,
+        "zone": device.zone,
+        "household": device.household,
+        "camera": device.camera,
+        "heartbeat_s": device.heartbeat_s,
+        "registered": True,
+    }
 
 
 def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
-    """Upsert configured sites and devices; runtime state (online, last seen) is kept."""
-    insert = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+    """Upsert configured sites and devices; runtime state (online, last seen) is kept, and
+    so is every device edited in the console (the site files are its seed, not its record)."""
+    insert = _insert(engine)
     with engine.begin() as conn:
         for site in registry.sites.values():
             stmt = insert(tables.sites).values(id=site.id, name=site.name, address=site.address)
@@ -20,37 +47,40 @@ def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
                     index_elements=["id"], set_={"name": site.name, "address": site.address}
                 )
             )
-            rows = [
-                {
-                    "id": d.id,
-                    "site": site.id,
-                    "kind": d.kind.value,
-                    "name": d.name,
-                    "place": d.place,
-                    "zone": d.zone,
-                    "household": d.household,
-                    "camera": d.camera,
-                    "heartbeat_s": d.heartbeat_s,
-                    "registered": True,
-                }
-                for d in site.devices
-            ]
+            rows = [_row(site.id, d) for d in site.devices]
             if rows:
                 ins = insert(tables.devices)
-                keep = (
-                    "site",
-                    "kind",
-                    "name",
-                    "place",
-                    "zone",
-                    "household",
-                    "camera",
-                    "heartbeat_s",
-                    "registered",
-                )
+                keep = ("site", *_FIELDS, "registered")
                 conn.execute(
                     ins.on_conflict_do_update(
-                        index_elements=["id"], set_={k: ins.excluded[k] for k in keep}
+                        index_elements=["id"],
+                        set_={k: ins.excluded[k] for k in keep},
+                        where=tables.devices.c.source.is_(None),
                     ),
                     rows,
                 )
+
+
+def console_devices(engine: Engine) -> list[tuple[str, DeviceConfig]]:
+    """The devices added or edited in the console, as ``(site id, device)``."""
+    c = tables.devices.c
+    stmt = select(c.id, c.site, *(c[f] for f in _FIELDS)).where(c.source == CONSOLE)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(stmt.order_by(c.id))]
+    out = []
+    for r in rows:
+        fields = {k: r[k] for k in _FIELDS if r[k] is not None}
+        out.append((str(r["site"]), DeviceConfig.model_validate({"id": r["id"], **fields})))
+    return out
+
+
+def save_device(engine: Engine, site_id: str, device: DeviceConfig) -> None:
+    """Store a device added or edited in the console (its runtime state is kept)."""
+    row = {**_row(site_id, device), "source": CONSOLE}
+    ins = _insert(engine)(tables.devices)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["id"],
+        set_={k: ins.excluded[k] for k in ("site", *_FIELDS, "registered", "source")},
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, [row])

@@ -50,6 +50,10 @@ devices = Table(
     Column("camera", String(128)),
     Column("heartbeat_s", Integer),
     Column("registered", Boolean, nullable=False, default=True),
+    Column("profile", String(100)),
+    # None: from config/sites (or first seen); "console": added or edited in the console,
+    # which the site files no longer overwrite (docs/web-console.md)
+    Column("source", String(16)),
     Column("online", Boolean),
     Column("last_seen_at", UtcDateTime),
     Column("last_event_type", String(32)),

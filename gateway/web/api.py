@@ -20,9 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Engine, or_, select
 
-from gateway.api.deps import Database
-from gateway.config.errors import ConfigErrors
-from gateway.config.sites import DeviceConfig, SiteConfig
+from gateway.api.deps import CurrentPrincipal, Database
+from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Role
@@ -158,8 +157,9 @@ def _staff(grid: GridDirectory, cell: str | None) -> list[dict[str, str]]:
     return list(out.values())
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(value, default=str, ensure_ascii=False))
+    return out
 
 
 def build_web_api(ctx: WebContext) -> APIRouter:
@@ -301,10 +301,12 @@ def build_web_api(ctx: WebContext) -> APIRouter:
 
     # -- site plan, devices, profiles, routing ---------------------------------------------
     @router.get("/sites")
-    async def sites(_: UserDep) -> list[dict[str, Any]]:
+    async def sites(_: UserDep, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+        """The compounds the caller covers (a property manager: their own)."""
         return [
             {"id": s.id, "name": s.name, "address": s.address, "devices": len(s.devices)}
             for s in ctx.registry.sites.values()
+            if principal.scope.sees_site(s.id)
         ]
 
     @router.get("/siteplan/{site_id}.svg", response_class=Response)
@@ -335,12 +337,12 @@ def build_web_api(ctx: WebContext) -> APIRouter:
 
     @router.post("/device-check")
     async def device_check(body: dict[str, Any], user: UserDep) -> dict[str, Any]:
-        """Validate a device entry like ``lianfang config check`` does and give the line to
-        put under ``devices:`` of the site file (sites are configuration, kept in Git)."""
+        """Check a device entry without storing it (``PUT /api/devices/{id}`` stores it),
+        like ``lianfang config check`` does, and give its line for ``devices:`` of the site
+        file, for sites kept in Git."""
         _need(user, "devices")
         site_id = str(body.pop("site", "") or "")
-        site = ctx.registry.sites.get(site_id)
-        if site is None:
+        if site_id not in ctx.registry.sites:
             return {"ok": False, "errors": [f"site: unknown site {site_id!r}"]}
         entry = {k: v for k, v in body.items() if v not in (None, "")}
         try:
@@ -353,21 +355,7 @@ def build_web_api(ctx: WebContext) -> APIRouter:
                     for e in exc.errors()
                 ],
             }
-        errors = []
-        places = {p.id for p in site.places}
-        if device.place and device.place not in places:
-            errors.append(f"place: unknown place {device.place!r} in {site_id}")
-        if device.camera and device.camera not in {d.id for d in site.devices}:
-            errors.append(f"camera: unknown device {device.camera!r} in {site_id}")
-        existing = next((d for d in site.devices if d.id == device.id), None)
-        try:
-            SiteConfig.model_validate(
-                {**site.model_dump(), "devices": [
-                    d.model_dump() for d in site.devices if d.id != device.id
-                ] + [device.model_dump()]}
-            )  # fmt: skip
-        except (ValidationError, ConfigErrors) as exc:
-            errors.append(str(exc))
+        errors = [f"{field}: {msg}" for field, msg in ctx.device_problems(site_id, device)]
         line = yaml.safe_dump(
             [device.model_dump(exclude_none=True, mode="json")],
             allow_unicode=True,
@@ -378,7 +366,7 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         return {
             "ok": not errors,
             "errors": errors,
-            "action": "edit" if existing else "add",
+            "action": "edit" if ctx.registry.device(device.id) else "add",
             "file": f"config/sites/{site_id}.yaml",
             "yaml": line,
         }

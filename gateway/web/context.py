@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from gateway.config.errors import ConfigErrors
-from gateway.config.sites import SiteRegistry
+from gateway.config.sites import DeviceConfig, SiteRegistry
 from gateway.evidence.store import StoredSnapshot
 from gateway.grid.directory import GridDirectory
 from gateway.incidents.service import IncidentService
@@ -57,6 +57,9 @@ class WebContext:
     @property
     def profiles_dir(self) -> Path:
         return self.gateway.config.profiles_dir
+
+    def device_problems(self, site_id: str, device: DeviceConfig) -> list[tuple[str, str]]:
+        return self.gateway.device_problems(site_id, device)
 
     # -- cameras --------------------------------------------------------------------------
     def camera_ids(self) -> set[str]:

@@ -189,11 +189,24 @@ def test_devices_rules_and_english(login: Any) -> None:
     page.click("#payload-form button[type=submit]")
     page.wait_for_selector("#payload-out:not(:empty)")
     assert '"access_granted"' in page.inner_text("#payload-out")
+    # add a device: a wrong place is refused with the reason, then it is stored and listed
+    page.wait_for_selector("#site-select option[value=demo-compound]", state="attached")
     page.fill("#device-form input[name=id]", "door-b1u1-new")
+    page.fill("#device-form input[name=name]", "1号楼1单元新门禁")
+    page.fill("#device-form input[name=place]", "b9-door")
+    page.click("[data-testid=device-save]")
+    page.wait_for_selector("#device-out.err")
+    assert "place: unknown place 'b9-door' in demo-compound" in page.inner_text("#device-out")
     page.fill("#device-form input[name=place]", "b1-u1-door")
-    page.click("#device-form button[type=submit]")
-    page.wait_for_selector("#device-out:not(:empty)")
+    page.click("[data-testid=device-check]")  # check only: the line for the site file
+    page.wait_for_selector("#device-out.ok")
+    assert "config/sites/demo-compound.yaml" in page.inner_text("#device-out")
+    page.click("[data-testid=device-save]")
+    page.wait_for_selector("#device-out[data-saved='door-b1u1-new']")
     assert "✔ add" in page.inner_text("#device-out")
+    page.wait_for_selector("tr[data-device='door-b1u1-new']")
+    stored = page.request.get("/api/devices/door-b1u1-new").json()
+    assert stored["source"] == "console" and stored["place"] == "b1-u1-door", stored
     shot(page, "devices")
     assert page.goto("/console/rules").status == 403
 

@@ -11,6 +11,7 @@ export class ApiError extends Error {
   constructor(status, detail) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
     this.status = status;
+    this.detail = detail;
   }
 }
 

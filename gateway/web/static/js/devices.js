@@ -1,6 +1,7 @@
-// Devices (property manager): list with online state, last seen, battery; add/edit check;
-// paste a payload and see the normalised event.
-import { api, fmtTime, h, t } from "./common.js";
+// Devices (property manager): list with online state, last seen, battery; add or edit a
+// device (PUT /api/devices/{id}: stored and in use at once), or only check it and get its
+// line for the site file; paste a payload and see the normalised event.
+import { ApiError, api, fmtTime, h, t } from "./common.js";
 
 const rows = document.getElementById("device-rows");
 const form = document.getElementById("device-form");
@@ -13,7 +14,7 @@ async function load() {
       h(
         "tr",
         { "data-device": d.id },
-        h("td", {}, d.id, h("br"), h("small", { class: "muted" }, d.name)),
+        h("td", {}, d.id, h("br"), h("small", { class: "muted" }, d.name, d.source === "console" ? ` · ${t("devices.console")}` : "")),
         h("td", {}, d.kind),
         h("td", {}, d.place || ""),
         h("td", { class: d.online ? "ok" : d.online === false ? "err" : "muted" }, d.online ? t("dev.online") : d.online === false ? t("dev.offline") : t("dev.unknown")),
@@ -32,14 +33,43 @@ function edit(d) {
   form.scrollIntoView({ behavior: "smooth" });
 }
 
-form.addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+const out = document.getElementById("device-out");
+
+function entry() {
   const body = Object.fromEntries(new FormData(form));
   if (body.heartbeat_s === "") delete body.heartbeat_s;
-  const out = await api("/api/web/device-check", { method: "POST", body });
-  document.getElementById("device-out").textContent = out.ok
-    ? `✔ ${out.action} → ${out.file}\n${out.yaml}`
-    : `✘ ${out.errors.join("\n")}`;
+  else body.heartbeat_s = Number(body.heartbeat_s);
+  return body;
+}
+
+// FastAPI's 422: [{loc: ["body", "place"], msg}] → "place: …" lines
+function reasons(err) {
+  const detail = err instanceof ApiError ? err.detail : null;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`);
+  return [err.message];
+}
+
+form.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const { id, ...body } = entry();
+  try {
+    const saved = await api(`/api/devices/${encodeURIComponent(id)}`, { method: "PUT", body });
+    out.textContent = `✔ ${saved.action}: ${t(saved.action === "add" ? "devices.added" : "devices.edited")} (${saved.device.site} / ${saved.device.id})`;
+    out.className = "out ok";
+    out.dataset.saved = saved.device.id;
+    await load();
+  } catch (err) {
+    out.textContent = `✘ ${reasons(err).join("\n")}`;
+    out.className = "out err";
+    delete out.dataset.saved;
+  }
+});
+
+document.getElementById("device-check").addEventListener("click", async () => {
+  const res = await api("/api/web/device-check", { method: "POST", body: entry() });
+  out.textContent = res.ok ? `✔ ${res.action} → ${res.file}\n${res.yaml}` : `✘ ${res.errors.join("\n")}`;
+  out.className = res.ok ? "out ok" : "out err";
+  delete out.dataset.saved;
 });
 
 const pform = document.getElementById("payload-form");

@@ -1,0 +1,155 @@
+"""``PUT /api/devices/{id}``: add or edit a device (the console's Devices page uses it).
+
+The device is validated like ``lianfang config check`` (the site file model, plus its place,
+camera and profile must exist), stored in the ``devices`` table as the record of the edit,
+and put into the running gateway's registry at once: ingest accepts its messages from the
+next one on. A caller scoped to compounds (a property manager) may only add devices to its
+own compounds, and an existing device of another compound answers 404 like a missing one.
+The audit middleware records the call with its answer (which holds the device before and
+after).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.api import queries
+from gateway.api.deps import CurrentPrincipal, DatabaseDep, Permission, require
+from gateway.api.schemas import DevicePublic
+from gateway.auth.guards import visible_device
+from gateway.config.sites import DeviceConfig
+from gateway.events import DeviceKind
+
+# Device ids end up in topics, logs and file names: no control characters, no MQTT wildcards.
+DEVICE_ID_PATTERN = r"^[^\x00-\x1f\x7f+#\s](?:[^\x00-\x1f\x7f+#]*[^\x00-\x1f\x7f+#\s])?$"
+DeviceIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=DEVICE_ID_PATTERN,
+        description="Device id as the profile extracts it (no MQTT wildcards, no control "
+        "characters, no surrounding spaces)",
+    ),
+]
+
+
+class DeviceIn(BaseModel):
+    """A device entry as in ``config/sites/<site>.yaml`` (``devices:``), plus its site."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = Field(..., min_length=1, max_length=64, description="Compound (site) id")
+    kind: DeviceKind
+    name: str = Field("", max_length=200)
+    profile: str | None = Field(None, max_length=100, description="Profile id (checked)")
+    place: str | None = Field(None, max_length=128, description="Place id of the site")
+    zone: str | None = Field(None, max_length=64)
+    household: str | None = Field(None, max_length=64, description="For panic buttons")
+    camera: str | None = Field(None, max_length=128, description="Linked camera device id")
+    heartbeat_s: int | None = Field(None, ge=1, le=7 * 86400)
+
+    @field_validator("profile", "place", "zone", "household", "camera", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        """A form's empty field means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    def device(self, device_id: str) -> DeviceConfig:
+        return DeviceConfig.model_validate(
+            {"id": device_id, **self.model_dump(exclude={"site"}, exclude_none=True)}
+        )
+
+
+class DeviceSaved(BaseModel):
+    action: Literal["add", "edit"]
+    device: DevicePublic
+    before: dict[str, Any] | None = Field(
+        None, description="The entry before an edit (site and fields), for the audit log"
+    )
+
+
+class DeviceWriter(Protocol):
+    """What the route needs from the running gateway (``gateway.runtime.Gateway``)."""
+
+    def device_problems(self, site_id: str, device: DeviceConfig) -> list[tuple[str, str]]: ...
+
+    async def put_device(
+        self, site_id: str, device: DeviceConfig
+    ) -> tuple[str, DeviceConfig] | None: ...
+
+
+def unprocessable(problems: list[tuple[str, str]], value: Any = None) -> RequestValidationError:
+    """422 in FastAPI's own shape: ``detail[].loc`` names the field, ``msg`` the reason."""
+    return RequestValidationError(
+        [
+            {"type": "value_error", "loc": ("body", field), "msg": msg, "input": value}
+            for field, msg in problems
+        ]
+    )
+
+
+def _stored_site(engine: Any, device_id: str) -> str | None:
+    from sqlalchemy import select
+
+    from gateway.storage.tables import devices
+
+    with engine.connect() as conn:
+        found = conn.execute(select(devices.c.site).where(devices.c.id == device_id)).scalar()
+    return None if found is None else str(found)
+
+
+def build_device_edit_router(writer: DeviceWriter) -> APIRouter:
+    router = APIRouter(prefix="/api/devices", tags=["devices"])
+
+    @router.put(
+        "/{device_id:path}",
+        dependencies=[Depends(require(Permission.DEVICES_WRITE))],
+        responses={201: {"model": DeviceSaved}, 403: {}, 404: {}, 422: {}},
+    )
+    async def put_device(
+        device_id: DeviceIdPath,
+        body: DeviceIn,
+        principal: CurrentPrincipal,
+        db: DatabaseDep,
+        response: Response,
+    ) -> DeviceSaved:
+        """Add (201) or edit (200) a device; it takes effect at once and survives restarts.
+        A console edit is kept over the site file's entry from then on."""
+        stored_site = await db.run(_stored_site, device_id)
+        if stored_site is not None:
+            await visible_device(device_id, principal, db)  # another compound's: 404
+        if not principal.scope.sees_site(body.site):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"不是您的小区 / site {body.site!r} is not yours"
+            )
+        try:
+            device = body.device(device_id)
+        except ValidationError as exc:  # DeviceConfig is the site files' model
+            raise unprocessable(
+                [(".".join(str(p) for p in e["loc"]) or "device", e["msg"]) for e in exc.errors()]
+            ) from None
+        problems = writer.device_problems(body.site, device)
+        if problems:
+            raise unprocessable(problems)
+        before = await writer.put_device(body.site, device)
+        saved = await db.run(queries.get_device, device_id)
+        if saved is None:  # stored a moment ago
+            raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, "device not stored")
+        if before is None:
+            response.status_code = status.HTTP_201_CREATED
+        return DeviceSaved(
+            action="add" if before is None else "edit",
+            device=saved,
+            before=None
+            if before is None
+            else {"site": before[0], **before[1].model_dump(mode="json", exclude_none=True)},
+        )
+
+    return router
