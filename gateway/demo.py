@@ -16,6 +16,7 @@ def demo_config(
     port: int,
     mqtt_port: int,
     cameras_file: Path,
+    onvif_file: Path | None = None,
     client_id: str = "lianfang-demo",
     **overrides: Any,
 ) -> GatewayConfig:
@@ -28,7 +29,7 @@ def demo_config(
         profiles_dir=config_dir / "profiles",
         sites_dir=config_dir / "sites",
         rules_dir=config_dir / "rules",
-        onvif_file=config_dir / "onvif.yaml",
+        onvif_file=onvif_file or config_dir / "onvif.yaml",
         cameras_file=cameras_file,
         routing_file=config_dir / "routing.yaml",
         grid_dir=config_dir / "grid",

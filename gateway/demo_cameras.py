@@ -1,22 +1,33 @@
-"""The demo compound's cameras: four simulated ONVIF cameras, a synthetic video for live view
-and the virtual fence, and the ``cameras.yaml`` that ties them together (written into the
-demo's data directory, since it names files made at start)."""
+"""The demo compound's cameras: four simulated ONVIF cameras on loopback, a synthetic video
+for live view and the virtual fence, and the ``cameras.yaml`` and ``onvif.yaml`` that tie
+them together (written into the demo's data directory, since they name files made and ports
+taken at start).
+
+Ports: ``BASE_PORT``..+3 by default (as the shipped ``config/onvif.yaml`` shows); when one of
+them is taken (another demo, another program), every camera gets a free port instead, and
+the files written name the ports actually used.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from gateway.camera_sim import CameraSimulator
 from gateway.live.synthetic import write_demo_video
+from gateway.paths import default_config_dir
+
+log = logging.getLogger(__name__)
 
 CAMERAS = ["cam-north", "cam-east", "cam-south", "cam-west"]  # as in config/onvif.yaml
-BASE_PORT = 18081  # config/onvif.yaml points at 18081..18084
+BASE_PORT = 18081  # the preferred ports: 18081..18084, as config/onvif.yaml shows
 PASSWORD_ENV = "LIANFANG_DEMO_CAMERA_PASSWORD"
 
 
@@ -25,21 +36,54 @@ def demo_password() -> str:
     return os.environ.setdefault(PASSWORD_ENV, "demo-only-camera-password")
 
 
-def write_cameras_file(data_dir: Path) -> Path:
+async def start_simulator(base_port: int = BASE_PORT) -> CameraSimulator:
+    """The four cameras, started: on ``base_port``..+3 when all are free, else (or with
+    ``base_port`` 0) each on a free loopback port. ``sim[camera].url`` tells which."""
+    if base_port:
+        sim = CameraSimulator(CAMERAS, base_port=base_port, password=demo_password())
+        try:
+            await sim.start()
+            return sim
+        except OSError as exc:
+            await sim.stop()
+            log.info(
+                "demo cameras: port %d..%d not free (%s): taking free ports",
+                base_port, base_port + len(CAMERAS) - 1, exc.strerror or exc,
+            )  # fmt: skip
+    sim = CameraSimulator(CAMERAS, base_port=0, password=demo_password())
+    await sim.start()
+    return sim
+
+
+def write_onvif_file(data_dir: Path, sim: CameraSimulator) -> Path:
+    """The shipped ``config/onvif.yaml`` with each demo camera's URL on its actual port."""
+    config: dict[str, Any] = yaml.safe_load(
+        (default_config_dir() / "onvif.yaml").read_text(encoding="utf-8")
+    )
+    for camera in config.get("cameras", []):
+        if camera.get("id") in sim.cameras:
+            camera["url"] = sim[camera["id"]].url
+    path = data_dir / "onvif.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def write_cameras_file(data_dir: Path, sim: CameraSimulator) -> Path:
     """Synthetic video (someone walking along the north wall) for every camera's stream, the
-    simulator's snapshot URI for evidence, and a fence on the north camera."""
+    simulator's snapshot URI (on the camera's actual port) for evidence, and a fence on the
+    north camera."""
     video = write_demo_video(data_dir / "demo-perimeter.avi", seconds=20)
     config = {
         "cameras": [
             {
                 "id": camera,
                 "stream": str(video),
-                "snapshot_url": f"http://127.0.0.1:{BASE_PORT + i}/onvif/snapshot.jpg",
+                "snapshot_url": f"{sim[camera].url}/onvif/snapshot.jpg",
                 "auth": "digest",
                 "username": "admin",
                 "password_env": PASSWORD_ENV,
             }
-            for i, camera in enumerate(CAMERAS)
+            for camera in CAMERAS
         ],
         "fences": [
             {
@@ -53,10 +97,6 @@ def write_cameras_file(data_dir: Path) -> Path:
     path = data_dir / "cameras.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return path
-
-
-def simulator() -> CameraSimulator:
-    return CameraSimulator(CAMERAS, base_port=BASE_PORT, password=demo_password())
 
 
 async def camera_activity(

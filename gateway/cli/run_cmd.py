@@ -110,13 +110,22 @@ def register(app: typer.Typer) -> None:
             1.0, "--rate", help="Simulated traffic scale (1.0 ≈ a real compound)"
         ),
         seed: int = typer.Option(1, "--seed"),
+        camera_port: int = typer.Option(
+            18081,
+            "--camera-port",
+            help="First of the 4 simulated cameras' ports (taken: free ones; 0: free ones)",
+        ),
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
-        asyncio.run(_demo(port, mqtt_port or free_port(), data_dir.resolve(), rate, seed))
+        asyncio.run(
+            _demo(port, mqtt_port or free_port(), data_dir.resolve(), rate, seed, camera_port)
+        )
 
 
-async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int) -> None:
+async def _demo(
+    port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int, camera_port: int
+) -> None:
     from gateway import demo_cameras
     from gateway.broker import EmbeddedBroker
     from gateway.config.sites import load_sites
@@ -129,21 +138,24 @@ async def _demo(port: int, mqtt_port: int, data_dir: Path, rate: float, seed: in
     os.environ.setdefault("LIANFANG_ADMIN_USER", "admin")
     os.environ.setdefault("LIANFANG_ADMIN_PASSWORD", secrets.token_urlsafe(12))
     fresh = not (data_dir / "lianfang.db").exists()
-    cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
-    cfg = demo_config(data_dir, port=port, mqtt_port=mqtt_port, cameras_file=cameras_file)
+    cameras = await demo_cameras.start_simulator(camera_port)
+    cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir, cameras)
+    onvif_file = await asyncio.to_thread(demo_cameras.write_onvif_file, data_dir, cameras)
+    cfg = demo_config(
+        data_dir, port=port, mqtt_port=mqtt_port, cameras_file=cameras_file, onvif_file=onvif_file
+    )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
     await broker.start()
-    cameras = demo_cameras.simulator()
-    await cameras.start()
     stop = asyncio.Event()
+    camera_ports = ", ".join(str(c.port) for c in cameras)
     base = f"http://127.0.0.1:{port}"
     banner = "\n".join([
         "",
         "联防 Lianfang demo is running — 演示已启动",
         f"  compound 小区:      {site.name} ({len(site.devices)} devices)",
         f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
-        f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1:{demo_cameras.BASE_PORT}+",
+        f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1 ports {camera_ports}",
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  console 控制台:     {base}/",
         (

@@ -59,8 +59,9 @@ class Server(uvicorn.Server):
 
 async def main(port: int, data_dir: Path, rate: float) -> None:
     mqtt_port = free_port()
-    demo_cameras.demo_password()
-    cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir)
+    cameras = await demo_cameras.start_simulator(0)  # free ports: other runs may be going
+    cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir, cameras)
+    onvif_file = await asyncio.to_thread(demo_cameras.write_onvif_file, data_dir, cameras)
     video = yaml.safe_load(cameras_file.read_text())
     video["live"] = {"host_addresses": ["127.0.0.1"]}
     cameras_file.write_text(yaml.safe_dump(video, allow_unicode=True))
@@ -69,6 +70,7 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
         port=port,
         mqtt_port=mqtt_port,
         cameras_file=cameras_file,
+        onvif_file=onvif_file,
         client_id="lianfang-e2e",
         # every test signs in from 127.0.0.1: more than a person's 10 a minute
         auth=AuthConfig(login_rate="200/minute", alarm_rate="100/minute"),
@@ -76,8 +78,6 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
     await broker.start()
-    cameras = demo_cameras.simulator()
-    await cameras.start()
     stop = asyncio.Event()
 
     gateway = Gateway(cfg, protocol="v311")
