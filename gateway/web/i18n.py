@@ -21,11 +21,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.logout": ("退出", "Sign out"),
     "lang.switch": ("English", "中文"),
     "login.title": ("登录", "Sign in"),
-    "login.demo": (
-        "演示模式：选择一位网格人员登录（账号系统启用后改为密码登录）",
-        "Demo mode: sign in as a person of the grid (passwords once accounts are enabled)",
-    ),
-    "login.as": ("登录为", "Sign in as"),
     "login.user": ("用户名", "User name"),
     "login.password": ("密码", "Password"),
     "forbidden.title": ("无权查看", "Not allowed"),

@@ -11,7 +11,6 @@ import mimetypes
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -24,13 +23,9 @@ from gateway.web.session import (
     LANG_COOKIE,
     PAGE_ORDER,
     SESSION_COOKIE,
-    USER_COOKIE,
     WebUser,
     can_see,
     current_user,
-    demo_login,
-    demo_users,
-    user_for,
 )
 
 HERE = Path(str(resources.files("gateway.web")))
@@ -107,33 +102,13 @@ def build_pages(ctx: WebContext) -> APIRouter:
 
     @router.get("/login")
     async def login_page(request: Request) -> HTMLResponse:
-        users = demo_users(ctx.grid) if demo_login(request) else []
-        return render(
-            request, "login.html", user=None, page="login", users=users,
-            demo=demo_login(request),
-        )  # fmt: skip
-
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        if not demo_login(request):  # accounts: the form posts to /api/auth/login
-            raise HTTPException(status.HTTP_404_NOT_FOUND)
-        # urlencoded by hand: no python-multipart for one field
-        body = (await request.body())[:4096].decode("utf-8", "replace")
-        person = (parse_qs(body).get("person") or [""])[0][:100]
-        user = user_for(ctx.grid, person)
-        if user is None:
-            return render(
-                request, "login.html", user=None, page="login", status_code=401,
-                users=demo_users(ctx.grid), error=True, demo=True,
-            )  # fmt: skip
-        response = RedirectResponse(f"/console/{user.home}", status.HTTP_303_SEE_OTHER)
-        response.set_cookie(USER_COOKIE, user.id, httponly=True, samesite="strict", path="/")
-        return response
+        """The sign-in form; it posts to ``POST /api/auth/login`` (static/js/login.js)."""
+        return render(request, "login.html", user=None, page="login")
 
     @router.post("/logout")
     async def logout() -> Response:
+        """Clears the console's cookies (static/js/logout.js has ended the session first)."""
         response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
-        response.delete_cookie(USER_COOKIE, path="/")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 

@@ -1,9 +1,8 @@
 """Who is using the console, what they may open and which incidents they may see.
 
 THE ROLE SEAM of the web console is ``current_user``: everything else (navigation, pages,
-scoped incident lists) is derived from the ``WebUser`` it returns. Until the accounts work
-lands, a demo sign-in picks a person of the grid (``config/grid/people.yaml``) and keeps the
-person's id in a cookie; nothing else needs to change when a real session replaces it.
+scoped incident lists) is derived from the ``WebUser`` it returns, made from the accounts'
+session (``gateway.auth``) and the grid person the account is linked to.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from starlette.requests import HTTPConnection
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Role
 
-USER_COOKIE = "lianfang_console_user"  # demo sign-in only
 SESSION_COOKIE = "lianfang_session"  # the accounts' session (gateway.api.deps)
 LANG_COOKIE = "lianfang_lang"
 
@@ -120,13 +118,6 @@ def user_for(grid: GridDirectory, person_id: str) -> WebUser | None:
     return WebUser(person.id, person.name, tuple(person.roles), scopes, household)
 
 
-def demo_login(conn: HTTPConnection) -> bool:
-    """The demo sign-in (pick a person) when the gateway has no accounts service, or when
-    the app is started for it (``app.state.console_demo_login``, the browser tests)."""
-    state = conn.app.state
-    return bool(getattr(state, "console_demo_login", False)) or getattr(state, "auth", None) is None
-
-
 def _from_principal(principal: Any, grid: GridDirectory) -> WebUser | None:
     """The accounts' principal (gateway.auth) as a console user."""
     role: Role | None
@@ -154,13 +145,9 @@ def _from_principal(principal: Any, grid: GridDirectory) -> WebUser | None:
 
 
 async def current_user(conn: HTTPConnection, grid: GridDirectory) -> WebUser | None:
-    """THE SEAM: the signed-in user of this request, or None (→ the sign-in page).
-
-    With accounts (``app.state.auth``), the session cookie of ``/api/auth/login``; in demo
-    sign-in mode, the person picked on the sign-in page."""
-    if demo_login(conn):
-        person_id = conn.cookies.get(USER_COOKIE)
-        return user_for(grid, person_id) if person_id else None
+    """THE SEAM: the signed-in user of this request, or None (→ the sign-in page): the
+    session cookie set by ``POST /api/auth/login``, checked by the accounts service
+    (``app.state.auth``; without one nobody is signed in)."""
     auth = getattr(conn.app.state, "auth", None)
     token = conn.cookies.get(SESSION_COOKIE)
     if auth is None or not token or len(token) > 512:
@@ -169,13 +156,6 @@ async def current_user(conn: HTTPConnection, grid: GridDirectory) -> WebUser | N
 
     principal = await anyio.to_thread.run_sync(auth.principal_for, token)
     return _from_principal(principal, grid) if principal is not None else None
-
-
-def demo_users(grid: GridDirectory) -> list[WebUser]:
-    """People one may sign in as on the demo sign-in page, one per main role first."""
-    users = [u for pid in sorted(grid.people) if (u := user_for(grid, pid)) is not None]
-    order = {r: i for i, r in enumerate(PAGES_BY_ROLE)}
-    return sorted(users, key=lambda u: (order.get(u.role, 99), u.id))
 
 
 # -- incident scope -------------------------------------------------------------------------
