@@ -12,11 +12,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway import __version__
+from gateway.auth.service import SESSION_PREFIX, Actor
 from gateway.web.context import WebContext
 from gateway.web.i18n import catalogue, pick_lang, translate
 from gateway.web.session import (
@@ -106,8 +108,18 @@ def build_pages(ctx: WebContext) -> APIRouter:
         return render(request, "login.html", user=None, page="login")
 
     @router.post("/logout")
-    async def logout() -> Response:
-        """Clears the console's cookies (static/js/logout.js has ended the session first)."""
+    async def logout(request: Request) -> Response:
+        """Sign out in one step (the header's form posts here, no script): end the session on
+        the server as ``POST /api/auth/logout`` does (audited as ``auth.logout``), clear the
+        cookie, back to the sign-in page. The cookie is SameSite=Strict: another site's form
+        cannot sign anyone out."""
+        token = request.cookies.get(SESSION_COOKIE) or ""
+        auth = getattr(request.app.state, "auth", None)
+        if auth is not None and token.startswith(SESSION_PREFIX) and len(token) <= 512:
+            principal = await anyio.to_thread.run_sync(auth.principal_for, token)
+            if principal is not None:
+                client = request.client.host if request.client else ""
+                await anyio.to_thread.run_sync(auth.logout, token, Actor.of(principal, client))
         response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -15,6 +15,14 @@ export class ApiError extends Error {
   }
 }
 
+let leaving = false;
+addEventListener("beforeunload", () => {
+  leaving = true;
+});
+addEventListener("pageshow", () => {
+  leaving = false; // back from the cache, or a navigation that did not happen
+});
+
 export async function api(path, { method = "GET", body, raw, headers = {} } = {}) {
   const init = { method, headers: { ...headers }, credentials: "same-origin" };
   if (raw !== undefined) {
@@ -25,7 +33,11 @@ export async function api(path, { method = "GET", body, raw, headers = {} } = {}
   }
   const res = await fetch(path, init);
   if (res.status === 401) {
-    location.href = "/login";
+    // Signed out elsewhere or expired: to the sign-in page, unless the page is already
+    // leaving (signing out ends the session while this page's calls may still be running;
+    // a second navigation would cancel the first).
+    if (!leaving) location.href = "/login";
+    leaving = true;
     throw new ApiError(401, "sign in");
   }
   const type = res.headers.get("content-type") || "";
