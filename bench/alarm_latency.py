@@ -277,8 +277,8 @@ def main() -> None:
     parser.add_argument(
         "--switch-interval-ms",
         type=float,
-        default=None,
-        help="sys.setswitchinterval for the gateway process (default 5 ms)",
+        default=0.5,
+        help="sys.setswitchinterval for the gateway process (default 0.5 ms, as `lianfang run`)",
     )
     parser.add_argument("--background", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
