@@ -25,7 +25,7 @@ from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
-from gateway.privacy import load_pii_key, set_pii_key
+from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.registry import console_devices, save_device, seed_registry
@@ -41,6 +41,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, protocol: Literal["v5", "v311"] = "v5") -> None:
         self.config = config
         set_pii_key(load_pii_key(config.data_dir))
+        install_log_redaction()  # no phone or ID-card number reaches a log
         self.registry = load_sites(config.sites_dir)
         self.adapters = load_adapters(config.profiles_dir, config.timezone)
         self.engine = make_engine(config.sqlite_url_resolved())

@@ -4,7 +4,8 @@ client address, method and route, status, the request body as *before*-less inte
 small JSON answer as *after*. Secrets and personal identifiers in bodies are redacted.
 
 Routes that record richer rows themselves (login, account changes with before/after) are
-listed in ``SELF_AUDITED`` and skipped here.
+listed in ``SELF_AUDITED`` and skipped here. Reads that reveal personal data (a phone number
+in clear) are recorded by their route with ``record_reveal``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from typing import Any
 
 import anyio.to_thread
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit.chain import AuditEntry, AuditLog
@@ -34,8 +36,15 @@ def redact(value: Any, depth: int = 0) -> Any:
     if depth > 8:
         return "…"
     if isinstance(value, dict):
+        # A validation error about a secret field repeats the value as "input".
+        loc = value.get("loc")
+        secret_input = isinstance(loc, list) and any(_SECRET_KEYS.search(str(p)) for p in loc)
         return {
-            str(k): ("***" if _SECRET_KEYS.search(str(k)) else redact(v, depth + 1))
+            str(k): (
+                "***"
+                if _SECRET_KEYS.search(str(k)) or (secret_input and k == "input")
+                else redact(v, depth + 1)
+            )
             for k, v in list(value.items())[:100]
         }
     if isinstance(value, list):
@@ -140,3 +149,27 @@ def _header(scope: Scope, name: bytes) -> str:
         if k.lower() == name:
             return str(v.decode("latin-1"))
     return ""
+
+
+async def record_reveal(request: Request, what: dict[str, Any]) -> None:
+    """Record a read that reveals personal data, like a change: who, role, from where, the
+    route and path, and ``what`` (never the value revealed). Raises when the row cannot be
+    written, so nothing is revealed without its record. Without an accounts service (tests
+    of other parts) there is no audit log and nothing is recorded."""
+    audit: AuditLog | None = getattr(getattr(request.app.state, "auth", None), "audit", None)
+    if audit is None:
+        return
+    principal = getattr(request.state, "principal", None)
+    route = request.scope.get("route")
+    template = getattr(route, "path", None) or request.url.path
+    entry = AuditEntry(
+        actor=getattr(principal, "actor", None) or "anonymous",
+        role=getattr(principal, "role", "") or "",
+        source_ip=request.client.host if request.client else "",
+        action=f"{request.method} {template}",
+        target=request.url.path,
+        status=200,
+        before=None,
+        after={"revealed": redact(what)},
+    )
+    await anyio.to_thread.run_sync(audit.append, entry)

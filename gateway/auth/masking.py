@@ -1,5 +1,6 @@
 """Personal data shown by role: plates and raw payloads are masked for roles without
-``pii:read`` (card and ID numbers are never stored raw; phones only masked)."""
+``pii:read`` (card and ID numbers are never stored raw; phone numbers are listed masked and
+revealed one record at a time, audited, to ``pii:read`` roles: ``gateway.grid.api``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 
 Edits are validated like the YAML (unknown cells, beats, groups are refused with 422) and
 take effect at once: the runtime rebuilds the in-memory directory used for routing.
-Phone numbers are accepted but only their keyed hash and masked form are stored or shown.
+Phone numbers are stored hashed, masked and encrypted; listings show the masked form only.
+``pii:read`` roles reveal one person's or one household's numbers (within their scope)
+with ``…/phone`` and ``…/phones``; every reveal is an audit row.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from sqlalchemy import Engine
 
-from gateway.api.deps import Database
+from gateway.api.deps import Database, require
+from gateway.audit.middleware import record_reveal
 from gateway.auth.guards import GridListingDep
+from gateway.auth.principal import Permission
 from gateway.grid import store
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Household, Person, Role
@@ -51,8 +56,12 @@ def _refs_household(grid: GridDirectory, h: Household) -> list[str]:
     return problems
 
 
+GridId = Annotated[str, PathParam(min_length=1, max_length=64)]
+
+
 def build_grid_router(ctx: GridContext) -> APIRouter:
     read = [Depends(require_permission(IncidentPermission.GRID_READ))]
+    reveal = [*read, Depends(require(Permission.PII_READ))]
     write = [Depends(require_permission(IncidentPermission.GRID_WRITE))]
     router = APIRouter(prefix="/api/grid", tags=["grid"])
 
@@ -108,6 +117,23 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
             store.list_people, role, cell, lambda p: scope.sees_person(grid, p["scopes"])
         )
 
+    @router.get("/people/{person_id}/phone", dependencies=reveal)
+    async def person_phone(
+        person_id: GridId,
+        request: Request,
+        scope: GridListingDep,
+        database: Database = Depends(db),
+    ) -> dict[str, Any]:
+        """One person's phone number in clear (``pii:read``; the person must be assigned
+        within the caller's scope, else 404). Recorded in the audit log. ``phone`` is null
+        with ``phone_error`` when it cannot be decrypted (e.g. the wrong key)."""
+        row = await database.run(store.person_row, person_id)
+        if row is None or not scope.sees_person(ctx.grid, row["scopes"]):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id!r}")
+        answer = store.person_phone(row)
+        await record_reveal(request, {"person": person_id, "revealed": answer["phone"] is not None})
+        return answer
+
     @router.put("/people/{person_id}", dependencies=write)
     async def put_person(
         person_id: str, body: Person, database: Database = Depends(db)
@@ -135,6 +161,24 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """Households the caller's scope covers (a resident: their own)."""
         return await database.run(store.list_households, group, site, scope.household_ids)
+
+    @router.get("/households/{household_id}/phones", dependencies=reveal)
+    async def household_phones(
+        household_id: GridId,
+        request: Request,
+        scope: GridListingDep,
+        database: Database = Depends(db),
+    ) -> dict[str, Any]:
+        """A household's contacts with their phone numbers in clear (``pii:read``; the
+        household must be in the caller's scope, else 404). Recorded in the audit log."""
+        only = scope.household_ids
+        found = None if only is not None and household_id not in only else household_id
+        answer = None if found is None else await database.run(store.household_phones, found)
+        if answer is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no household {household_id!r}")
+        revealed = sum(c["phone"] is not None for c in answer["contacts"])
+        await record_reveal(request, {"household": household_id, "revealed": revealed})
+        return answer
 
     @router.put("/households/{household_id}", dependencies=write)
     async def put_household(

@@ -1,8 +1,13 @@
 """Grid ↔ database: import a validated ``GridConfig``, read the directory back, edit people
-and households. Plain blocking functions (run them in a worker thread from async code)."""
+and households. Plain blocking functions (run them in a worker thread from async code).
+
+Phone numbers are stored as a keyed hash, a masked form and AES-GCM ciphertext bound to
+their record (``gateway.privacy``). Listings never carry the hash or the ciphertext;
+``person_phone`` and ``household_phones`` decrypt, for the audited reveal routes."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,7 +26,9 @@ from gateway.grid.directory import (
     person_scopes,
 )
 from gateway.grid.model import Contact, GridConfig, Household, Person, Role
-from gateway.privacy import mask_tail, pseudonymise
+from gateway.privacy import PiiKeyError, decrypt_phone, encrypt_phone, mask_tail, pseudonymise
+
+log = logging.getLogger(__name__)
 
 SCOPE_KEYS = ("streets", "communities", "cells", "beats", "sites")
 
@@ -30,12 +37,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def contact_row(c: Contact) -> dict[str, Any]:
+HIDDEN = ("phone_ref", "phone_enc")  # never in a listing
+
+
+def household_owner(household_id: str) -> str:
+    return f"household/{household_id}"
+
+
+def person_owner(person_id: str) -> str:
+    return f"person/{person_id}"
+
+
+def contact_row(c: Contact, household_id: str) -> dict[str, Any]:
     return {
         "name": c.name,
         "relation": c.relation,
         "phone_ref": pseudonymise(c.phone, "phone") if c.phone else None,
         "phone_masked": mask_tail(c.phone, 4) if c.phone else None,
+        "phone_enc": encrypt_phone(c.phone, household_owner(household_id)) if c.phone else None,
     }
 
 
@@ -46,7 +65,7 @@ def household_row(h: Household) -> dict[str, Any]:
         "place": h.place,
         "address": h.address,
         "group_id": h.group,
-        "contacts": [contact_row(c) for c in h.contacts],
+        "contacts": [contact_row(c, h.id) for c in h.contacts],
         "updated_at": _now(),
     }
 
@@ -58,6 +77,7 @@ def person_rows(p: Person) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         "name": p.name,
         "phone_ref": pseudonymise(p.phone, "phone") if p.phone else None,
         "phone_masked": mask_tail(p.phone, 4) if p.phone else None,
+        "phone_enc": encrypt_phone(p.phone, person_owner(p.id)) if p.phone else None,
         "roles": [r.value for r in p.roles],
         "scopes": scopes,
         "active": p.active,
@@ -244,7 +264,8 @@ def list_people(
             continue
         if visible is not None and not visible(r):
             continue
-        r.pop("phone_ref", None)
+        for key in HIDDEN:
+            r.pop(key, None)
         out.append(r)
     return out
 
@@ -266,5 +287,58 @@ def list_households(
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(stmt)]
     for r in rows:
-        r["contacts"] = [{k: v for k, v in c.items() if k != "phone_ref"} for c in r["contacts"]]
+        r["contacts"] = [{k: v for k, v in c.items() if k not in HIDDEN} for c in r["contacts"]]
     return rows
+
+
+# -- revealing a number (pii:read, audited by the caller) --------------------------------
+
+
+def _revealed(token: str | None, owner: str, masked: str | None) -> dict[str, Any]:
+    """``phone`` in clear, or None with ``phone_error`` saying why (no number, no key, the
+    wrong key, an altered value) — never an exception that could carry the number."""
+    if not masked:
+        return {"phone": None, "phone_masked": None}
+    if not token:
+        return {
+            "phone": None,
+            "phone_masked": masked,
+            "phone_error": "not stored encrypted (imported without a personal-data key, or "
+            "before migration 0005): import the grid or save the record again",
+        }
+    try:
+        return {"phone": decrypt_phone(token, owner), "phone_masked": masked}
+    except PiiKeyError as exc:
+        log.error("cannot reveal the phone number of %s: %s", owner, exc)
+        return {"phone": None, "phone_masked": masked, "phone_error": str(exc)}
+
+
+def person_row(engine: Engine, person_id: str) -> dict[str, Any] | None:
+    """One person as stored (with ``scopes``), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(t.grid_people).where(t.grid_people.c.id == person_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def person_phone(row: dict[str, Any]) -> dict[str, Any]:
+    """The number of a person row from ``person_row``."""
+    owner = person_owner(row["id"])
+    return {"id": row["id"], "name": row["name"]} | _revealed(
+        row.get("phone_enc"), owner, row.get("phone_masked")
+    )
+
+
+def household_phones(engine: Engine, household_id: str) -> dict[str, Any] | None:
+    """A household's contacts with their numbers, or None when there is no such household."""
+    stmt = select(t.grid_households).where(t.grid_households.c.id == household_id)
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    owner = household_owner(household_id)
+    contacts = [
+        {"name": c.get("name"), "relation": c.get("relation")}
+        | _revealed(c.get("phone_enc"), owner, c.get("phone_masked"))
+        for c in row.contacts or []
+    ]
+    return {"id": household_id, "contacts": contacts}

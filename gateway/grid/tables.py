@@ -1,7 +1,9 @@
 """Grid tables, on the shared ``gateway.storage.tables.metadata`` (migration 0002).
 
-Phone numbers are personal data: only a keyed hash (``phone_ref``, see ``gateway.privacy``)
-and a masked form (``phone_masked``) are stored, never the number itself.
+Phone numbers are personal data: never stored in clear. A keyed hash (``phone_ref``, for
+look-ups), a masked form (``phone_masked``, for display) and the number encrypted with
+AES-GCM (``phone_enc``, migration 0005; revealed only to ``pii:read`` roles), see
+``gateway.privacy``.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ grid_households = Table(
     Column("place", String(64)),
     Column("address", String(200), nullable=False, default=""),
     Column("group_id", String(64), index=True),
-    Column("contacts", JSON, nullable=False),  # [{name, phone_ref, phone_masked, relation}]
+    # [{name, phone_ref, phone_masked, phone_enc, relation}]
+    Column("contacts", JSON, nullable=False),
     Column("updated_at", UtcDateTime),
 )
 
@@ -64,6 +67,7 @@ grid_people = Table(
     Column("name", String(50), nullable=False),
     Column("phone_ref", String(64)),
     Column("phone_masked", String(32)),
+    Column("phone_enc", String(128)),  # gateway.privacy.encrypt_phone, bound to person/<id>
     Column("roles", JSON, nullable=False),
     Column("scopes", JSON, nullable=False),  # {"cells": [...], "beats": [...], ...}
     Column("active", Boolean, nullable=False, default=True),

@@ -1,8 +1,10 @@
 """SMS and voice calls behind a driver interface. The shipped driver only logs (masked):
 a carrier driver (阿里云短信, 腾讯云, a local SMS modem) implements ``SmsDriver``.
 
-Phone numbers are never logged or stored in clear: the grid keeps a keyed hash and a masked
-form; a real driver gets numbers from the accounts store (a later issue)."""
+Phone numbers are never logged or stored in clear: the grid keeps a keyed hash, a masked
+form and the number encrypted with the personal-data key; a real driver decrypts the
+recipient's number with ``gateway.grid.store.person_row`` + ``person_phone`` (or
+``household_phones``) and must not log it."""
 
 from __future__ import annotations
 

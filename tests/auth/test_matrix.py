@@ -28,13 +28,19 @@ HOUSEHOLD = {
     "w1": ("1-1-101", "6-1-102"), "h2": ("6-1-102", "1-1-101"), "desk1": ("1-1-101", "6-1-102"),
     "cp2": ("6-1-102", "1-1-101"), "pm": ("1-1-101", "zz-elsewhere"), "res1": ("1-1-101", "1-1-502"),
 }  # fmt: skip
+PERSON = {  # grid people assigned in the user's cells (own) and elsewhere (other)
+    "w1": ("p-worker-1", "p-worker-3"), "h2": ("p-worker-3", "p-worker-1"),
+    "desk1": ("p-worker-1", "p-worker-3"), "cp2": ("p-worker-3", "p-worker-1"),
+}  # fmt: skip
 
 
 def objects(kind: str, user: str) -> tuple[str, str]:
     if kind == "incident":
         return INCIDENT.get(user, ("cell1", "far"))
-    if kind == "household":
+    if kind in ("household", "home"):
         return HOUSEHOLD.get(user, ("1-1-101", "6-1-102"))
+    if kind == "person":
+        return PERSON.get(user, ("p-worker-1", "p-worker-3"))
     if kind == "device":
         return ("d-own", "d-other")
     if kind == "event":
@@ -49,7 +55,8 @@ Call = Callable[[World, httpx.AsyncClient, dict[str, str], str], "object"]
 class Endpoint:
     name: str
     permission: P
-    kind: str | None  # incident | household | device | event | None
+    kind: str | None  # incident | household (in a body) | home (in the path) | person | device
+    # | event | None
     method: str
     path: str  # {obj} is the object (an incident key is turned into its id)
     body: Callable[[str], object] | None = None
@@ -82,6 +89,8 @@ ENDPOINTS = [
     Endpoint("grid-read", P.GRID_READ, None, "GET", "/api/grid/beats"),
     Endpoint("grid-write", P.GRID_WRITE, None, "DELETE", "/api/grid/households/zz-none",
              tolerated=frozenset({404})),
+    Endpoint("phone", P.PII_READ, "person", "GET", "/api/grid/people/{obj}/phone"),
+    Endpoint("phones", P.PII_READ, "home", "GET", "/api/grid/households/{obj}/phones"),
     Endpoint("users", P.USERS_MANAGE, None, "GET", "/api/users"),
     Endpoint("audit", P.AUDIT_READ, None, "GET", "/api/audit"),
     Endpoint("tokens", P.TOKENS_CREATE, None, "GET", "/api/auth/tokens"),
