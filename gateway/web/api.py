@@ -20,7 +20,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Engine, or_, select
 
-from gateway.api.deps import CurrentPrincipal, Database
+from gateway.api.deps import CurrentPrincipal, Database, Permission
+from gateway.audit.tables import audit_log
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
@@ -157,6 +158,23 @@ def _staff(grid: GridDirectory, cell: str | None) -> list[dict[str, str]]:
     return list(out.values())
 
 
+def _incident_audit(engine: Engine, incident_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The audit log's rows about one incident (its API and console routes), oldest first."""
+    c = audit_log.c
+    where = or_(
+        *(c.target == f"{prefix}/incidents/{incident_id}" for prefix in ("/api", "/api/web")),
+        *(c.target.like(f"{prefix}/incidents/{incident_id}/%") for prefix in ("/api", "/api/web")),
+    )
+    stmt = (
+        select(c.id, c.at, c.actor, c.role, c.action, c.status)
+        .where(where)
+        .order_by(c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in reversed(conn.execute(stmt).all())]
+
+
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(json.dumps(value, default=str, ensure_ascii=False))
     return out
@@ -226,8 +244,11 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         return {"items": items[:limit]}
 
     @router.get("/incidents/{incident_id}")
-    async def incident(incident_id: int, user: UserDep) -> dict[str, Any]:
-        """The incident (timeline, attachments, deliveries) plus the desk's context."""
+    async def incident(
+        incident_id: int, user: UserDep, principal: CurrentPrincipal
+    ) -> dict[str, Any]:
+        """The incident (timeline, attachments, deliveries) plus the desk's context, and for
+        callers with ``audit:read`` its rows of the audit log."""
         found = await scoped_incident(incident_id, user)
         found["allowed"] = allowed(Stage(found["stage"]))
         found["context"] = _context(ctx, found)
@@ -235,6 +256,8 @@ def build_web_api(ctx: WebContext) -> APIRouter:
             {**m.to_json(), "image_url": f"/api/evidence/{m.id}/image"}
             for m in ctx.evidence_for(f"incident-{incident_id}")
         ]
+        if principal.allows(Permission.AUDIT_READ):
+            found["audit"] = await Database(ctx.engine).run(_incident_audit, incident_id)
         return _jsonable(found)
 
     @router.post("/incidents/{incident_id}/snapshot")

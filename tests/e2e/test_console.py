@@ -101,6 +101,16 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     stored = detail(api, incident_id)
     assert stored["acked_at"] is not None and stored["stage"] == "dispatched"
 
+    # the administrator (audit:read) sees the audit log's own rows for the incident
+    admin = login("p-admin", WALL)
+    admin.goto(f"/console/incidents/{incident_id}")
+    audit = admin.wait_for_selector("[data-testid=audit][data-source=audit-log]")
+    admin.wait_for_selector(
+        "[data-testid=audit] td:has-text('/api/incidents/{incident_id}/actions')"
+    )
+    assert "太平派出所值班台" in audit.inner_text()  # the desk, by its grid person's name
+    shot(admin, "incident-detail-admin-audit")
+
 
 def test_grid_worker_handles_feedback_verify(login: Any, api: httpx.Client, tmp_path: Path) -> None:
     incident_id = hazard(api, "1-2-203", "2单元楼道堆放杂物，堵塞消防通道")
@@ -240,4 +250,5 @@ def test_sign_out_ends_the_server_session(login: Any, gateway: str) -> None:
     # a call of the old page answered 401 now would not navigate again: the page is the
     # sign-in page, and opening a console page goes there too
     assert page.locator("#login").count() == 1
+    shot(page, "login")
     assert page.goto("/console/command").url.endswith("/login")

@@ -115,7 +115,10 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
       ),
     ),
   );
-  const audit = (inc.timeline || []).filter((e) => e.actor !== "system");
+  // The audit log's own rows for callers with audit:read; else the people's timeline steps.
+  const audit = inc.audit
+    ? inc.audit.map((a) => ({ at: a.at, actor: a.actor, role: a.role, action: a.action, note: a.status ?? "" }))
+    : (inc.timeline || []).filter((e) => e.actor !== "system");
   const parts = [
     h(
       "header",
@@ -145,7 +148,7 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
           h("h3", {}, t("inc.audit")),
           h(
             "table",
-            { class: "grid-table small", "data-testid": "audit" },
+            { class: "grid-table small", "data-testid": "audit", "data-source": inc.audit ? "audit-log" : "timeline" },
             h(
               "tbody",
               {},
