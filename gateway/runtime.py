@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter
@@ -23,6 +24,7 @@ from gateway.events import Event
 from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
+from gateway.ingest.ack_gate import AckGate, settle_evaluated, settle_stored
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
@@ -86,6 +88,11 @@ class Gateway:
             audit=AuditLog(self.engine, load_audit_key(config.data_dir)),
         )
         self.rules.sink = self.incidents.sink
+        # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate).
+        self.ack_gate = AckGate(self.consumer.send_acks)
+        self.consumer.gate = self.ack_gate
+        self.rules.on_evaluated = partial(settle_evaluated, self.ack_gate)
+        self.incidents.service.on_stored = partial(settle_stored, self.ack_gate)
         self.evidence = IncidentEvidence(
             self.incidents.service,
             self.cameras.snapshots,

@@ -102,6 +102,9 @@ class RulesService:
         self._tasks: list[asyncio.Task[None]] = []
         self._bus: EventBus | None = None
         self._sub: Subscription | None = None
+        # Called after each event is evaluated and its signals handed to the sink (the
+        # gateway uses it to release a panic's MQTT acknowledgement, gateway.ingest.ack_gate).
+        self.on_evaluated: Callable[[Event, list[Signal]], None] | None = None
 
     @property
     def backlog(self) -> int:
@@ -127,7 +130,9 @@ class RulesService:
         """Evaluate what is already queued (up to ``drain_timeout_s``), stop, save state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout_s
-        while self.backlog and loop.time() < deadline and self._tasks and not self._tasks[0].done():
+        consuming = self._tasks[0] if self._tasks else None
+        # Polled: the backlog is an asyncio.Queue owned by the bus, with no "empty" event.
+        while self.backlog and consuming and not consuming.done() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if self.backlog:
             log.error("rules: stopped with %d events not evaluated", self.backlog)
@@ -161,6 +166,8 @@ class RulesService:
             log.exception("rules: failed on event %s", event.event_id)
             return []
         await self._deliver(signals)
+        if self.on_evaluated is not None:
+            self.on_evaluated(event, signals)
         return signals
 
     async def tick(self) -> list[Signal]:

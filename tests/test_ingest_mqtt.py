@@ -17,6 +17,7 @@ from gateway.storage import tables
 from tests.support.brokers import MosquittoBroker
 from tests.support.compound import (
     DOORS,
+    PANIC,
     ROOT,
     Publisher,
     event_payload,
@@ -40,13 +41,21 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
 class IngestProcess:
     """The ingest side of a gateway in its own process, so it can really be killed."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *options: str) -> None:
         self.config = config
+        self.options = options
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.ingest_process", str(self.config)],
+            [
+                sys.executable,
+                "-m",
+                "tests.support.ingest_process",
+                str(self.config),
+                "v5",
+                *self.options,
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -215,11 +224,9 @@ def test_sqlite_runs_in_wal_mode(config: Path, gateway: IngestProcess) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
 
 
-def test_committed_messages_are_acknowledged_and_not_redelivered(
-    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
-) -> None:
-    """PUBACKs go out in one write per batch (gateway.ingest.mqtt): resuming the gateway's
-    session after a clean stop must find nothing left to deliver."""
+def resume_gateway_session(port: int) -> tuple[bool, list[bytes]]:
+    """Connect with the gateway's client id, resuming its session: (session present,
+    payloads the broker redelivers because the gateway never acknowledged them)."""
     import threading
 
     import paho.mqtt.client as mqtt
@@ -227,16 +234,9 @@ def test_committed_messages_are_acknowledged_and_not_redelivered(
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    pub = Publisher(mosquitto.port)
-    pub.publish([(topic(DOORS[i % 5]), event_payload(i, DOORS[i % 5])) for i in range(1500)])
-    pub.close()
-    engine = db(config)
-    wait_for(lambda: len(stored_seqs(engine)) >= 1500, what="1500 events stored")
-    gateway.terminate()
-
     resumed = threading.Event()
     session_present: list[bool] = []
-    redelivered: list[str] = []
+    redelivered: list[bytes] = []
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id="lianfang-test",  # the gateway's client id: its session
@@ -246,10 +246,10 @@ def test_committed_messages_are_acknowledged_and_not_redelivered(
         session_present.append(flags.session_present),
         resumed.set(),
     )
-    client.on_message = lambda _c, _u, msg: redelivered.append(msg.topic)
+    client.on_message = lambda _c, _u, msg: redelivered.append(msg.payload)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 60
-    client.connect("127.0.0.1", mosquitto.port, clean_start=False, properties=props)
+    client.connect("127.0.0.1", port, clean_start=False, properties=props)
     client.loop_start()
     try:
         assert resumed.wait(10)
@@ -257,5 +257,69 @@ def test_committed_messages_are_acknowledged_and_not_redelivered(
     finally:
         client.disconnect()
         client.loop_stop()
-    assert session_present == [True]  # the gateway's session, not a fresh one
+    return session_present == [True], redelivered
+
+
+def test_committed_messages_are_acknowledged_and_not_redelivered(
+    config: Path, gateway: IngestProcess, mosquitto: MosquittoBroker
+) -> None:
+    """PUBACKs go out in one write per batch (gateway.ingest.mqtt): resuming the gateway's
+    session after a clean stop must find nothing left to deliver."""
+    pub = Publisher(mosquitto.port)
+    pub.publish([(topic(DOORS[i % 5]), event_payload(i, DOORS[i % 5])) for i in range(1500)])
+    pub.close()
+    engine = db(config)
+    wait_for(lambda: len(stored_seqs(engine)) >= 1500, what="1500 events stored")
+    gateway.terminate()
+    session_present, redelivered = resume_gateway_session(mosquitto.port)
+    assert session_present  # the gateway's session, not a fresh one
     assert redelivered == []
+
+
+def test_a_panic_is_acknowledged_only_once_its_incident_is_stored(
+    config: Path, mosquitto: MosquittoBroker
+) -> None:
+    """A gateway that dies after committing a panic but before storing its incident leaves
+    the panic unacknowledged: the broker redelivers it and the next run raises the alarm."""
+    stalled = IngestProcess(config, "stall-incidents")
+    stalled.start()
+    panic = event_payload(900, PANIC, "panic")
+    pub = Publisher(mosquitto.port)
+    pub.publish([(topic(DOORS[0]), event_payload(1)), (topic(PANIC), panic)])
+    pub.close()
+    engine = db(config)
+    wait_for(lambda: stored_seqs(engine) == [1, 900], what="door event and panic committed")
+    time.sleep(0.5)  # the door event's PUBACK goes out with its batch
+    stalled.kill()  # the panic is stored, its incident is not
+
+    session_present, redelivered = resume_gateway_session(mosquitto.port)
+    assert session_present
+    assert redelivered == [panic]  # held; the door event was acknowledged on commit
+
+    # The resume above took the redelivery; publish the press again as the broker would have
+    # resent it to the gateway, and let a healthy gateway finish the job.
+    healthy = IngestProcess(config)
+    healthy.start()
+    pub = Publisher(mosquitto.port)
+    pub.publish([(topic(PANIC), panic)])
+    pub.close()
+    try:
+        wait_for(lambda: _panic_incidents(engine) == 1, what="the panic's incident")
+        time.sleep(0.5)
+    finally:
+        healthy.terminate()
+    assert _panic_incidents(engine) == 1
+    assert stored_seqs(engine) == [1, 900]  # the redelivered press was not stored twice
+    _, redelivered = resume_gateway_session(mosquitto.port)
+    assert redelivered == []  # acknowledged once the incident was stored
+
+
+def _panic_incidents(engine: object) -> int:
+    from gateway.incidents.tables import incidents
+
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        return int(
+            conn.execute(
+                select(func.count()).select_from(incidents).where(incidents.c.category == "panic")
+            ).scalar_one()
+        )

@@ -169,6 +169,9 @@ class IncidentService:
         # Called (on the loop) when a signal opens a new incident: (incident id, device, reason).
         # The gateway uses it to grab camera evidence; it must return at once.
         self.on_opened: Callable[[int, str, str], None] | None = None
+        # Called (on the loop) once a signal is stored, or found stored already: the gateway
+        # releases the MQTT acknowledgement of the panic it carries (gateway.ingest.ack_gate).
+        self.on_stored: Callable[[Signal], None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lianfang-incidents")
         self.signals = SignalQueue(self._store_open, self._store_update_batch)
 
@@ -229,6 +232,8 @@ class IncidentService:
         deliveries = plan(self.routing, self.grid, x, loc)
         written = await self.run_db(self._store_signal, signal, loc, deliveries, item.at)
         self._hand_over(written)
+        if self.on_stored is not None:
+            self.on_stored(signal)
         if (
             self.on_opened is not None
             and written.created
@@ -241,22 +246,24 @@ class IncidentService:
         """All queued updates in one transaction; if that fails for a reason other than a
         busy database, each on its own, so one bad update does not sink the others."""
         try:
-            batch = await self.run_db(self._store_updates, items)
+            stored = list(zip(items, await self.run_db(self._store_updates, items), strict=True))
         except Exception as exc:
             if len(items) == 1 or isinstance(exc, OperationalError):
                 raise
             log.warning("incident updates: batch of %d failed (%r); one by one", len(items), exc)
-            batch = []
+            stored = []
             for item in items:
                 try:
-                    batch += await self.run_db(self._store_updates, [item])
+                    stored += [(item, w) for w in await self.run_db(self._store_updates, [item])]
                 except OperationalError:
                     raise
                 except Exception:
                     self.stats.errors += 1
                     log.exception("incident update for signal %s failed", item.signal.signal_id)
-        for written in batch:
+        for item, written in stored:
             self._hand_over(written)
+            if self.on_stored is not None:
+                self.on_stored(item.signal)
 
     def _store_updates(self, items: list[Queued]) -> list[Written]:
         with self.engine.begin() as conn:

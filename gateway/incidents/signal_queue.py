@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
-MAX_MERGED_EVENTS = 200  # events carried by one merged update (the incident keeps its own cap)
 
 
 @dataclass(slots=True)
@@ -49,8 +48,10 @@ StoreUpdates = Callable[[list[Queued]], Awaitable[None]]
 
 
 def merge(older: Signal, newer: Signal) -> Signal:
-    """One update carrying both updates' events; the newer one's state, text and counts."""
-    events = [*older.events, *newer.events][-MAX_MERGED_EVENTS:]
+    """One update carrying both updates' events (all of them: a held acknowledgement waits
+    for each, gateway.ingest.ack_gate; the incident keeps only its newest ids), the newer
+    one's state, text and counts."""
+    events = [*older.events, *newer.events]
     return newer.model_copy(
         update={"events": events, "event_count": max(older.event_count, newer.event_count)}
     )

@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 
 from gateway.bus import EventBus
 from gateway.config.settings import MqttConfig
+from gateway.ingest.ack_gate import AckGate, gated
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
 from gateway.storage.writer import BatchWriter, WriteItem
@@ -108,6 +109,8 @@ class MqttConsumer:
         self._subscribed = threading.Event()
         self._client = self._make_client()
         writer.acknowledge = self._acknowledge
+        # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
+        self.gate: AckGate | None = None
 
     # -- set-up ----------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -187,6 +190,8 @@ class MqttConsumer:
             )
             return
         self._generation += 1
+        if self.gate is not None:
+            self.gate.forget()  # the broker resends what was held; it is held again
         self.status.connected = True
         self.status.connects += 1
         self.status.last_change = time.time()
@@ -240,10 +245,13 @@ class MqttConsumer:
                 repr(exc)[:500],
                 None,
             )
-        for event in outcome.events:
-            self.bus.publish(event)
         # QoS 1 only: we subscribe at QoS 1, so the broker never sends QoS 2.
         token = (self._generation, msg.mid) if msg.qos == 1 else None
+        gate = self.gate
+        if gate is not None and token is not None and (ids := gated(outcome.events)):
+            gate.hold(token, ids)  # before the bus: the rules cannot settle it first
+        for event in outcome.events:
+            self.bus.publish(event)
         self.writer.submit(WriteItem(outcome.events, outcome.quarantined, token))
 
     def _acknowledge(self, tokens: list[tuple[int, int]]) -> None:
@@ -255,6 +263,12 @@ class MqttConsumer:
         and 5). Acks of an older connection are dropped: after a reconnect the broker resends
         those messages and may reuse their packet ids.
         """
+        if self.gate is not None:
+            tokens = self.gate.committed(tokens)  # panics wait for their incident
+        self.send_acks(tokens)
+
+    def send_acks(self, tokens: list[tuple[int, int]]) -> None:
+        """Queue PUBACKs for ``tokens`` (any thread), dropping those of older connections."""
         generation = self._generation
         packets = b"".join(
             _PUBACK.pack(_PUBACK_HEADER, 2, mid) for g, mid in tokens if g == generation
