@@ -6,7 +6,7 @@ event may carry ``seq: null``."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -45,7 +45,7 @@ def _sse_item(item: LiveItem) -> ServerSentEvent:
 
 async def _masked(
     bus: EventBus, flt: EventFilter, channel: str, principal: Principal
-) -> AsyncIterator[LiveItem]:
+) -> AsyncGenerator[LiveItem, None]:
     """The viewer's live events, masked for the principal exactly as ``/api/events`` is
     (the site scope is already in ``flt``: ``live_filter`` narrows it)."""
     stream = live_events(bus, flt, channel)
