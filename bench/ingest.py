@@ -176,6 +176,21 @@ async def aiomqtt_baseline(port: int, n: int) -> float:
     return got / elapsed
 
 
+def _thread_cpu_s() -> dict[str, float]:
+    """CPU seconds per Python thread name (Linux /proc; empty elsewhere)."""
+    names = {t.native_id: t.name.split("-client-")[0] for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
@@ -205,6 +220,7 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
     latencies: list[float] = []
     stored_box = [0]
     cpu_box = [0.0]
+    threads_box: dict[str, float] = {}
     finished = threading.Event()
     last_commit = [0.0]
 
@@ -218,6 +234,7 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
     assert await gateway.wait_subscribed(30)
     started = time.perf_counter()
     cpu_started = _cpu_s()
+    threads_started = _thread_cpu_s()
     proc = spawn_publisher(port, n, seed=1)
 
     def watch() -> None:
@@ -234,6 +251,14 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
             time.sleep(0.05)
         stored_box[0] = gateway.writer.stats.stored
         cpu_box[0] = _cpu_s() - cpu_started
+        ended = _thread_cpu_s()
+        threads_box.update(
+            {
+                k: round((v - threads_started.get(k, 0.0)) / n * 1e6, 1)
+                for k, v in ended.items()
+                if v - threads_started.get(k, 0.0) > 0
+            }
+        )
         finished.set()
 
     await asyncio.to_thread(watch)
@@ -277,6 +302,7 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
         # CPU the gateway process spent per event while ingesting: less sensitive to other
         # load on the machine than events_per_s.
         "gateway_cpu_us_per_event": round(cpu_box[0] / n * 1e6, 1),
+        "cpu_us_per_event_by_thread": threads_box,
         "incident_signals": signals,
         "rules_backlog_at_end": rules_backlog,
     }
