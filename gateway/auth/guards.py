@@ -23,6 +23,7 @@ from gateway.auth.scope import cells_of
 from gateway.grid.directory import GridDirectory
 from gateway.incidents.tables import incidents
 from gateway.notify.base import IncidentPlace
+from gateway.notify.tables import notifications
 from gateway.storage.tables import devices, events
 
 
@@ -169,6 +170,34 @@ async def visible_incident(
     return found
 
 
+def _notification_place(engine: Engine, notification_id: int) -> dict[str, Any] | None:
+    c = incidents.c
+    stmt = (
+        select(c.cell, c.site, c.reporter)
+        .join(notifications, notifications.c.incident_id == c.id)
+        .where(notifications.c.id == notification_id)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def acknowledgeable_notification(
+    notification_id: Annotated[int, Path(ge=1, le=2**62, description="Notification id")],
+    principal: CurrentPrincipal,
+    db: DatabaseDep,
+) -> None:
+    """A notification may be acknowledged by staff who see its incident; residents are told,
+    they do not acknowledge (their report's notifications are addressed to staff)."""
+    if principal.role == AccountRole.RESIDENT.value:
+        raise _forbidden("居民无需确认通知 / residents do not acknowledge notifications")
+    found = await db.run(_notification_place, notification_id)
+    if found is None or not principal.scope.sees_incident(
+        found["cell"], found["site"], found["reporter"]
+    ):
+        raise _not_found(f"notification {notification_id}")
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (FastAPI has read and cached the body already)."""
     try:
@@ -235,6 +264,7 @@ report_rate = rate_limited(
 )
 
 VisibleIncident = Depends(visible_incident)
+AcknowledgeableNotification = Depends(acknowledgeable_notification)
 
 
 # -- live console push ------------------------------------------------------------------

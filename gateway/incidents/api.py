@@ -37,6 +37,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway.api.cursor import InvalidCursor, decode_int_cursor
 from gateway.api.deps import CurrentPrincipal, Database, Principal, invalid, require
 from gateway.auth.guards import (
+    AcknowledgeableNotification,
     IncidentScopeDep,
     LivePush,
     LivePushDep,
@@ -420,7 +421,7 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         return Created(id=new_id)
 
     # -- notifications --------------------------------------------------------------------
-    @notify_router.post("/{notification_id}/ack", dependencies=write)
+    @notify_router.post("/{notification_id}/ack", dependencies=[*write, AcknowledgeableNotification])
     async def ack(
         notification_id: Annotated[int, PathParam(ge=1, le=2**62)],
         body: AckIn,

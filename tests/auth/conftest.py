@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from gateway.api.app import create_app
 from gateway.api.routes.rules import router as rules_router
@@ -67,6 +67,17 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
     incidents: dict[str, int] = field(default_factory=dict)
     evidence: EvidenceStore | None = None
+
+    def notification_of(self, incident_id: int) -> int:
+        from gateway.notify.tables import notifications
+
+        n = notifications.c
+        with self.rt.engine.connect() as conn:
+            found = conn.execute(
+                select(func.min(n.id)).where(n.incident_id == incident_id)
+            ).scalar()
+        assert found is not None, f"incident {incident_id} has no notification"
+        return int(found)
 
     def as_(self, user: str | None) -> dict[str, str]:
         return {} if user is None else {"Authorization": f"Bearer {self.tokens[user]}"}

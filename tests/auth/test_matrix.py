@@ -35,7 +35,7 @@ PERSON = {  # grid people assigned in the user's cells (own) and elsewhere (othe
 
 
 def objects(kind: str, user: str) -> tuple[str, str]:
-    if kind == "incident":
+    if kind in ("incident", "notification"):
         return INCIDENT.get(user, ("cell1", "far"))
     if kind in ("household", "home"):
         return HOUSEHOLD.get(user, ("1-1-101", "6-1-102"))
@@ -85,6 +85,8 @@ ENDPOINTS = [
     Endpoint("hazard", P.HAZARD_REPORT, "household", "POST", "/api/hazard-reports",
              body=lambda h: {"text": "楼道堆物", "location": {"address": "1号楼"}, "household": h}),
     Endpoint("alarm", P.ALARM_RAISE, "household", "POST", "/api/alarms", body=lambda h: {"household": h}),
+    Endpoint("ack", P.INCIDENTS_WRITE, "notification", "POST", "/api/notifications/{obj}/ack",
+             body=lambda _: {}),
     Endpoint("stats", P.STATS_READ, None, "GET", "/api/stats/summary"),
     Endpoint("grid-read", P.GRID_READ, None, "GET", "/api/grid/beats"),
     Endpoint("grid-write", P.GRID_WRITE, None, "DELETE", "/api/grid/households/zz-none",
@@ -110,6 +112,8 @@ def expected(user: str | None, ep: Endpoint, which: str) -> int | None:
         return 401
     if ep.permission not in ROLE_PERMISSIONS[ACCOUNTS[user][0]]:
         return 403
+    if ep.name == "ack" and ACCOUNTS[user][0] == "resident":
+        return 403  # residents are told; staff acknowledge
     if which == "other" and user not in UNSCOPED:
         return 403 if ep.kind == "household" else 404
     return None
@@ -120,6 +124,8 @@ async def _call(w: World, user: str | None, ep: Endpoint, which: str) -> httpx.R
     obj = own if which in ("own", "-") else other
     if ep.kind == "incident":
         obj = str(w.incidents[obj])
+    elif ep.kind == "notification":  # the first notification of that incident
+        obj = str(w.notification_of(w.incidents[obj]))
     path = ep.path.replace("{obj}", obj)
     headers = w.as_(user)
     if ep.raw is not None:
