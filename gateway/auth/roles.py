@@ -1,31 +1,17 @@
-"""Account roles and what each may do. The grid roles are those of ``gateway.grid.Role``;
-accounts add the integrator (device types and vendors, API tokens, no personal data).
+"""Account roles and what each may do. The roles are ``gateway.grid.model.Role``, one
+vocabulary; accounts may also be an integrator (device types and vendors, API tokens, no
+personal data), which is never a person on the grid.
 
 Permissions say *what* a role may do; the scope (``gateway.auth.scope``) says *where*.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from gateway.auth.principal import Permission as P
+from gateway.grid.model import Role
 
-
-class AccountRole(StrEnum):
-    GRID_SUPERVISING_LEADER = "grid_supervising_leader"  # 网格分管领导
-    GRID_CONVENER = "grid_convener"  # 网格召集人
-    GRID_INSTRUCTOR = "grid_instructor"  # 网格指导员
-    GRID_HEAD = "grid_head"  # 网格长
-    GRID_WORKER = "grid_worker"  # 网格员
-    STATION_GRID_WORKER = "station_grid_worker"  # 基层站所网格员
-    LIAISON_INSTRUCTOR = "liaison_instructor"  # 联系部门指导员
-    COMMUNITY_POLICE = "community_police"  # 社区民警
-    POLICE_DESK = "police_desk"  # 派出所值班台
-    PROPERTY_MANAGER = "property_manager"  # 物业经理
-    COMMAND_OPERATOR = "command_operator"  # 指挥中心值班员
-    RESIDENT = "resident"  # 居民
-    ADMINISTRATOR = "administrator"  # 系统管理员
-    INTEGRATOR = "integrator"  # 集成商
+# One role vocabulary for grid people and accounts (the integrator is an account only).
+AccountRole = Role
 
 
 _GRID_STAFF = frozenset(
@@ -43,6 +29,7 @@ _POLICE = frozenset(
         P.DEVICES_READ,
         P.EVENTS_READ,
         P.LIVE_VIEW,
+        P.EVIDENCE_READ,  # the desk shows the nearest camera's snapshot with an alarm
         P.INCIDENTS_READ,
         P.INCIDENTS_WRITE,
         P.INCIDENTS_REPORT,

@@ -29,7 +29,9 @@ PHONE = re.compile(r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|110|119|120)$"
 
 
 class Role(StrEnum):
-    """Who a person is on the grid. The first seven are the grid roles of the seeds."""
+    """Who a person is on the grid, and the role of an account (``gateway.auth.roles``).
+    The first seven are the grid roles of the seeds; ``integrator`` is an account role only
+    (device types and API tokens), never a person on the grid."""
 
     GRID_SUPERVISING_LEADER = "grid_supervising_leader"  # 网格分管领导
     GRID_CONVENER = "grid_convener"  # 网格召集人
@@ -44,7 +46,10 @@ class Role(StrEnum):
     COMMAND_OPERATOR = "command_operator"  # 指挥中心值班员
     RESIDENT = "resident"  # 居民
     ADMINISTRATOR = "administrator"  # 系统管理员
+    INTEGRATOR = "integrator"  # 集成商 (accounts only)
 
+
+ACCOUNT_ONLY_ROLES = frozenset({Role.INTEGRATOR})
 
 ROLE_NAMES_ZH: dict[Role, str] = {
     Role.GRID_SUPERVISING_LEADER: "网格分管领导",
@@ -60,6 +65,7 @@ ROLE_NAMES_ZH: dict[Role, str] = {
     Role.COMMAND_OPERATOR: "指挥中心值班员",
     Role.RESIDENT: "居民",
     Role.ADMINISTRATOR: "系统管理员",
+    Role.INTEGRATOR: "集成商",
 }
 
 
@@ -161,6 +167,14 @@ class Person(Strict):
     active: bool = True
 
     _p = field_validator("phone")(_phone)
+
+    @field_validator("roles")
+    @classmethod
+    def _grid_roles(cls, roles: list[Role]) -> list[Role]:
+        wrong = [r.value for r in roles if r in ACCOUNT_ONLY_ROLES]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} is an account role, not a role on the grid")
+        return roles
 
 
 class GridFile(Strict):

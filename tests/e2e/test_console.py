@@ -78,6 +78,12 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     assert "1号楼1单元101室" in desk.inner_text("[data-testid=desk-address]")
     assert desk.locator("[data-testid=clock]").inner_text() != "—"
     desk.wait_for_selector("[data-testid=snapshot] img[src*='/api/evidence/']", timeout=8000)
+    # the picture itself loads for the desk (evidence:read), not only its address
+    desk.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=snapshot] img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=8000,
+    )
     shot(desk, "desk-incoming-alarm")
 
     desk.fill("#current [data-testid=note]", "已联系住户，民警出发")

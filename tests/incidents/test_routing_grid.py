@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gateway.cli.main import app as _unused  # noqa: F401  (CLI importable)
 from gateway.config.errors import ConfigErrors
 from gateway.grid.directory import GridDirectory
-from gateway.grid.model import Role, load_grid
+from gateway.grid.model import ACCOUNT_ONLY_ROLES, Role, load_grid
 from gateway.grid.store import import_grid, read_directory
 from gateway.incidents import stats as st
 from gateway.routing import RouteInput, load_routing, match_routes, plan
@@ -173,7 +173,7 @@ def test_routes_test_cli_prints_receivers() -> None:
 
 def test_demo_grid_has_every_role_and_thirty_households(grid: GridDirectory) -> None:
     roles = {r for p in grid.people.values() for r in p.roles}
-    assert roles == set(Role)
+    assert roles == set(Role) - ACCOUNT_ONLY_ROLES
     assert len(grid.households) == 30
     assert sorted(len(grid.group_members(g)) for g in grid.groups) == [10, 10, 10]
     assert grid.locate(device_id="cam-west").cell == "shifan-02"
@@ -288,3 +288,14 @@ def test_statistics_from_a_known_timeline() -> None:
     csv_text = st.ranking_csv(ranking)
     assert csv_text.splitlines()[0].startswith("rank,key,score")
     assert st.rank(facts, "community")[0].key == "shifan"
+
+
+def test_an_integrator_is_an_account_not_a_person_on_the_grid(tmp_path: Path) -> None:
+    d = tmp_path / "grid"
+    d.mkdir()
+    (d / "people.yaml").write_text(
+        "people:\n  - {id: p-x, name: 集成商小王, roles: [integrator]}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigErrors) as err:
+        load_grid(d)
+    assert "integrator is an account role" in str(err.value)
