@@ -32,14 +32,25 @@ from rules.loader import load_rules  # noqa: E402
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 DEVICES = {"access": 3000, "gate": 200, "perimeter": 800, "alarm": 5000, "sensor": 1000}
 MIX = [  # (kind, type, weight)
-    ("access", "heartbeat", 14), ("gate", "heartbeat", 2), ("perimeter", "heartbeat", 6),
-    ("alarm", "heartbeat", 15), ("sensor", "heartbeat", 8),
-    ("access", "access_granted", 22), ("access", "access_denied", 4), ("access", "door_open", 5),
-    ("access", "door_closed", 5), ("access", "door_forced_open", 0.3),
-    ("gate", "plate_read", 8), ("gate", "vehicle_denied", 1),
-    ("perimeter", "motion", 4), ("perimeter", "intrusion", 0.8),
-    ("perimeter", "line_crossing", 0.6), ("perimeter", "video_loss", 0.05),
-    ("access", "tamper", 0.05), ("alarm", "panic", 0.02), ("alarm", "panic_cancel", 0.01),
+    ("access", "heartbeat", 14),
+    ("gate", "heartbeat", 2),
+    ("perimeter", "heartbeat", 6),
+    ("alarm", "heartbeat", 15),
+    ("sensor", "heartbeat", 8),
+    ("access", "access_granted", 22),
+    ("access", "access_denied", 4),
+    ("access", "door_open", 5),
+    ("access", "door_closed", 5),
+    ("access", "door_forced_open", 0.3),
+    ("gate", "plate_read", 8),
+    ("gate", "vehicle_denied", 1),
+    ("perimeter", "motion", 4),
+    ("perimeter", "intrusion", 0.8),
+    ("perimeter", "line_crossing", 0.6),
+    ("perimeter", "video_loss", 0.05),
+    ("access", "tamper", 0.05),
+    ("alarm", "panic", 0.02),
+    ("alarm", "panic_cancel", 0.01),
     ("alarm", "battery_low", 0.1),
 ]
 EXTRA_RULES = """
@@ -107,11 +118,15 @@ def write_rules(tmp: Path) -> Path:
     plates = [f"浙A{n:05d}" for n in range(10_000)]
     (tmp / "watchlists" / "plates.txt").write_text("\n".join(plates), encoding="utf-8")
     # expressions run after the structured filters: one global, the others per site
-    generated = "".join(EXTRA_RULES.format(i=i, count=5 + i, for_=60 + i,
-                                           site_filter="" if i == 0 else f"site: [site-{i}], ")
-                        for i in range(6))
-    generated += "".join(EXTRA_RULES.split("  - id: gen_expr_")[0].format(i=i + 6)
-                         for i in range(2))
+    generated = "".join(
+        EXTRA_RULES.format(
+            i=i, count=5 + i, for_=60 + i, site_filter="" if i == 0 else f"site: [site-{i}], "
+        )
+        for i in range(6)
+    )
+    generated += "".join(
+        EXTRA_RULES.split("  - id: gen_expr_")[0].format(i=i + 6) for i in range(2)
+    )
     (tmp / "zz-generated.yaml").write_text("rules:" + generated, encoding="utf-8")
     return tmp
 
@@ -138,10 +153,20 @@ def make_events(n: int, seed: int = 7) -> list[Event]:
             attrs["label"] = "person"
         elif kind == "alarm":
             attrs = {"household": f"h{dev}", "battery_pct": 100 - int(rnd.expovariate(0.2)) % 90}
-        out.append(Event.model_validate({
-            "event_id": f"ev{i}", "occurred_at": t, "received_at": t + timedelta(seconds=0.2),
-            "site": site, "device_id": f"{kind}-{dev}", "kind": kind, "type": typ,
-            "attributes": attrs}))
+        out.append(
+            Event.model_validate(
+                {
+                    "event_id": f"ev{i}",
+                    "occurred_at": t,
+                    "received_at": t + timedelta(seconds=0.2),
+                    "site": site,
+                    "device_id": f"{kind}-{dev}",
+                    "kind": kind,
+                    "type": typ,
+                    "attributes": attrs,
+                }
+            )
+        )
     return out
 
 
@@ -187,23 +212,29 @@ def main() -> None:
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     tracked = sum(r.groups for r in engine.status())
-    print(json.dumps({
-        "rules": len(ruleset.rules),
-        "events": len(events),
-        "devices": sum(DEVICES.values()),
-        "events_per_s": round(len(events) / seconds),
-        "events_per_s_wall": round(len(events) / wall),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "p50_us": round(lat[len(lat) // 2] / 1000, 2),
-        "p99_us": round(lat[int(len(lat) * 0.99)] / 1000, 2),
-        "max_us": round(lat[-1] / 1000, 1),
-        "signals": signals,
-        "late": engine.counters.late,
-        "state_groups": tracked,
-        "engine_state_mb": round(current / 2**20, 1),
-        "peak_traced_mb": round(peak / 2**20, 1),
-        "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "rules": len(ruleset.rules),
+                "events": len(events),
+                "devices": sum(DEVICES.values()),
+                "events_per_s": round(len(events) / seconds),
+                "events_per_s_wall": round(len(events) / wall),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+                "p50_us": round(lat[len(lat) // 2] / 1000, 2),
+                "p99_us": round(lat[int(len(lat) * 0.99)] / 1000, 2),
+                "max_us": round(lat[-1] / 1000, 1),
+                "signals": signals,
+                "late": engine.counters.late,
+                "state_groups": tracked,
+                "engine_state_mb": round(current / 2**20, 1),
+                "peak_traced_mb": round(peak / 2**20, 1),
+                "process_max_rss_mb": round(
+                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                ),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

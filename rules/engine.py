@@ -88,8 +88,12 @@ def _signal_id(rule_id: str, group: str, anchor: str) -> str:
 
 
 class Engine:
-    def __init__(self, ruleset: RuleSet, settings: EngineSettings | None = None,
-                 device_labels: LabelLookup | None = None) -> None:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        settings: EngineSettings | None = None,
+        device_labels: LabelLookup | None = None,
+    ) -> None:
         self.settings = settings or EngineSettings()
         self.counters = EngineCounters()
         self.watermark = -math.inf
@@ -123,8 +127,9 @@ class Engine:
                 if old is not None:
                     rt.open, rt.stats = old.open, old.stats
             runtimes[cr.id] = rt
-        file_maint = {d: (u.timestamp() if u else math.inf)
-                      for d, u in ruleset.maintenance_until().items()}
+        file_maint = {
+            d: (u.timestamp() if u else math.inf) for d, u in ruleset.maintenance_until().items()
+        }
         index = self._build_index(runtimes)
         self.ruleset, self._runtimes, self._index = ruleset, runtimes, index
         self._inhibitor = Inhibitor(ruleset.inhibit)
@@ -198,8 +203,12 @@ class Engine:
                 rt.stats.expr_errors += 1
                 self.counters.expr_errors += 1
                 if rt.stats.expr_errors == 1:
-                    log.warning("rule %s: expression failed on event %s: %s",
-                                rt.compiled.id, event.event_id, exc)
+                    log.warning(
+                        "rule %s: expression failed on event %s: %s",
+                        rt.compiled.id,
+                        event.event_id,
+                        exc,
+                    )
                 continue
             key = rt.compiled.key(c)
             if role < 0:
@@ -258,10 +267,21 @@ class Engine:
                 return []
             o.active = False
             stats.updates += 1
-            return [build_signal(rule, hit, signal_id=o.signal_id, kind="update",
-                                 state="resolved", severity=o.severity, count=o.count,
-                                 labels=o.labels, device_labels=dev_labels, refs=hit.refs,
-                                 max_events=max_ev)]
+            return [
+                build_signal(
+                    rule,
+                    hit,
+                    signal_id=o.signal_id,
+                    kind="update",
+                    state="resolved",
+                    severity=o.severity,
+                    count=o.count,
+                    labels=o.labels,
+                    device_labels=dev_labels,
+                    refs=hit.refs,
+                    max_events=max_ev,
+                )
+            ]
         panic = rule.is_panic
         if not panic and not rt.compiled.in_schedule(hit.at):
             stats.out_of_schedule += 1
@@ -272,18 +292,30 @@ class Engine:
             o.count += len(new_refs)
             o.active = True
             stats.updates += 1
-            return [build_signal(rule, hit, signal_id=o.signal_id, kind="update",
-                                 state="firing", severity=o.severity, count=o.count,
-                                 labels=o.labels, device_labels=dev_labels, refs=new_refs,
-                                 max_events=max_ev)]
+            return [
+                build_signal(
+                    rule,
+                    hit,
+                    signal_id=o.signal_id,
+                    kind="update",
+                    state="firing",
+                    severity=o.severity,
+                    count=o.count,
+                    labels=o.labels,
+                    device_labels=dev_labels,
+                    refs=new_refs,
+                    max_events=max_ev,
+                )
+            ]
         labels = signal_labels(rule, dev_labels)
         if not panic:
             why_not = None
             if self._under_maintenance(hit.where.device_id, hit.at):
                 why_not = "maintenance"
             else:
-                why_not = self._inhibitor.inhibited(rule, hit.group, hit.where, labels, hit.at,
-                                                    self._runtimes)
+                why_not = self._inhibitor.inhibited(
+                    rule, hit.group, hit.where, labels, hit.at, self._runtimes
+                )
             if why_not is not None:
                 stats.inhibited += 1
                 self.counters.inhibited += 1
@@ -292,31 +324,70 @@ class Engine:
         anchor = hit.refs[0].event_id if panic and hit.refs else repr(hit.at)
         sid = _signal_id(rule.id, hit.group, anchor)
         hold = (rule.cancel.within if rule.cancel else 0.0) if panic else rule.effective_cooldown
-        rt.open[hit.group] = OpenSignal(sid, hit.at, hit.at + hold, rule.severity, len(hit.refs),
-                                        hit.where, labels, timer=rt.cond.timer)
+        rt.open[hit.group] = OpenSignal(
+            sid,
+            hit.at,
+            hit.at + hold,
+            rule.severity,
+            len(hit.refs),
+            hit.where,
+            labels,
+            timer=rt.cond.timer,
+        )
         stats.fired += 1
         stats.last_fired_at = hit.at
         stats.last_signal_id = sid
-        return [build_signal(rule, hit, signal_id=sid, kind="new", state="firing",
-                             severity=rule.severity, count=len(hit.refs), labels=labels,
-                             device_labels=dev_labels, refs=hit.refs, max_events=max_ev)]
+        return [
+            build_signal(
+                rule,
+                hit,
+                signal_id=sid,
+                kind="new",
+                state="firing",
+                severity=rule.severity,
+                count=len(hit.refs),
+                labels=labels,
+                device_labels=dev_labels,
+                refs=hit.refs,
+                max_events=max_ev,
+            )
+        ]
 
     def _cancel(self, rt: RuleRuntime, c: Ctx, key: str) -> list[Signal]:
         spec = rt.compiled.rule.cancel
         o = rt.open.get(key)
-        if spec is None or o is None or not o.active or not o.started <= c.t <= o.started + spec.within:
+        if (
+            spec is None
+            or o is None
+            or not o.active
+            or not o.started <= c.t <= o.started + spec.within
+        ):
             return []
         o.active = False
         o.severity = spec.severity
         rt.stats.updates += 1
         hit = Hit(key, c.t, [Ref.of(c)], "", o.where, c)
-        why = (f"cancelled: {c.event.type.value} (event {c.event.event_id}) "
-               f"{c.t - o.started:.0f}s after firing, within the {spec.within:.0f}s grace period; "
-               f"severity lowered to {spec.severity.value}, signal kept")
-        return [build_signal(rt.compiled.rule, hit, signal_id=o.signal_id, kind="update",
-                             state="cancelled", severity=spec.severity, count=o.count,
-                             labels=o.labels, device_labels=c.labels, refs=hit.refs,
-                             max_events=self.settings.max_signal_events, explanation=why)]
+        why = (
+            f"cancelled: {c.event.type.value} (event {c.event.event_id}) "
+            f"{c.t - o.started:.0f}s after firing, within the {spec.within:.0f}s grace period; "
+            f"severity lowered to {spec.severity.value}, signal kept"
+        )
+        return [
+            build_signal(
+                rt.compiled.rule,
+                hit,
+                signal_id=o.signal_id,
+                kind="update",
+                state="cancelled",
+                severity=spec.severity,
+                count=o.count,
+                labels=o.labels,
+                device_labels=c.labels,
+                refs=hit.refs,
+                max_events=self.settings.max_signal_events,
+                explanation=why,
+            )
+        ]
 
     # ---- status and persistence -----------------------------------------------------------
 
@@ -324,12 +395,20 @@ class Engine:
         out = []
         for rt in self._runtimes.values():
             r = rt.compiled.rule
-            out.append(RuleState(
-                id=r.id, description=r.description, severity=r.severity.value,
-                category=r.category.value, condition=r.condition.type, file=rt.compiled.file,
-                enabled=rt.enabled, groups=rt.cond.size(),
-                active_signals=sum(1 for o in rt.open.values() if o.active),
-                stats=rt.stats))
+            out.append(
+                RuleState(
+                    id=r.id,
+                    description=r.description,
+                    severity=r.severity.value,
+                    category=r.category.value,
+                    condition=r.condition.type,
+                    file=rt.compiled.file,
+                    enabled=rt.enabled,
+                    groups=rt.cond.size(),
+                    active_signals=sum(1 for o in rt.open.values() if o.active),
+                    stats=rt.stats,
+                )
+            )
         return out
 
     def snapshot(self, keep_ids: int = 20_000) -> dict[str, Any]:
@@ -339,7 +418,9 @@ class Engine:
             "watermark": None if math.isinf(self.watermark) else self.watermark,
             "seen": self._seen.recent(keep_ids),
             "overrides": dict(self._overrides),
-            "maintenance": {d: (None if math.isinf(u) else u) for d, u in self._maintenance.items()},
+            "maintenance": {
+                d: (None if math.isinf(u) else u) for d, u in self._maintenance.items()
+            },
             "rules": {
                 rid: {
                     "fingerprint": rt.compiled.fingerprint,
@@ -361,8 +442,12 @@ class Engine:
         self.watermark = -math.inf if wm is None else float(wm)
         self._seen.extend(data.get("seen", []))
         self._overrides.update({str(k): bool(v) for k, v in data.get("overrides", {}).items()})
-        self._maintenance.update({d: (math.inf if u is None else float(u))
-                                  for d, u in data.get("maintenance", {}).items()})
+        self._maintenance.update(
+            {
+                d: (math.inf if u is None else float(u))
+                for d, u in data.get("maintenance", {}).items()
+            }
+        )
         t = now.timestamp()
         for rid, saved in data.get("rules", {}).items():
             rt = self._runtimes.get(rid)

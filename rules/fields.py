@@ -63,7 +63,7 @@ def compile_getter(path: str) -> FieldGetter:
     if head == "device":
         return lambda c: c.labels.get(rest)
     if rest.startswith("extra."):
-        key = rest[len("extra."):]
+        key = rest[len("extra.") :]
         return lambda c: c.event.attributes.extra.get(key)
     return lambda c: _plain(getattr(c.event.attributes, rest, None))
 

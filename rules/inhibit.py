@@ -10,8 +10,9 @@ from rules.model import InhibitRule, Rule
 from rules.runtime import OpenSignal, RuleRuntime
 
 
-def signal_field(name: str, rule_id: str, category: str, group: str, where: Where,
-                 labels: Mapping[str, str]) -> str | None:
+def signal_field(
+    name: str, rule_id: str, category: str, group: str, where: Where, labels: Mapping[str, str]
+) -> str | None:
     if name == "site":
         return where.site
     if name == "zone":
@@ -39,8 +40,15 @@ class Inhibitor:
     def __init__(self, inhibit: Iterable[InhibitRule]) -> None:
         self.rules = [(r, _pairs(r.equal)) for r in inhibit]
 
-    def inhibited(self, rule: Rule, group: str, where: Where, labels: Mapping[str, str],
-                  at: float, runtimes: Mapping[str, RuleRuntime]) -> str | None:
+    def inhibited(
+        self,
+        rule: Rule,
+        group: str,
+        where: Where,
+        labels: Mapping[str, str],
+        at: float,
+        runtimes: Mapping[str, RuleRuntime],
+    ) -> str | None:
         """The signal id that inhibits this new signal, if any."""
         for inh, pairs in self.rules:
             tgt = inh.target
@@ -49,9 +57,12 @@ class Inhibitor:
             if any(labels.get(k) != v for k, v in tgt.labels.items()):
                 continue
             sources = [runtimes[r] for r in inh.source.rules if r in runtimes] or list(
-                runtimes.values())
-            mine = {d: signal_field(d, rule.id, rule.category.value, group, where, labels)
-                    for _, d in pairs}
+                runtimes.values()
+            )
+            mine = {
+                d: signal_field(d, rule.id, rule.category.value, group, where, labels)
+                for _, d in pairs
+            }
             for src in sources:
                 src_rule = src.compiled.rule
                 for key, o in src.open.items():
@@ -62,8 +73,15 @@ class Inhibitor:
         return None
 
     @staticmethod
-    def _matches(inh: InhibitRule, pairs: list[tuple[str, str]], src_rule: Rule, key: str,
-                 o: OpenSignal, mine: Mapping[str, str | None], at: float) -> bool:
+    def _matches(
+        inh: InhibitRule,
+        pairs: list[tuple[str, str]],
+        src_rule: Rule,
+        key: str,
+        o: OpenSignal,
+        mine: Mapping[str, str | None],
+        at: float,
+    ) -> bool:
         if not o.is_active(at):
             return False
         if any(o.labels.get(k) != v for k, v in inh.source.labels.items()):

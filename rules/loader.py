@@ -48,9 +48,14 @@ def _expr_lists(expr: str) -> list[str]:
     """Watch-list ids named as literals in ``in_list("id", …)`` calls."""
     names = []
     for node in ast.walk(ast.parse(expr.strip(), mode="eval")):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id == "in_list" and node.args
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "in_list"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             names.append(node.args[0].value)
     return names
 
@@ -70,14 +75,19 @@ def _parse_files(paths: list[Path], errors: list[ConfigError]) -> list[tuple[Pat
     return parsed
 
 
-def _watchlists(files: list[tuple[Path, RuleFile]], provider: WatchlistProvider | None,
-                errors: list[ConfigError]) -> dict[str, Watchlist]:
+def _watchlists(
+    files: list[tuple[Path, RuleFile]],
+    provider: WatchlistProvider | None,
+    errors: list[ConfigError],
+) -> dict[str, Watchlist]:
     lists: dict[str, Watchlist] = {}
     for path, rf in files:
         for i, wl in enumerate(rf.watchlists):
             where = f"watchlists[{i}]"
             if wl.id in lists:
-                errors.append(ConfigError(str(path), f"{where}.id", f"watch list {wl.id!r} is defined twice"))
+                errors.append(
+                    ConfigError(str(path), f"{where}.id", f"watch list {wl.id!r} is defined twice")
+                )
                 continue
             values = list(wl.values)
             if wl.file is not None:
@@ -85,23 +95,32 @@ def _watchlists(files: list[tuple[Path, RuleFile]], provider: WatchlistProvider 
                 try:
                     values += read_values(file)
                 except (OSError, UnicodeDecodeError) as exc:
-                    errors.append(ConfigError(str(path), f"{where}.file", f"cannot read {file}: {exc}"))
+                    errors.append(
+                        ConfigError(str(path), f"{where}.file", f"cannot read {file}: {exc}")
+                    )
             if wl.provider:
                 if provider is None:
-                    errors.append(ConfigError(str(path), f"{where}.provider",
-                                              "no watch-list provider is configured in this gateway"))
+                    errors.append(
+                        ConfigError(
+                            str(path),
+                            f"{where}.provider",
+                            "no watch-list provider is configured in this gateway",
+                        )
+                    )
                 else:
                     try:
                         values += list(provider(wl.id))
                     except Exception as exc:
-                        errors.append(ConfigError(str(path), f"{where}.provider",
-                                                  f"provider failed: {exc}"))
+                        errors.append(
+                            ConfigError(str(path), f"{where}.provider", f"provider failed: {exc}")
+                        )
             lists[wl.id] = Watchlist.build(wl.id, values, upper=wl.normalize == "upper")
     return lists
 
 
-def load_rules(path: Path, *, watchlist_provider: WatchlistProvider | None = None,
-               timezone: str = DEFAULT_TZ) -> RuleSet:
+def load_rules(
+    path: Path, *, watchlist_provider: WatchlistProvider | None = None, timezone: str = DEFAULT_TZ
+) -> RuleSet:
     """Validate and compile; raises ``ConfigErrors`` listing every problem found."""
     errors: list[ConfigError] = []
     paths = rule_files(path)
@@ -114,19 +133,32 @@ def load_rules(path: Path, *, watchlist_provider: WatchlistProvider | None = Non
         for i, rule in enumerate(rf.rules):
             where = f"rules[{i}]"
             if rule.id in owner:
-                errors.append(RuleError(str(fpath), f"{where}.id",
-                                        f"rule id is already used in {owner[rule.id]}", rule.id))
+                errors.append(
+                    RuleError(
+                        str(fpath),
+                        f"{where}.id",
+                        f"rule id is already used in {owner[rule.id]}",
+                        rule.id,
+                    )
+                )
                 continue
             owner[rule.id] = fpath
             bad = False
             for sel_path, sel in _selectors(rule):
                 wanted = ([sel.watchlist.list] if sel.watchlist else []) + (
-                    _expr_lists(sel.expr) if sel.expr else [])
+                    _expr_lists(sel.expr) if sel.expr else []
+                )
                 for name in wanted:
                     if name not in lists:
                         bad = True
-                        errors.append(RuleError(str(fpath), f"{where}.{sel_path}",
-                                                f"unknown watch list {name!r}", rule.id))
+                        errors.append(
+                            RuleError(
+                                str(fpath),
+                                f"{where}.{sel_path}",
+                                f"unknown watch list {name!r}",
+                                rule.id,
+                            )
+                        )
             if not bad:
                 compiled.append(compile_rule(rule, fpath, lists, tz))
     for fpath, rf in files:
@@ -134,8 +166,11 @@ def load_rules(path: Path, *, watchlist_provider: WatchlistProvider | None = Non
             for side in ("source", "target"):
                 for rid in getattr(inh, side).rules:
                     if rid not in owner:
-                        errors.append(ConfigError(str(fpath), f"inhibit[{i}].{side}.rules",
-                                                  f"unknown rule id {rid!r}"))
+                        errors.append(
+                            ConfigError(
+                                str(fpath), f"inhibit[{i}].{side}.rules", f"unknown rule id {rid!r}"
+                            )
+                        )
     if errors:
         raise ConfigErrors(errors)
     return RuleSet(

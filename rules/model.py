@@ -17,8 +17,21 @@ from rules.durations import Duration
 from rules.fields import check_field_path
 
 EXPR_NAMES = frozenset(
-    {"kind", "type", "site", "device_id", "zone", "attributes", "extra", "device", "hour",
-     "weekday", "True", "False", "None"}
+    {
+        "kind",
+        "type",
+        "site",
+        "device_id",
+        "zone",
+        "attributes",
+        "extra",
+        "device",
+        "hour",
+        "weekday",
+        "True",
+        "False",
+        "None",
+    }
 )
 EXPR_FUNCTIONS = frozenset({"in_list", "len", "lower", "upper", "startswith"})
 TEMPLATE_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -50,7 +63,9 @@ class Weekday(StrEnum):
 
 
 def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str | int | float) and not isinstance(value, bool) else value
+    return (
+        [value] if isinstance(value, str | int | float) and not isinstance(value, bool) else value
+    )
 
 
 Scalar = str | int | float | bool
@@ -75,10 +90,12 @@ class Selector(Strict):
     type: Annotated[list[EventType], BeforeValidator(_as_list)] | None = None
     site: Annotated[list[str], BeforeValidator(_as_list)] | None = None
     device_id: Annotated[list[str], BeforeValidator(_as_list)] | None = None
-    attributes: dict[str, OneOrMany] = Field(default_factory=dict,
-                                             description="Attribute equality (a list = any of)")
+    attributes: dict[str, OneOrMany] = Field(
+        default_factory=dict, description="Attribute equality (a list = any of)"
+    )
     device: dict[str, Annotated[list[str], BeforeValidator(_as_list)]] = Field(
-        default_factory=dict, description="Device-label equality (needs a label lookup)")
+        default_factory=dict, description="Device-label equality (needs a label lookup)"
+    )
     watchlist: WatchlistRef | None = None
     expr: str | None = Field(None, description="simpleeval expression; see docs/rules.md")
 
@@ -118,15 +135,24 @@ def check_expression(expr: str) -> None:
         if isinstance(node, ast.Call):
             if not (isinstance(node.func, ast.Name) and node.func.id in EXPR_FUNCTIONS):
                 raise ValueError(
-                    f"only these functions may be called: {', '.join(sorted(EXPR_FUNCTIONS))}")
+                    f"only these functions may be called: {', '.join(sorted(EXPR_FUNCTIONS))}"
+                )
         elif isinstance(node, ast.Name):
             if node.id not in EXPR_NAMES | EXPR_FUNCTIONS:
                 raise ValueError(
-                    f"unknown name {node.id!r}; known: {', '.join(sorted(EXPR_NAMES - {'True', 'False', 'None'}))}")
+                    f"unknown name {node.id!r}; known: {', '.join(sorted(EXPR_NAMES - {'True', 'False', 'None'}))}"
+                )
         elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise ValueError(f"private attribute {node.attr!r} is not accessible")
-        elif isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp
-                        | ast.GeneratorExp | ast.NamedExpr):
+        elif isinstance(
+            node,
+            ast.Lambda
+            | ast.ListComp
+            | ast.SetComp
+            | ast.DictComp
+            | ast.GeneratorExp
+            | ast.NamedExpr,
+        ):
             raise ValueError("lambdas, comprehensions and assignments are not allowed")
 
 
@@ -241,7 +267,9 @@ class Window(Strict):
 
 
 class Schedule(Strict):
-    timezone: str | None = Field(None, description="IANA zone; default: engine zone (Asia/Shanghai)")
+    timezone: str | None = Field(
+        None, description="IANA zone; default: engine zone (Asia/Shanghai)"
+    )
     windows: list[Window] = Field(..., min_length=1)
 
     @field_validator("timezone")
@@ -274,8 +302,10 @@ class Rule(Strict):
     condition: Condition
     schedule: Schedule | None = None
     cooldown: Duration | None = Field(
-        None, le=7 * 86400,
-        description="One signal per group per period; later hits update it (default 5m)")
+        None,
+        le=7 * 86400,
+        description="One signal per group per period; later hits update it (default 5m)",
+    )
     cancel: CancelSpec | None = None
     enabled: bool = True
 
@@ -318,7 +348,9 @@ class WatchlistDef(Strict):
     description: str = ""
     file: Path | None = Field(None, description="Text file, one value per line (# comments)")
     values: list[str] = Field(default_factory=list)
-    provider: bool = Field(False, description="Also ask the gateway's watch-list provider (database)")
+    provider: bool = Field(
+        False, description="Also ask the gateway's watch-list provider (database)"
+    )
     normalize: Literal["upper", "none"] = "upper"
 
 

@@ -17,8 +17,7 @@ class _Vars(dict[str, object]):
         return "?"
 
 
-def template_vars(rule: Rule, hit: Hit, device_labels: Mapping[str, str],
-                  count: int) -> _Vars:
+def template_vars(rule: Rule, hit: Hit, device_labels: Mapping[str, str], count: int) -> _Vars:
     """Names usable in title templates: location, count, device labels, event attributes."""
     out = _Vars()
     for part in hit.group.split(","):  # group-key fields (``door=east``) first
@@ -37,13 +36,15 @@ def template_vars(rule: Rule, hit: Hit, device_labels: Mapping[str, str],
             out.setdefault(ek, ev)
         out["type"] = hit.ctx.event.type.value
     out.update(hit.extra)
-    out.update({
-        "site": hit.where.site or "?",
-        "zone": hit.where.zone or "?",
-        "device_id": hit.where.device_id or "?",
-        "count": count,
-        "rule_id": rule.id,
-    })
+    out.update(
+        {
+            "site": hit.where.site or "?",
+            "zone": hit.where.zone or "?",
+            "device_id": hit.where.device_id or "?",
+            "count": count,
+            "rule_id": rule.id,
+        }
+    )
     return out
 
 
@@ -86,8 +87,12 @@ def build_signal(
         title_zh=rule.title.zh.format_map(tv),
         title_en=rule.title.en.format_map(tv),
         group_key=hit.group,
-        events=[SignalEvent.model_construct(event_id=r.event_id, type=r.type, device_id=r.device_id,
-                            occurred_at=_ts(r.t)) for r in shown],
+        events=[
+            SignalEvent.model_construct(
+                event_id=r.event_id, type=r.type, device_id=r.device_id, occurred_at=_ts(r.t)
+            )
+            for r in shown
+        ],
         event_count=count,
         site=hit.where.site,
         zone=hit.where.zone,

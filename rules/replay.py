@@ -26,8 +26,11 @@ def read_jsonl(path: Path) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigErrors([ConfigError(str(path), "<file>", f"cannot read: {exc}")]) from exc
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        (n, line)
+        for n, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def read_events(path: Path) -> list[Event]:
@@ -51,7 +54,9 @@ def read_expected(path: Path) -> list[dict[str, Any]]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigErrors([ConfigError(str(path), f"line {n}", f"invalid JSON: {exc}")]) from exc
+            raise ConfigErrors(
+                [ConfigError(str(path), f"line {n}", f"invalid JSON: {exc}")]
+            ) from exc
         if not isinstance(item, dict):
             raise ConfigErrors([ConfigError(str(path), f"line {n}", "expected a JSON object")])
         out.append(item)
@@ -78,7 +83,9 @@ def compare(actual: list[Signal], expected: list[dict[str, Any]]) -> list[str]:
     briefs = [s.brief() for s in actual]
     for i, want in enumerate(expected):
         if i >= len(briefs):
-            problems.append(f"signal {i + 1}: missing, expected {json.dumps(want, ensure_ascii=False)}")
+            problems.append(
+                f"signal {i + 1}: missing, expected {json.dumps(want, ensure_ascii=False)}"
+            )
             continue
         got = briefs[i]
         diff = {k: (v, got.get(k)) for k, v in want.items() if got.get(k) != v}

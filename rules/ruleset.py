@@ -59,8 +59,9 @@ class RuleSet:
         return out
 
 
-def compile_rule(rule: Rule, file: str | Path, watchlists: dict[str, Watchlist],
-                 tz: ZoneInfo) -> CompiledRule:
+def compile_rule(
+    rule: Rule, file: str | Path, watchlists: dict[str, Watchlist], tz: ZoneInfo
+) -> CompiledRule:
     cond = rule.condition
     if isinstance(cond, SequenceCondition):
         raw = list(cond.steps)

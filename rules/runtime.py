@@ -26,13 +26,31 @@ class OpenSignal:
     timer: bool = False  # absence/duration: active until resolved, not until `until`
 
     def dump(self) -> list[Any]:
-        return [self.signal_id, self.started, self.until, self.severity.value, self.count,
-                self.where.dump(), self.labels, self.active, self.timer]
+        return [
+            self.signal_id,
+            self.started,
+            self.until,
+            self.severity.value,
+            self.count,
+            self.where.dump(),
+            self.labels,
+            self.active,
+            self.timer,
+        ]
 
     @classmethod
     def load(cls, d: list[Any]) -> OpenSignal:
-        return cls(str(d[0]), float(d[1]), float(d[2]), Severity(d[3]), int(d[4]),
-                   Where.load(d[5]), dict(d[6]), bool(d[7]), bool(d[8]))
+        return cls(
+            str(d[0]),
+            float(d[1]),
+            float(d[2]),
+            Severity(d[3]),
+            int(d[4]),
+            Where.load(d[5]),
+            dict(d[6]),
+            bool(d[7]),
+            bool(d[8]),
+        )
 
     def is_active(self, at: float) -> bool:
         return self.active and (self.timer or at < self.until)

@@ -112,8 +112,9 @@ class RulesService:
         return 0 if self._sub is None else self._sub.queue.qsize()
 
     def _load(self) -> RuleSet:
-        return load_rules(self.rule_dir, watchlist_provider=self._provider,
-                          timezone=self.settings.timezone)
+        return load_rules(
+            self.rule_dir, watchlist_provider=self._provider, timezone=self.settings.timezone
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -123,8 +124,10 @@ class RulesService:
         self.restore()
         self._bus = bus
         self._sub = bus.subscribe("rules", critical=True)
-        self._tasks = [asyncio.create_task(self.run(self._sub), name="rules-consume"),
-                       asyncio.create_task(self._ticker(), name="rules-tick")]
+        self._tasks = [
+            asyncio.create_task(self.run(self._sub), name="rules-consume"),
+            asyncio.create_task(self._ticker(), name="rules-tick"),
+        ]
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Evaluate what is already queued (up to ``drain_timeout_s``), stop, save state."""

@@ -24,6 +24,12 @@ class MemorySink:
         self.signals: deque[Signal] = deque(maxlen=maxlen)
 
     async def emit(self, signal: Signal) -> None:
-        log.info("signal %s %s %s [%s] %s", signal.kind, signal.state, signal.signal_id,
-                 signal.severity.value, signal.title_en)
+        log.info(
+            "signal %s %s %s [%s] %s",
+            signal.kind,
+            signal.state,
+            signal.signal_id,
+            signal.severity.value,
+            signal.title_en,
+        )
         self.signals.append(signal)

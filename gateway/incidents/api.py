@@ -421,7 +421,9 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         return Created(id=new_id)
 
     # -- notifications --------------------------------------------------------------------
-    @notify_router.post("/{notification_id}/ack", dependencies=[*write, AcknowledgeableNotification])
+    @notify_router.post(
+        "/{notification_id}/ack", dependencies=[*write, AcknowledgeableNotification]
+    )
     async def ack(
         notification_id: Annotated[int, PathParam(ge=1, le=2**62)],
         body: AckIn,

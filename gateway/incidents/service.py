@@ -759,9 +759,7 @@ class IncidentService:
                 Delivery(
                     "cancel",
                     "cancel",
-                    Recipient(
-                        r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)
-                    ),
+                    Recipient(r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)),
                     r.channel,
                     False,
                     0.0,

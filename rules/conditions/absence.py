@@ -86,8 +86,10 @@ class AbsenceState(ConditionState):
             elif not s.fired:
                 s.fired = True
                 ref, where = s.freeze()
-                why = (f"absence: no event ({self.text}) for {dur(self.for_s)} from {key}; "
-                       f"last heard {iso(s.last)} (event {ref.event_id})")
+                why = (
+                    f"absence: no event ({self.text}) for {dur(self.for_s)} from {key}; "
+                    f"last heard {iso(s.last)} (event {ref.event_id})"
+                )
                 hits.append(Hit(key, deadline, [ref], why, where))
         return hits
 

@@ -87,8 +87,9 @@ class DurationState(ConditionState):
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "groups": {k: [o.start, o.fired, o.ref.dump(), o.where.dump()]
-                       for k, o in self.groups.items()},
+            "groups": {
+                k: [o.start, o.fired, o.ref.dump(), o.where.dump()] for k, o in self.groups.items()
+            },
             "ended": dict(self.ended),
         }
 

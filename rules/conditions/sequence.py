@@ -63,8 +63,9 @@ class SequenceState(ConditionState):
         if chain is None:
             return None
         steps = " then ".join(f"({t})" for t in self.texts)
-        why = (f"sequence: {steps} within {dur(self.within)} for {key}: "
-               + " → ".join(r.event_id for r in chain))
+        why = f"sequence: {steps} within {dur(self.within)} for {key}: " + " → ".join(
+            r.event_id for r in chain
+        )
         return Hit(key, max(c.t, chain[-1].t), chain, why, Where.of(c), c)
 
     def _chain(self, g: _Steps, role: int, k: int) -> list[Ref] | None:
@@ -107,8 +108,11 @@ class SequenceState(ConditionState):
         return len(self.groups)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"groups": {k: [[r.dump() for r in step] for step in g.refs]
-                           for k, g in self.groups.items()}}
+        return {
+            "groups": {
+                k: [[r.dump() for r in step] for step in g.refs] for k, g in self.groups.items()
+            }
+        }
 
     def restore(self, data: dict[str, Any], now: float, grace: float) -> None:
         for key, steps in data.get("groups", {}).items():

@@ -57,9 +57,11 @@ class ThresholdState(ConditionState):
         n, times = self.count, w.times
         for i in range(max(0, k - n + 1), min(k, len(times) - n) + 1):
             if times[i + n - 1] - times[i] <= self.window:
-                refs = w.refs[i:i + n]
-                why = (f"threshold: {n} events ({self.text}) within {dur(self.window)} "
-                       f"for {key}: " + ", ".join(r.event_id for r in refs))
+                refs = w.refs[i : i + n]
+                why = (
+                    f"threshold: {n} events ({self.text}) within {dur(self.window)} "
+                    f"for {key}: " + ", ".join(r.event_id for r in refs)
+                )
                 return Hit(key, t, refs, why, Where.of(c), c, extra={"count": n})
         return None
 

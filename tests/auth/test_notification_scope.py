@@ -224,9 +224,7 @@ async def test_command_centre_sees_everything(world: World) -> None:
 async def test_notification_addressed_to_the_viewer_reaches_it(world: World) -> None:
     """A grid worker of building 6 dispatched to a cell-1 incident gets that notification
     (it is theirs), but not the incident's other updates."""
-    user = world.auth.create_user(
-        "pw4", None, AccountRole.GRID_WORKER, CLI, person_id="p-worker-4"
-    )
+    user = world.auth.create_user("pw4", None, AccountRole.GRID_WORKER, CLI, person_id="p-worker-4")
     world.tokens["pw4"], _ = world.auth.create_token(user["id"], "push", CLI)
     v = Viewer(world, "pw4", "sse", {})
     await v.subscribed()

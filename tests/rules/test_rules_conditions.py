@@ -22,18 +22,27 @@ rules:
 
 
 def rule(condition: str, extra: str = "") -> str:
-    return HEAD + "    condition:\n" + "\n".join(
-        "      " + line for line in condition.strip().splitlines()) + "\n" + extra
+    return (
+        HEAD
+        + "    condition:\n"
+        + "\n".join("      " + line for line in condition.strip().splitlines())
+        + "\n"
+        + extra
+    )
 
 
 # ---- match ------------------------------------------------------------------------------
 
+
 def test_match_filters_on_attributes_and_groups(tmp_path: Path) -> None:
-    e = engine_for(tmp_path, rule("""
+    e = engine_for(
+        tmp_path,
+        rule("""
 type: match
 when: {kind: access, type: door_forced_open, attributes: {door: [east, west]}}
 group_by: [attributes.door]
-"""))
+"""),
+    )
     assert e.process(ev("door_forced_open", 0, door="north")) == []
     [s] = e.process(ev("door_forced_open", 1, door="east"))
     assert s.kind == "new" and s.group_key == "door=east" and s.rule_id == "r"
@@ -44,14 +53,17 @@ group_by: [attributes.door]
 
 def test_match_expression_and_device_labels(tmp_path: Path) -> None:
     labels = {"cam1": {"place": "north-gate", "zone": "z9"}}
-    write_rules(tmp_path, rule("""
+    write_rules(
+        tmp_path,
+        rule("""
 type: match
 when:
   kind: perimeter
   device: {place: north-gate}
   expr: "attributes.confidence is not None and attributes.confidence >= 0.8 and zone == 'z9'"
 group_by: [zone]
-"""))
+"""),
+    )
     e = Engine(load_rules(tmp_path), device_labels=labels.get)
     assert e.process(ev("intrusion", 0, "cam1", confidence=0.5)) == []
     assert e.process(ev("intrusion", 1, "cam2", confidence=0.9)) == []  # no labels
@@ -61,10 +73,13 @@ group_by: [zone]
 
 
 def test_expression_error_counts_and_does_not_match(tmp_path: Path) -> None:
-    e = engine_for(tmp_path, rule("""
+    e = engine_for(
+        tmp_path,
+        rule("""
 type: match
 when: {kind: perimeter, expr: "attributes.confidence > 0.5"}
-"""))
+"""),
+    )
     assert e.process(ev("intrusion", 0, "cam")) == []  # None > 0.5 raises
     assert e.counters.expr_errors == 1
     assert len(e.process(ev("intrusion", 1, "cam", confidence=0.9))) == 1
@@ -143,7 +158,9 @@ def test_sequence_late_first_step_completes_chain(tmp_path: Path) -> None:
 
 
 def test_sequence_of_three_steps(tmp_path: Path) -> None:
-    e = engine_for(tmp_path, rule("""
+    e = engine_for(
+        tmp_path,
+        rule("""
 type: sequence
 steps:
   - {type: line_crossing}
@@ -151,7 +168,8 @@ steps:
   - {type: door_forced_open}
 within: 60s
 group_by: [site]
-"""))
+"""),
+    )
     e.process(ev("line_crossing", 0, "c"))
     assert e.process(ev("door_forced_open", 10, "d")) == []
     e.process(ev("intrusion", 20, "c"))
@@ -159,12 +177,15 @@ group_by: [site]
 
 
 def test_sequence_needs_distinct_events(tmp_path: Path) -> None:
-    e = engine_for(tmp_path, rule("""
+    e = engine_for(
+        tmp_path,
+        rule("""
 type: sequence
 steps: [{type: intrusion}, {type: intrusion}]
 within: 60s
 group_by: [site]
-"""))
+"""),
+    )
     assert e.process(ev("intrusion", 0, "c")) == []
     assert len(e.process(ev("intrusion", 10, "c"))) == 1
 

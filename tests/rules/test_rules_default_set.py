@@ -38,19 +38,26 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         [("new", "panic_button", "P1", "firing"), ("new", "panic_button", "P1", "firing")],
     ),
     "door forced open": (
-        [ev("door_forced_open", 0, "door1", door="B2-east"),
-         ev("door_forced_open", 30, "door1", door="B2-east")],
+        [
+            ev("door_forced_open", 0, "door1", door="B2-east"),
+            ev("door_forced_open", 30, "door1", door="B2-east"),
+        ],
         None,
-        [("new", "door_forced_open", "P2", "firing"),
-         ("update", "door_forced_open", "P2", "firing")],
+        [
+            ("new", "door_forced_open", "P2", "firing"),
+            ("update", "door_forced_open", "P2", "firing"),
+        ],
     ),
     "door held open then closed": (
-        [ev("door_open", 0, "door1", door="B2"), ev("door_open", 10, "door2", door="B3"),
-         ev("door_closed", 40, "door2", door="B3"), ev("heartbeat", 100, "door1", kind="access"),
-         ev("door_closed", 120, "door1", door="B2")],
+        [
+            ev("door_open", 0, "door1", door="B2"),
+            ev("door_open", 10, "door2", door="B3"),
+            ev("door_closed", 40, "door2", door="B3"),
+            ev("heartbeat", 100, "door1", kind="access"),
+            ev("door_closed", 120, "door1", door="B2"),
+        ],
         None,
-        [("new", "door_held_open", "P3", "firing"),
-         ("update", "door_held_open", "P3", "resolved")],
+        [("new", "door_held_open", "P3", "firing"), ("update", "door_held_open", "P3", "resolved")],
     ),
     "repeated denied access at one door": (
         [ev("access_denied", i * 10, "door1", door="B2") for i in range(5)]
@@ -59,27 +66,37 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         [("new", "access_denied_repeated", "P3", "firing")],
     ),
     "perimeter intrusion at night only": (
-        [ev("intrusion", 0, "cam1", zone="north"),  # 20:00: daytime rules only
-         ev("line_crossing", NIGHT, "cam1", zone="north", received=NIGHT),
-         ev("heartbeat", NIGHT + 10, "cam1", kind="perimeter")],
+        [
+            ev("intrusion", 0, "cam1", zone="north"),  # 20:00: daytime rules only
+            ev("line_crossing", NIGHT, "cam1", zone="north", received=NIGHT),
+            ev("heartbeat", NIGHT + 10, "cam1", kind="perimeter"),
+        ],
         None,
-        [("new", "device_offline", "P3", "firing"),  # silent for three hours
-         ("update", "device_offline", "P3", "resolved"),
-         ("new", "perimeter_intrusion_night", "P2", "firing")],
+        [
+            ("new", "device_offline", "P3", "firing"),  # silent for three hours
+            ("update", "device_offline", "P3", "resolved"),
+            ("new", "perimeter_intrusion_night", "P2", "firing"),
+        ],
     ),
     "intrusion then door alarm in the same zone escalates": (
-        [ev("intrusion", NIGHT, "cam1", zone="north"),
-         ev("door_forced_open", NIGHT + 60, "door1", zone="north", door="N1"),
-         ev("door_forced_open", NIGHT + 70, "door9", zone="south", door="S1")],
+        [
+            ev("intrusion", NIGHT, "cam1", zone="north"),
+            ev("door_forced_open", NIGHT + 60, "door1", zone="north", door="N1"),
+            ev("door_forced_open", NIGHT + 70, "door9", zone="south", door="S1"),
+        ],
         None,
-        [("new", "perimeter_intrusion_night", "P2", "firing"),
-         ("new", "door_forced_open", "P2", "firing"),
-         ("new", "perimeter_then_door", "P1", "firing"),
-         ("new", "door_forced_open", "P2", "firing")],
+        [
+            ("new", "perimeter_intrusion_night", "P2", "firing"),
+            ("new", "door_forced_open", "P2", "firing"),
+            ("new", "perimeter_then_door", "P1", "firing"),
+            ("new", "door_forced_open", "P2", "firing"),
+        ],
     ),
     "watch-listed plate at a gate": (
-        [ev("plate_read", 0, "gate1", plate="浙B1234Z", lane="in-1"),
-         ev("plate_read", 5, "gate1", plate="浙B7777Q", lane="in-1")],
+        [
+            ev("plate_read", 0, "gate1", plate="浙B1234Z", lane="in-1"),
+            ev("plate_read", 5, "gate1", plate="浙B7777Q", lane="in-1"),
+        ],
         None,
         [("new", "watchlist_plate", "P2", "firing")],
     ),
@@ -94,11 +111,13 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         [("new", "camera_tamper", "P2", "firing"), ("new", "camera_tamper", "P2", "firing")],
     ),
     "device offline and back": (
-        [ev("heartbeat", 0, "door1", kind="access"), ev("heartbeat", 60, "door1", kind="access"),
-         ev("heartbeat", 500, "door1", kind="access")],
+        [
+            ev("heartbeat", 0, "door1", kind="access"),
+            ev("heartbeat", 60, "door1", kind="access"),
+            ev("heartbeat", 500, "door1", kind="access"),
+        ],
         None,
-        [("new", "device_offline", "P3", "firing"),
-         ("update", "device_offline", "P3", "resolved")],
+        [("new", "device_offline", "P3", "firing"), ("update", "device_offline", "P3", "resolved")],
     ),
     "panic button offline after a day": (
         [ev("heartbeat", 0, "btn1", kind="alarm", household="3-201")],
@@ -106,12 +125,16 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         [("new", "panic_button_offline", "P3", "firing")],
     ),
     "panic button battery low": (
-        [ev("battery_low", 0, "btn1", kind="alarm", household="3-201", battery_pct=9),
-         ev("heartbeat", 60, "btn1", kind="alarm", battery_pct=8),
-         ev("heartbeat", 120, "btn2", kind="alarm", battery_pct=80)],
+        [
+            ev("battery_low", 0, "btn1", kind="alarm", household="3-201", battery_pct=9),
+            ev("heartbeat", 60, "btn1", kind="alarm", battery_pct=8),
+            ev("heartbeat", 120, "btn2", kind="alarm", battery_pct=80),
+        ],
         None,
-        [("new", "panic_battery_low", "P4", "firing"),
-         ("update", "panic_battery_low", "P4", "firing")],
+        [
+            ("new", "panic_battery_low", "P4", "firing"),
+            ("update", "panic_battery_low", "P4", "firing"),
+        ],
     ),
 }
 

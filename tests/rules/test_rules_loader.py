@@ -36,10 +36,19 @@ def errors_of(tmp_path: Path, text: str) -> list[str]:
 def test_default_rule_set_is_valid() -> None:
     rs = load_rules(DEFAULT_RULES)
     ids = {r.id for r in rs.rules}
-    assert {"panic_button", "door_forced_open", "door_held_open", "access_denied_repeated",
-            "perimeter_intrusion_night", "perimeter_then_door", "watchlist_plate",
-            "vehicle_denied_repeated", "camera_tamper", "device_offline",
-            "panic_battery_low"} <= ids
+    assert {
+        "panic_button",
+        "door_forced_open",
+        "door_held_open",
+        "access_denied_repeated",
+        "perimeter_intrusion_night",
+        "perimeter_then_door",
+        "watchlist_plate",
+        "vehicle_denied_repeated",
+        "camera_tamper",
+        "device_offline",
+        "panic_battery_low",
+    } <= ids
     assert rs.watchlists["wanted_plates"].contains("浙a0000x")
 
 
@@ -76,7 +85,7 @@ def test_error_carries_rule_id_field(tmp_path: Path) -> None:
         (("attributes.door", "attributes.dor"), "unknown attribute 'dor'"),
         (("severity: P2", "severity: P9"), "rules[0].severity"),
         (("category: access", "category: acces"), "rules[0].category"),
-        (("en: \"Door {door}\"", "en: \"Door {door.__class__}\""), "plain name"),
+        (('en: "Door {door}"', 'en: "Door {door.__class__}"'), "plain name"),
     ],
 )
 def test_bad_values_are_explained(tmp_path: Path, change: tuple[str, str], fragment: str) -> None:
@@ -88,9 +97,13 @@ def test_expression_is_checked_at_load(tmp_path: Path) -> None:
     text = GOOD.replace("type: access_denied}", "type: access_denied, expr: 'atributes.door == 1'}")
     errs = errors_of(tmp_path, text)
     assert "unknown name 'atributes'" in errs[0] and "condition.when.expr" in errs[0]
-    errs = errors_of(tmp_path, GOOD.replace("type: access_denied}", "type: access_denied, expr: 'door ==='}"))
+    errs = errors_of(
+        tmp_path, GOOD.replace("type: access_denied}", "type: access_denied, expr: 'door ==='}")
+    )
     assert "invalid expression" in errs[0]
-    errs = errors_of(tmp_path, GOOD.replace("type: access_denied}", "type: access_denied, expr: 'open(1)'}"))
+    errs = errors_of(
+        tmp_path, GOOD.replace("type: access_denied}", "type: access_denied, expr: 'open(1)'}")
+    )
     assert "only these functions" in errs[0]
 
 
@@ -115,7 +128,9 @@ def test_panic_rules_cannot_be_suppressed(tmp_path: Path) -> None:
 def test_cross_file_problems(tmp_path: Path) -> None:
     write_rules(tmp_path, GOOD, "a.yaml")
     write_rules(tmp_path, GOOD, "b.yaml")
-    write_rules(tmp_path, """
+    write_rules(
+        tmp_path,
+        """
     inhibit:
       - source: {rules: [nope]}
         target: {rules: [r1]}
@@ -127,7 +142,9 @@ def test_cross_file_problems(tmp_path: Path) -> None:
         condition:
           type: match
           when: {kind: gate, watchlist: {list: missing, field: attributes.plate}}
-    """, "c.yaml")
+    """,
+        "c.yaml",
+    )
     with pytest.raises(ConfigErrors) as info:
         load_rules(tmp_path)
     text = str(info.value)

@@ -37,7 +37,9 @@ def test_schedule_overnight_window_in_shanghai(tmp_path: Path) -> None:
 
 
 def test_schedule_other_timezone(tmp_path: Path) -> None:
-    e = engine_for(tmp_path, MATCH_NIGHT.replace("      windows:", "      timezone: UTC\n      windows:"))
+    e = engine_for(
+        tmp_path, MATCH_NIGHT.replace("      windows:", "      timezone: UTC\n      windows:")
+    )
     assert e.process(ev("intrusion", 0, "c")) == []  # Mon 12:00 UTC
     assert len(e.process(ev("intrusion", 10 * 3600, "c"))) == 1  # Mon 22:00 UTC
 
@@ -142,10 +144,14 @@ def test_offline_recorder_inhibits_its_cameras(tmp_path: Path) -> None:
 
 
 def test_maintenance_inhibits_but_never_panic(tmp_path: Path) -> None:
-    write_rules(tmp_path, OFFLINE + """
+    write_rules(
+        tmp_path,
+        OFFLINE
+        + """
 maintenance:
   - {devices: [d1], until: "2025-01-06T21:00:00+08:00", reason: repair}
-""")
+""",
+    )
     e = Engine(load_rules(tmp_path))
     assert e.process(ev("door_forced_open", 0, "d1")) == []
     assert len(e.process(ev("panic", 1, "d1", kind="alarm"))) == 1

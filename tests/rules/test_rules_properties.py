@@ -15,8 +15,9 @@ from rules.engine import Engine, EngineSettings
 from rules.loader import load_rules
 from rules.ruleset import RuleSet
 
-SETTINGS = settings(max_examples=50, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def ruleset(text: str) -> RuleSet:
@@ -55,14 +56,16 @@ def build(events: list[tuple[int, str]]) -> list[Event]:
     return [ev("access_denied", t, g, event_id=f"x{i}") for i, (t, g) in enumerate(events)]
 
 
-points = st.lists(st.tuples(st.integers(0, 300), st.sampled_from(["a", "b", "c"])),
-                  min_size=0, max_size=30)
+points = st.lists(
+    st.tuples(st.integers(0, 300), st.sampled_from(["a", "b", "c"])), min_size=0, max_size=30
+)
 
 
 @SETTINGS
 @given(points, st.integers(2, 5), st.sampled_from([1, 10, 30, 60, 120]), st.randoms())
-def test_threshold_any_order_with_duplicates(events: list[tuple[int, str]], count: int,
-                                             window: int, rnd: object) -> None:
+def test_threshold_any_order_with_duplicates(
+    events: list[tuple[int, str]], count: int, window: int, rnd: object
+) -> None:
     feed = build(events)
     feed += [feed[i] for i in range(0, len(feed), 3)]  # redeliveries
     rnd.shuffle(feed)  # type: ignore[attr-defined]
@@ -77,8 +80,8 @@ def test_threshold_any_order_with_duplicates(events: list[tuple[int, str]], coun
 @SETTINGS
 @given(points, st.integers(2, 4), st.sampled_from([5, 30, 60]), st.integers(0, 60), st.randoms())
 def test_threshold_late_events_are_rejected_consistently(
-        events: list[tuple[int, str]], count: int, window: int, tolerance: int,
-        rnd: object) -> None:
+    events: list[tuple[int, str]], count: int, window: int, tolerance: int, rnd: object
+) -> None:
     feed = build(events)
     rnd.shuffle(feed)  # type: ignore[attr-defined]
     engine = Engine(threshold_rules(count, window), EngineSettings(late_tolerance_s=tolerance))
@@ -112,25 +115,41 @@ def sequence_rules(within: int) -> RuleSet:
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.integers(0, 200), st.booleans(), st.sampled_from(["z1", "z2"])),
-                max_size=20),
-       st.sampled_from([1, 15, 60]), st.randoms())
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.booleans(), st.sampled_from(["z1", "z2"])), max_size=20
+    ),
+    st.sampled_from([1, 15, 60]),
+    st.randoms(),
+)
 def test_sequence_any_order(steps: list[tuple[int, bool, str]], within: int, rnd: object) -> None:
-    feed = [ev("intrusion" if first else "door_forced_open", t, "d", zone=z, event_id=f"s{i}")
-            for i, (t, first, z) in enumerate(steps)]
+    feed = [
+        ev("intrusion" if first else "door_forced_open", t, "d", zone=z, event_id=f"s{i}")
+        for i, (t, first, z) in enumerate(steps)
+    ]
     rnd.shuffle(feed)  # type: ignore[attr-defined]
     engine = Engine(sequence_rules(within), EngineSettings(late_tolerance_s=1000))
     fired = {s.group_key for e in feed for s in engine.process(e) if s.kind == "new"}
-    expected = {f"zone={z}" for z in ("z1", "z2")
-                if any(0 <= tb - ta <= within
-                       for ta, fa, za in steps if fa and za == z
-                       for tb, fb, zb in steps if not fb and zb == z)}
+    expected = {
+        f"zone={z}"
+        for z in ("z1", "z2")
+        if any(
+            0 <= tb - ta <= within
+            for ta, fa, za in steps
+            if fa and za == z
+            for tb, fb, zb in steps
+            if not fb and zb == z
+        )
+    }
     assert fired == expected
 
 
 @SETTINGS
-@given(st.lists(st.integers(0, 2000), min_size=1, max_size=25), st.sampled_from([30, 60, 300]),
-       st.integers(0, 600))
+@given(
+    st.lists(st.integers(0, 2000), min_size=1, max_size=25),
+    st.sampled_from([30, 60, 300]),
+    st.integers(0, 600),
+)
 def test_absence_fires_once_per_silent_gap(times: list[int], for_s: int, tail: int) -> None:
     rs = ruleset(f"""
     rules:
@@ -151,6 +170,9 @@ def test_absence_fires_once_per_silent_gap(times: list[int], for_s: int, tail: i
     firing = [s for s in fired if s.state == "firing"]
     gaps = [b - a for a, b in pairwise(times)] + [tail]
     assert len(firing) == sum(1 for g in gaps if g >= for_s)
-    assert all(s.fired_at == at(t + for_s)
-               for s, t in zip(firing, [a for a, g in zip(times, gaps, strict=True) if g >= for_s],
-                               strict=True))
+    assert all(
+        s.fired_at == at(t + for_s)
+        for s, t in zip(
+            firing, [a for a, g in zip(times, gaps, strict=True) if g >= for_s], strict=True
+        )
+    )

@@ -37,8 +37,7 @@ def rule_dir(tmp_path: Path) -> Path:
 
 
 def make(rule_dir: Path, clock: FakeClock, state: Path | None = None) -> RulesService:
-    return RulesService(rule_dir, clock=clock, sink=MemorySink(), state_dir=state,
-                        watch_every_s=0)
+    return RulesService(rule_dir, clock=clock, sink=MemorySink(), state_dir=state, watch_every_s=0)
 
 
 async def test_consumes_the_bus_and_delivers_to_the_sink(rule_dir: Path) -> None:
@@ -89,7 +88,9 @@ async def test_absence_timer_survives_a_restart(rule_dir: Path, tmp_path: Path) 
     clock.set(302)
     offline = await second.tick()
     assert [(s.rule_id, s.device_id) for s in offline] == [
-        ("device_offline", "door1"), ("device_offline", "door2")]
+        ("device_offline", "door1"),
+        ("device_offline", "door2"),
+    ]
     # a redelivered event from before the restart is still a duplicate
     assert await second.handle(ev("heartbeat", 0, "door1", kind="access", event_id="hb-1")) == []
     assert second.engine.counters.duplicates == 1
@@ -120,7 +121,8 @@ async def test_hot_reload_rejects_a_broken_file_and_keeps_running(rule_dir: Path
     (rule_dir / "broken.yaml").write_text(
         "rules:\n  - id: bad\n    severity: P2\n    category: access\n"
         "    title: {zh: x, en: x}\n    condition: {type: match, when: {typo: 1}}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     errors = service.reload()
     assert errors and "broken.yaml" in str(errors[0]) and "rule bad" in str(errors[0])
     assert "condition.when.typo" in str(errors[0])
@@ -137,8 +139,9 @@ async def test_hot_reload_on_file_change_keeps_unchanged_state(rule_dir: Path) -
     service = RulesService(rule_dir, clock=clock, watch_every_s=1)
     await service.handle(ev("heartbeat", 0, "door1", kind="access"))
     access = rule_dir / "access.yaml"
-    access.write_text(access.read_text(encoding="utf-8").replace("severity: P2", "severity: P1"),
-                      encoding="utf-8")
+    access.write_text(
+        access.read_text(encoding="utf-8").replace("severity: P2", "severity: P1"), encoding="utf-8"
+    )
     os.utime(access, ns=(1, 1))  # make sure the signature changes even on coarse clocks
     clock.set(10)
     await service.tick()
@@ -174,7 +177,6 @@ async def test_sink_failure_is_logged_not_fatal(rule_dir: Path) -> None:
         async def emit(self, signal: object) -> None:
             raise RuntimeError("down")
 
-    service = RulesService(rule_dir, clock=FakeClock(T0), sink=Broken(),
-                           settings=EngineSettings())
+    service = RulesService(rule_dir, clock=FakeClock(T0), sink=Broken(), settings=EngineSettings())
     assert len(await service.handle(ev("panic", 0, "b"))) == 1
     assert service.errors == 1
