@@ -56,7 +56,7 @@ def test(
     from gateway.grid.directory import GridDirectory
     from gateway.grid.model import load_grid
     from gateway.incidents.runtime import rule_label_keys
-    from gateway.routing import RouteInput, load_routing, match_routes, plan
+    from gateway.routing import RouteInput, explain, load_routing
 
     values: dict[str, str] = {}
     labels: dict[str, str] = {}
@@ -108,35 +108,14 @@ def test(
         values.get("rule_id"),
         labels,
     )
-    matched = match_routes(cfg.route, x)
-    deliveries = plan(cfg, directory, x, loc)
+    found = explain(cfg, directory, x, loc)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "routes": [m.path for m in matched],
-                    "receivers": sorted({r for m in matched for r in m.receivers}),
-                    "deliveries": [
-                        {
-                            "receiver": d.receiver,
-                            "recipient": d.recipient.key,
-                            "name": d.recipient.name,
-                            "channel": d.channel,
-                            "ack": d.ack_required,
-                            "group_wait_s": d.group_wait,
-                        }
-                        for d in deliveries
-                    ],
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
-    for m in matched:
+    for r in found["route_timing"]:
         typer.echo(
-            f"route {m.path}: {', '.join(m.receivers)} "
-            f"(group_wait {m.group_wait:g}s, repeat {m.repeat_interval:g}s)"
+            f"route {r['path']}: {', '.join(r['receivers'])} "
+            f"(group_wait {r['group_wait_s']:g}s, repeat {r['repeat_interval_s']:g}s)"
         )
     where = ", ".join(
         f"{k}={v}"
@@ -149,11 +128,11 @@ def test(
         if v
     )
     typer.echo(f"location: {where or 'unknown'}")
-    if not deliveries:
+    if not found["deliveries"]:
         typer.echo("no recipients resolved (is the cell on the grid?)")
-    for d in deliveries:
-        ack = " ack" if d.ack_required else ""
-        typer.echo(f"  {d.receiver:16} {d.recipient.key:32} {d.recipient.name} [{d.channel}]{ack}")
+    for d in found["deliveries"]:
+        ack = " ack" if d["ack"] else ""
+        typer.echo(f"  {d['receiver']:16} {d['recipient']:32} {d['name']} [{d['channel']}]{ack}")
 
 
 @app.command("check")

@@ -2,7 +2,7 @@
 through the grid at send time, and who is next when nobody acknowledges."""
 
 from gateway.routing.model import RoutingConfig, Target, load_routing
-from gateway.routing.planner import Delivery, escalation_plan, plan
+from gateway.routing.planner import Delivery, escalation_plan, explain, plan
 from gateway.routing.tree import RouteInput, RouteMatch, match_routes
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "RoutingConfig",
     "Target",
     "escalation_plan",
+    "explain",
     "load_routing",
     "match_routes",
     "plan",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.grid.directory import GridDirectory, Location
 from gateway.routing.model import ChannelRef, RoutingConfig, Target
@@ -108,3 +109,43 @@ def escalation_plan(
             return out
         rungs = next_rungs
     return []
+
+
+def explain(
+    config: RoutingConfig, grid: GridDirectory, x: RouteInput, loc: Location
+) -> dict[str, Any]:
+    """What the routing tree does with ``x`` at ``loc``, as JSON-ready data: the routes that
+    match, their receivers, and each delivery (``lianfang routes test``, the console's
+    routing tester)."""
+    matched = match_routes(config.route, x)
+    return {
+        "location": {
+            "cell": loc.cell,
+            "community": loc.community,
+            "beats": list(loc.beats),
+            "group": loc.group,
+            "address": loc.address,
+        },
+        "routes": [m.path for m in matched],
+        "route_timing": [
+            {
+                "path": m.path,
+                "receivers": list(m.receivers),
+                "group_wait_s": m.group_wait,
+                "repeat_interval_s": m.repeat_interval,
+            }
+            for m in matched
+        ],
+        "receivers": sorted({r for m in matched for r in m.receivers}),
+        "deliveries": [
+            {
+                "receiver": d.receiver,
+                "recipient": d.recipient.key,
+                "name": d.recipient.name,
+                "channel": d.channel,
+                "ack": d.ack_required,
+                "group_wait_s": d.group_wait,
+            }
+            for d in plan(config, grid, x, loc)
+        ],
+    }

@@ -141,7 +141,7 @@ class WebContext:
         }
 
     def routes_test(self, body: dict[str, Any]) -> dict[str, Any]:
-        from gateway.routing import RouteInput, match_routes, plan
+        from gateway.routing import RouteInput, explain
 
         grid = self.grid
         loc = grid.locate(
@@ -160,27 +160,4 @@ class WebContext:
             None,
             body.get("labels") or {},
         )
-        matched = match_routes(self.routing.route, x)
-        deliveries = plan(self.routing, grid, x, loc)
-        return {
-            "location": {
-                "cell": loc.cell,
-                "community": loc.community,
-                "beats": list(loc.beats),
-                "group": loc.group,
-                "address": loc.address,
-            },
-            "routes": [m.path for m in matched],
-            "receivers": sorted({r for m in matched for r in m.receivers}),
-            "deliveries": [
-                {
-                    "receiver": d.receiver,
-                    "recipient": d.recipient.key,
-                    "name": d.recipient.name,
-                    "channel": d.channel,
-                    "ack": d.ack_required,
-                    "group_wait_s": d.group_wait,
-                }
-                for d in deliveries
-            ],
-        }
+        return explain(self.routing, grid, x, loc)
