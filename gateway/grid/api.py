@@ -73,6 +73,28 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
         await ctx.reload_grid()
         return result
 
+    async def _save(
+        path_id: str,
+        body: Person | Household,
+        problems: list[str],
+        upsert: Callable[..., Any],
+        database: Database,
+    ) -> dict[str, Any]:
+        """Upsert a person or household after checking its id and its references."""
+        if body.id != path_id:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "id in path and body differ")
+        if problems:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
+        await _edit(lambda: database.run(upsert, body))
+        return {"id": path_id, "saved": True}
+
+    async def _delete(
+        what: str, item_id: str, delete: Callable[..., Any], database: Database
+    ) -> dict[str, Any]:
+        if not await _edit(lambda: database.run(delete, item_id)):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} {item_id!r}")
+        return {"id": item_id, "deleted": True}
+
     @router.get("/areas", dependencies=read)
     async def areas() -> list[dict[str, Any]]:
         """Street offices, communities, cells and micro-grids, with each cell's beats."""
@@ -138,19 +160,12 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
     async def put_person(
         person_id: str, body: Person, database: Database = Depends(db)
     ) -> dict[str, Any]:
-        if body.id != person_id:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "id in path and body differ")
         problems = _refs_person(ctx.grid, body)
-        if problems:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
-        await _edit(lambda: database.run(store.upsert_person, body))
-        return {"id": person_id, "saved": True}
+        return await _save(person_id, body, problems, store.upsert_person, database)
 
     @router.delete("/people/{person_id}", dependencies=write)
     async def delete_person(person_id: str, database: Database = Depends(db)) -> dict[str, Any]:
-        if not await _edit(lambda: database.run(store.delete_person, person_id)):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id!r}")
-        return {"id": person_id, "deleted": True}
+        return await _delete("person", person_id, store.delete_person, database)
 
     @router.get("/households", dependencies=read)
     async def households(
@@ -184,20 +199,13 @@ def build_grid_router(ctx: GridContext) -> APIRouter:
     async def put_household(
         household_id: str, body: Household, database: Database = Depends(db)
     ) -> dict[str, Any]:
-        if body.id != household_id:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "id in path and body differ")
         problems = _refs_household(ctx.grid, body)
-        if problems:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
-        await _edit(lambda: database.run(store.upsert_household, body))
-        return {"id": household_id, "saved": True}
+        return await _save(household_id, body, problems, store.upsert_household, database)
 
     @router.delete("/households/{household_id}", dependencies=write)
     async def delete_household(
         household_id: str, database: Database = Depends(db)
     ) -> dict[str, Any]:
-        if not await _edit(lambda: database.run(store.delete_household, household_id)):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no household {household_id!r}")
-        return {"id": household_id, "deleted": True}
+        return await _delete("household", household_id, store.delete_household, database)
 
     return router
