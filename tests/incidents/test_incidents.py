@@ -443,5 +443,22 @@ async def test_api_manual_report_listing_and_grid_admin(
     ] == ["p-new", "p-worker-4"]
     groups = (await client.get("/api/grid/neighbour-groups")).json()
     assert [len(g["households"]) for g in groups] == [10, 10, 10]
+    home = next(
+        h for h in (await client.get("/api/grid/households")).json() if h["id"] == "6-1-102"
+    )
+    moved = {k: home[k] for k in ("id", "site", "place", "group") if home.get(k)}
+    wrong = await client.put("/api/grid/households/6-1-102", json={**moved, "group": "no-group"})
+    assert wrong.status_code == 422 and "no-group" in wrong.text
+    other_id = await client.put("/api/grid/households/6-1-999", json=moved)
+    assert other_id.status_code == 422 and "differ" in other_id.text
+    saved = await client.put("/api/grid/households/6-1-102", json={**moved, "address": "6号楼"})
+    assert saved.json() == {"id": "6-1-102", "saved": True}
+    assert (await client.delete("/api/grid/households/6-1-102")).json()["deleted"] is True
+    assert (await client.delete("/api/grid/households/6-1-102")).status_code == 404
+    assert (await client.delete("/api/grid/people/p-new")).json() == {
+        "id": "p-new",
+        "deleted": True,
+    }
+    assert "p-new" not in {p.id for p in rt.grid.people.values()}
     summary = (await client.get("/api/stats/summary?period=month&day=2026-05-12")).json()
     assert summary["total"] == 3 and summary["by_category"] == {"dispute": 3}
