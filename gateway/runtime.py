@@ -14,7 +14,13 @@ from device_adapters.registry import load_adapters
 from gateway import __version__
 from gateway.api.routes.device_edits import build_device_edit_router
 from gateway.api.routes.rules import router as rules_router
-from gateway.api.schemas import BrokerHealth, HealthReport, IngestHealth, WriterHealth
+from gateway.api.schemas import (
+    BrokerHealth,
+    HealthReport,
+    IngestHealth,
+    PipelineHealth,
+    WriterHealth,
+)
 from gateway.audit.chain import AuditLog, load_audit_key
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
@@ -204,4 +210,9 @@ class Gateway:
             ingest=IngestHealth.from_stats(self.normaliser.stats),
             writer=WriterHealth.from_writer(self.writer),
             lag_ms=round(self.writer.lag_s() * 1000, 1),
+            pipeline=PipelineHealth(
+                rules_backlog=self.rules.backlog,
+                signals_pending=self.incidents.service.signals.pending,
+                panic_acks_held=len(self.ack_gate),
+            ),
         )

@@ -209,6 +209,14 @@ class WriterHealth(BaseModel):
         )
 
 
+class PipelineHealth(BaseModel):
+    rules_backlog: int = Field(0, description="Events received and not yet evaluated by rules")
+    signals_pending: int = Field(0, description="Rule signals not yet stored as incidents")
+    panic_acks_held: int = Field(
+        0, description="Panic messages whose MQTT acknowledgement waits for their incident"
+    )
+
+
 class HealthReport(BaseModel):
     """What ``Runtime.health()`` returns. ``database`` is filled in by the API itself (it runs
     ``SELECT 1``), and ``status`` becomes ``degraded`` when the broker or database is down."""
@@ -221,6 +229,10 @@ class HealthReport(BaseModel):
     writer: WriterHealth = WriterHealth()
     lag_ms: float | None = Field(
         None, description="Ingest lag as measured by the runtime (message receipt to commit)"
+    )
+    pipeline: PipelineHealth = Field(
+        default_factory=lambda: PipelineHealth(),
+        description="Work waiting after ingest: rules, incident storage, held acknowledgements",
     )
 
     def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:
