@@ -28,6 +28,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # No checkpoint inside a commit: it fsyncs the database file, and the commit that
+            # crossed the threshold could be an alarm's. The batch writer checkpoints instead
+            # (BatchWriter.checkpoint_every_s); the last connection to close checkpoints too.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 5.0
 DEVICE_STATE_EVERY_S = 1.0  # how often last-seen state is written (events: every batch)
+CHECKPOINT_EVERY_S = 1.0  # SQLite: WAL checkpoints here, never inside an alarm's commit
 SQLITE_ROWS_PER_INSERT = 3000  # 10 columns each: under SQLite's 32,766 bound parameters
 
 
@@ -163,6 +164,7 @@ class BatchWriter:
         self._devices_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._devices_written_at = 0.0
+        self._checkpointed_at = time.monotonic()
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -301,6 +303,17 @@ class BatchWriter:
         for item in batch:
             if item.barrier is not None:
                 item.barrier.set()
+        if self._sqlite and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
+            self._checkpointed_at = now
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database without waiting for readers or writers (PASSIVE)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except SQLAlchemyError as exc:  # a checkpoint can always wait for the next one
+            log.warning("WAL checkpoint failed: %s", exc.__class__.__name__)
 
     def _write(self, batch: list[WriteItem], devices: dict[str, tuple[Any, ...]]) -> None:
         started = time.perf_counter()
