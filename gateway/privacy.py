@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import stat
+import traceback
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -195,8 +196,8 @@ _installed = False
 
 def install_log_redaction() -> None:
     """Mask phone and ID-card numbers in every log record of this process, whichever logger
-    or handler (uvicorn's included) writes it: a record factory formats the message once and
-    masks it. Idempotent."""
+    or handler (uvicorn's included) writes it: a record factory formats the message (and an
+    exception's traceback) once and masks it. Idempotent."""
     global _installed
     if _installed:
         return
@@ -212,6 +213,11 @@ def install_log_redaction() -> None:
         clean = redact_identifiers(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[0] is not None:
+            # An exception's text may quote the value that failed; formatters use exc_text
+            # when it is set, so the traceback is formatted (and masked) once, here.
+            trace = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text = redact_identifiers(trace)
         return record
 
     logging.setLogRecordFactory(redacting)

@@ -220,6 +220,12 @@ def test_logs_never_hold_a_number(caplog: pytest.LogCaptureFixture) -> None:
             logging.getLogger("lianfang.test").info("calling %s for %s", WORKER_1, "1-1-101")
         assert "calling *******0021 for 1-1-101" in caplog.text
         assert WORKER_1 not in caplog.text
+        try:
+            raise ValueError(f"not a valid contact: {WORKER_1}")
+        except ValueError:
+            logging.getLogger("lianfang.test").exception("import failed")
+        assert "ValueError: not a valid contact: *******0021" in caplog.text
+        assert WORKER_1 not in caplog.text
     finally:
         logging.setLogRecordFactory(previous)
         privacy._installed = False
