@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from gateway.config.sites import load_sites
         from gateway.grid.model import load_grid
         from gateway.grid.store import import_grid
-        from gateway.privacy import load_pii_key, set_pii_key
+        from gateway.privacy import KEY_ENV, PiiKeyError, load_pii_key, set_pii_key
         from gateway.storage.db import make_engine, migrate
 
         try:
@@ -54,8 +54,17 @@ def register(app: typer.Typer) -> None:
         if url is None:
             typer.echo("give --config lianfang.yaml or --database URL", err=True)
             raise typer.Exit(2)
-        if cfg is not None:
-            set_pii_key(load_pii_key(cfg.data_dir))
+        # Phone references and encrypted numbers must use the gateway's own key, or the
+        # gateway can neither match nor read them.
+        try:
+            set_pii_key(load_pii_key(cfg.data_dir if cfg is not None else None))
+        except PiiKeyError as exc:
+            typer.echo(
+                f"{exc}: give --config (its data directory holds pii.key) or set "
+                f"{KEY_ENV}, so phone numbers are stored under the gateway's key",
+                err=True,
+            )
+            raise typer.Exit(2) from None
         engine = make_engine(url)
         try:
             migrate(engine)
