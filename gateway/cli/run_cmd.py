@@ -27,7 +27,9 @@ def _setup_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    for chatty in ("amqtt", "transitions"):  # the embedded broker logs every packet at INFO
+    # The embedded broker logs every packet at INFO, httpx every camera request (snapshots,
+    # including the digest challenge's 401 before each 200).
+    for chatty in ("amqtt", "transitions", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
