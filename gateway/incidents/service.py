@@ -1027,12 +1027,13 @@ class IncidentService:
         *,
         note_suffix: str = "",
         data: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
         """Acknowledge every row of that recipient for the incident (stops its escalation
         timers: ``_store_escalations`` skips acknowledged rows), the incident's first
-        acknowledgement, and the timeline entry."""
+        acknowledgement, and the timeline entry. False, and nothing recorded, when that
+        recipient had acknowledged already (a repeated click or message)."""
         n = notifications.c
-        conn.execute(
+        changed = conn.execute(
             update(notifications)
             .where(
                 n.incident_id == row.incident_id,
@@ -1042,6 +1043,8 @@ class IncidentService:
             )
             .values(acked_at=now, acked_by=actor)
         )
+        if changed.rowcount == 0:
+            return False
         inc = conn.execute(
             select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
         ).first()
@@ -1063,6 +1066,7 @@ class IncidentService:
             note=f"{row.recipient_name} ({row.recipient_kind}/{row.recipient_id}){note_suffix}",
             data={"notification_id": int(row.id), **(data or {})},
         )
+        return True
 
     def _store_escalations(self, ids: list[int], now: datetime) -> Written:
         written = Written()

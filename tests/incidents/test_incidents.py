@@ -387,6 +387,10 @@ async def test_api_workflow_with_409_attachments_and_ack(
     assert (
         await client.post(f"/api/notifications/{nid}/ack", json={"actor": "p-worker-1"})
     ).status_code == 200
+    again = await client.post(f"/api/notifications/{nid}/ack", json={"actor": "p-worker-1"})
+    assert again.status_code == 200  # a repeated click is harmless and recorded once
+    timeline = (await client.get(f"/api/incidents/{iid}")).json()["timeline"]
+    assert [t["action"] for t in timeline].count("acknowledge") == 1
     assert (await client.post("/api/notifications/999999/ack", json={})).status_code == 404
     page = (await client.get("/api/incidents?stage=evaluated&source=hazard")).json()
     assert [i["id"] for i in page["items"]] == [iid]
