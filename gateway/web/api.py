@@ -135,6 +135,7 @@ def _context(ctx: WebContext, inc: dict[str, Any]) -> dict[str, Any]:
     cell = grid.areas.get(inc.get("cell") or "")
     return {
         "address": address,
+        "household": inc.get("household") or loc.household,
         "cell_name": cell.name if cell else None,
         "neighbours": neighbours,
         "group": loc.group,
@@ -252,6 +253,9 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         found = await scoped_incident(incident_id, user)
         found["allowed"] = allowed(Stage(found["stage"]))
         found["context"] = _context(ctx, found)
+        # The desk may reveal the household's numbers (GET /api/grid/households/{id}/phones,
+        # pii:read, audited there); the console only says whether to offer it.
+        found["context"]["may_reveal_phones"] = principal.allows(Permission.PII_READ)
         found["evidence"] = [
             {**m.to_json(), "image_url": f"/api/evidence/{m.id}/image"}
             for m in ctx.evidence_for(f"incident-{incident_id}")

@@ -61,6 +61,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "desk.acked": ("已确认", "Acknowledged"),
     "desk.escalated": ("已超时升级", "Deadline passed: escalated"),
     "desk.sound": ("启用声音", "Enable sound"),
+    "desk.contacts": ("住户联系人", "Household contacts"),
+    "desk.show_phones": ("显示电话", "Show phone numbers"),
+    "desk.phones_recorded": (
+        "已记录查看：本次查看电话已写入审计日志",
+        "Recorded: this reveal of the numbers is in the audit log",
+    ),
+    "desk.phones_denied": (
+        "您的角色无权查看住户电话（需要 pii:read）",
+        "Your role may not see household phone numbers (needs pii:read)",
+    ),
+    "desk.no_contacts": ("未登记联系人", "No contacts on record"),
+    "desk.phone_unavailable": ("号码无法解密", "Number cannot be decrypted"),
     "act.acknowledge": ("确认接警", "Acknowledge"),
     "act.dispatch": ("派遣", "Dispatch"),
     "act.accept": ("接单处置", "Accept"),

@@ -3,6 +3,8 @@ scope, live video and the remaining pages (with screenshots in test-artifacts/e2
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,14 @@ import pytest
 from tests.e2e.conftest import PHONE, WALL, shot
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo_contact(household: str) -> dict[str, str]:
+    """The demo grid's contact of a household (config/grid/households.csv)."""
+    with (ROOT / "config" / "grid" / "households.csv").open(encoding="utf-8") as f:
+        return next(row for row in csv.DictReader(f) if row["id"] == household)
 
 
 def photo(tmp_path: Path) -> Path:
@@ -86,6 +96,19 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     )
     shot(desk, "desk-incoming-alarm")
 
+    # the desk (pii:read) reveals the household's contact numbers: in full, recorded
+    contact = demo_contact("1-1-101")
+    assert not desk.locator("#current [data-testid=phone]").count()  # not before the click
+    desk.click("#current [data-testid=show-phones]")
+    desk.wait_for_selector("#current [data-testid=phones-recorded]", timeout=5000)
+    number = desk.locator("#current [data-testid=phone]")
+    assert number.inner_text() == contact["contact_phone"]
+    assert number.get_attribute("href") == f"tel:{contact['contact_phone']}"
+    phones = desk.inner_text("#current [data-testid=phones]")
+    assert contact["contact_name"] in phones and contact["contact_relation"] in phones
+    assert "已记录查看" in desk.inner_text("#current [data-testid=phones-recorded]")
+    shot(desk, "desk-phones-revealed")
+
     desk.fill("#current [data-testid=note]", "已联系住户，民警出发")
     desk.click("#current button[data-action=acknowledge]")
     resident.wait_for_selector("[data-testid=acked-by].acked", timeout=5000)
@@ -116,6 +139,29 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     )
     assert "太平派出所值班台" in audit.inner_text()  # the desk, by its grid person's name
     shot(admin, "incident-detail-admin-audit")
+
+    # the desk's reveal is an audit row (whose numbers, by whom), without the number
+    rows: list[dict[str, Any]] = []
+    while page := admin.request.get(
+        "/api/audit", params={"after": rows[-1]["id"] if rows else 0, "limit": 1000}
+    ).json():
+        rows += page
+    reveals = [
+        r for r in rows
+        if r["action"] == "GET /api/grid/households/{household_id}/phones"
+        and r["target"] == "/api/grid/households/1-1-101/phones"
+    ]  # fmt: skip
+    assert [(r["role"], r["status"]) for r in reveals] == [("police_desk", 200)], reveals
+    assert reveals[0]["after"]["revealed"] == {"household": "1-1-101", "revealed": 1}
+    assert contact["contact_phone"] not in json.dumps(reveals)
+
+    # the administrator (no pii:read) gets no button on the desk, but says why
+    admin.goto("/console/desk")
+    admin.click(f"#alarms [data-incident='{incident_id}']")
+    admin.wait_for_selector(
+        f"#current:has(.inc-head:has-text('#{incident_id} ')) [data-testid=phones-denied]"
+    )
+    assert admin.locator("#current [data-testid=show-phones]").count() == 0
 
 
 def test_grid_worker_handles_feedback_verify(login: Any, api: httpx.Client, tmp_path: Path) -> None:

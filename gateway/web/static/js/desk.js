@@ -9,6 +9,70 @@ const alarms = new Map(); // id → incident
 let selected = null;
 let timer = null;
 let video = null;
+let revealed = null; // {incident, household, answer}: the numbers shown for the selected alarm
+
+// The household's contacts: names, relations and numbers in full, revealed on request only
+// (GET /api/grid/households/{id}/phones: pii:read, one household, each reveal audited).
+function contactsPanel(incId, ctx) {
+  const box = h("div", { class: "contacts", "data-testid": "contacts", "data-household": ctx.household || "" });
+  if (!ctx.household) {
+    box.append("—");
+    return box;
+  }
+  if (!ctx.may_reveal_phones) {
+    box.append(h("p", { class: "muted", "data-testid": "phones-denied" }, t("desk.phones_denied")));
+    return box;
+  }
+  if (revealed && revealed.incident === incId && revealed.household === ctx.household) {
+    showPhones(box, revealed.answer);
+    return box;
+  }
+  const msg = h("p", { class: "msg", "aria-live": "polite" });
+  const button = h(
+    "button",
+    { type: "button", class: "small", "data-testid": "show-phones" },
+    t("desk.show_phones"),
+  );
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    msg.textContent = "";
+    try {
+      const answer = await api(`/api/grid/households/${encodeURIComponent(ctx.household)}/phones`);
+      if (selected === incId) revealed = { incident: incId, household: ctx.household, answer };
+      showPhones(box, answer);
+    } catch (err) {
+      button.disabled = false;
+      msg.textContent = err.status === 403 ? t("desk.phones_denied") : `${t("error")}: ${err.message}`;
+      msg.className = "msg err";
+    }
+  });
+  box.append(button, msg);
+  return box;
+}
+
+function showPhones(box, answer) {
+  const contacts = answer.contacts || [];
+  box.replaceChildren(
+    contacts.length
+      ? h(
+          "ul",
+          { class: "phones", "data-testid": "phones" },
+          contacts.map((c) =>
+            h(
+              "li",
+              {},
+              h("b", {}, c.name || "—"),
+              c.relation ? h("span", { class: "muted" }, c.relation) : null,
+              c.phone
+                ? h("a", { href: `tel:${c.phone.replace(/[^0-9+]/g, "")}`, "data-testid": "phone" }, c.phone)
+                : h("span", { class: "err", title: c.phone_error || "" }, `${c.phone_masked || "—"} · ${t("desk.phone_unavailable")}`),
+            ),
+          ),
+        )
+      : h("p", { class: "muted" }, t("desk.no_contacts")),
+    h("p", { class: "recorded muted", "data-testid": "phones-recorded" }, t("desk.phones_recorded")),
+  );
+}
 
 const isAlarm = (inc) => inc.severity === "P1" || inc.category === "panic";
 const OPEN = new Set(["discovered", "dispatched", "handling", "feedback"]);
@@ -48,6 +112,7 @@ function flash(inc) {
 }
 
 async function select(id) {
+  if (id !== selected) revealed = null;
   selected = id;
   drawList();
   const inc = await loadIncident(id);
@@ -65,6 +130,8 @@ async function select(id) {
     h("p", { class: "big", "data-testid": "desk-address" }, ctx.address || "—"),
     h("h3", {}, t("desk.neighbours")),
     h("p", { "data-testid": "neighbours" }, ctx.neighbours?.length ? ctx.neighbours.join("、") : "—"),
+    h("h3", {}, t("desk.contacts")),
+    contactsPanel(id, ctx),
     h("h3", {}, `${t("desk.camera")}: ${ctx.camera || "—"}`),
     snapBox,
   );
