@@ -106,9 +106,22 @@ class ConsoleNotifier:
         return None
 
     async def send(self, message: Message) -> SendResult:
-        self.hub.publish(
-            {"type": "notification", "recipient": message.recipient, **message.payload},
-            message.recipient,
-            message.place,
-        )
+        self.hub.publish(console_item(message), message.recipient, message.place)
         return SendResult.sent()
+
+
+def console_item(message: Message) -> dict[str, Any]:
+    """The pushed item: the notification's payload as the other channels send it (so
+    ``recipient`` is the object ``{kind, id, name}``), plus ``recipient_key`` (``kind/id``,
+    the form ``?recipient=`` filters on) and ``type``. Neither may be overwritten by the
+    payload; a payload without the recipient object gets it from the outbox row."""
+    item = dict(message.payload)
+    if not isinstance(item.get("recipient"), dict):
+        item["recipient"] = {
+            "kind": message.recipient_kind,
+            "id": message.recipient_id,
+            "name": message.recipient_name,
+        }
+    item["recipient_key"] = message.recipient
+    item["type"] = "notification"
+    return item

@@ -108,9 +108,13 @@ def about(items: list[dict[str, Any]], incident_id: int) -> list[dict[str, Any]]
 
 
 def to(item: dict[str, Any]) -> str:
-    """A notification's recipient (the payload carries it as {kind, id, name})."""
+    """A notification's recipient: ``recipient_key`` (``kind/id``), which must agree with
+    the payload's ``recipient`` object ({kind, id, name})."""
     r = item["recipient"]
-    return f"{r['kind']}/{r['id']}" if isinstance(r, dict) else str(r)
+    assert isinstance(r, dict) and {"kind", "id", "name"} <= r.keys(), item
+    key = str(item["recipient_key"])
+    assert key == f"{r['kind']}/{r['id']}", item
+    return key
 
 
 def types(items: list[dict[str, Any]]) -> set[str]:

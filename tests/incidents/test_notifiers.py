@@ -9,7 +9,7 @@ import hmac
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config.settings import MqttConfig
-from gateway.notify.base import Message
+from gateway.notify.base import IncidentPlace, Message
+from gateway.notify.console import ConsoleNotifier, NotificationHub
 from gateway.notify.dispatcher import Dispatcher, Outgoing
 from gateway.notify.mqtt import MqttNotifier
 from gateway.notify.policy import RetryPolicy
@@ -196,3 +197,39 @@ async def test_mqtt_notifier_publishes_per_recipient_topic(mosquitto: MosquittoB
         await notifier.stop()
         sub.loop_stop()
         sub.disconnect()
+
+
+async def test_console_item_keeps_the_recipient_object_and_its_key() -> None:
+    """The outbox payload carries ``recipient`` as ``{kind, id, name}`` (as MQTT and webhooks
+    send it); the console item keeps that object and adds ``recipient_key`` (``kind/id``) and
+    ``type`` beside it, neither overwriting the other (the key was once lost this way)."""
+    hub = NotificationHub()
+    place = IncidentPlace("shifan-01", "demo-compound", None)
+    seen: list[tuple[IncidentPlace | None, str | None]] = []
+
+    def admits(p: IncidentPlace | None, recipient: str | None) -> bool:
+        seen.append((p, recipient))
+        return True
+
+    stream = hub.watch(admits)
+    assert isinstance(stream, AsyncGenerator)
+    assert await anext(stream) == {"type": "subscribed"}
+    notifier = ConsoleNotifier(hub)
+    desk = {"kind": "police-desk", "id": "beat-1", "name": "值班台"}
+    payload = {"v": 1, "incident_id": 7, "title_zh": "一键报警", "recipient": desk,
+               "type": "not-this", "notification_id": 3}  # fmt: skip
+    outbox = Message(3, 7, "console", "police-desk", "beat-1", "值班台", payload, place)
+    assert (await notifier.send(outbox)).ok
+    item = await anext(stream)
+    assert item["type"] == "notification"
+    assert item["recipient"] == desk
+    assert item["recipient_key"] == "police-desk/beat-1"
+    assert (item["incident_id"], item["notification_id"]) == (7, 3)
+    assert seen == [(place, "police-desk/beat-1")]  # the hub filters on the key
+    assert payload["recipient"] == desk and "recipient_key" not in payload  # not mutated
+
+    # a payload without the object (an older outbox row) gets it from the row's columns
+    await notifier.send(message(4))
+    item = await anext(stream)
+    assert item["recipient"] == desk and item["recipient_key"] == "police-desk/beat-1"
+    await stream.aclose()
