@@ -52,9 +52,7 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert health.get("status") == "ok", health
         assert {"access", "gate", "perimeter", "alarm"} <= kinds
-        # the demo's light traffic leaves nothing waiting behind ingest for long
         assert set(health["pipeline"]) == {"rules_backlog", "signals_pending", "panic_acks_held"}
-        assert health["pipeline"]["rules_backlog"] < 100, health
         devices = httpx.get(
             f"{base}/api/devices", params={"limit": 500}, headers=auth, timeout=5
         ).json()

@@ -65,3 +65,18 @@ class Notifier(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def notification_body(message: Message) -> dict[str, Any]:
+    """What every channel sends: the payload, ``recipient`` the object ``{kind, id, name}``
+    (from the outbox row when the payload lacks it) and ``recipient_key`` (``kind/id``),
+    which the payload cannot overwrite."""
+    body = dict(message.payload)
+    if not isinstance(body.get("recipient"), dict):
+        body["recipient"] = {
+            "kind": message.recipient_kind,
+            "id": message.recipient_id,
+            "name": message.recipient_name,
+        }
+    body["recipient_key"] = message.recipient
+    return body

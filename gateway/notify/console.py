@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.notify.base import IncidentPlace, Message, SendResult
+from gateway.notify.base import IncidentPlace, Message, SendResult, notification_body
 
 VIEWER_QUEUE = 500
 PLACES_KEPT = 10_000  # incidents whose place the hub remembers (for items published without)
@@ -111,17 +111,6 @@ class ConsoleNotifier:
 
 
 def console_item(message: Message) -> dict[str, Any]:
-    """The pushed item: the notification's payload as the other channels send it (so
-    ``recipient`` is the object ``{kind, id, name}``), plus ``recipient_key`` (``kind/id``,
-    the form ``?recipient=`` filters on) and ``type``. Neither may be overwritten by the
-    payload; a payload without the recipient object gets it from the outbox row."""
-    item = dict(message.payload)
-    if not isinstance(item.get("recipient"), dict):
-        item["recipient"] = {
-            "kind": message.recipient_kind,
-            "id": message.recipient_id,
-            "name": message.recipient_name,
-        }
-    item["recipient_key"] = message.recipient
-    item["type"] = "notification"
-    return item
+    """The pushed item: the body every channel sends (``notification_body``) with
+    ``type: "notification"``, which the payload cannot overwrite either."""
+    return {**notification_body(message), "type": "notification"}

@@ -19,7 +19,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from gateway.config.errors import ConfigError, ConfigErrors
-from gateway.notify.base import Message, SendResult
+from gateway.notify.base import Message, SendResult, notification_body
 from gateway.notify.policy import RetryPolicy
 from gateway.routing.model import Webhook
 
@@ -84,7 +84,7 @@ class WebhookNotifier:
             await self.start()
         assert self._client is not None
         body = json.dumps(
-            {"recipient": message.recipient, **message.payload},
+            notification_body(message),
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode()

@@ -91,7 +91,9 @@ async def test_webhook_signs_the_body(server: Server, monkeypatch: pytest.Monkey
     ts = headers["X-Lianfang-Timestamp"]
     expected = hmac.new(b"s3cret", ts.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert headers["X-Lianfang-Signature"] == f"sha256={expected}"
-    assert json.loads(body)["recipient"] == "police-desk/beat-1"
+    sent = json.loads(body)
+    assert sent["recipient_key"] == "police-desk/beat-1"
+    assert sent["recipient"]["kind"] == "police-desk" and sent["recipient"]["id"] == "beat-1"
 
 
 async def test_webhook_classifies_failures(server: Server) -> None:
