@@ -32,6 +32,7 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         health: dict = {}  # type: ignore[type-arg]
         kinds: set[str] = set()
+        online = 0
         auth: dict[str, str] = {}
         while time.monotonic() < deadline:
             try:
@@ -45,18 +46,24 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                     f"{base}/api/events", params={"limit": 1000}, headers=auth, timeout=5
                 ).json()
                 kinds = {e["kind"] for e in events["items"]}
+                devices = httpx.get(
+                    f"{base}/api/devices", params={"limit": 500}, headers=auth, timeout=5
+                ).json()
+                online = sum(1 for d in devices["items"] if d["online"])
             except httpx.HTTPError:
                 pass
-            if health.get("status") == "ok" and {"access", "gate", "perimeter", "alarm"} <= kinds:
+            # last-seen state is written once a second: wait for it like for the events
+            if (
+                health.get("status") == "ok"
+                and {"access", "gate", "perimeter", "alarm"} <= kinds
+                and online >= 20
+            ):
                 break
             time.sleep(0.5)
         assert health.get("status") == "ok", health
         assert {"access", "gate", "perimeter", "alarm"} <= kinds
         assert set(health["pipeline"]) == {"rules_backlog", "signals_pending", "panic_acks_held"}
-        devices = httpx.get(
-            f"{base}/api/devices", params={"limit": 500}, headers=auth, timeout=5
-        ).json()
-        assert sum(1 for d in devices["items"] if d["online"]) >= 20
+        assert online >= 20
         assert httpx.get(f"{base}/api/rules", headers=auth, timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)

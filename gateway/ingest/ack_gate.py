@@ -46,9 +46,17 @@ class GateStats:
     overflow: int = 0  # messages acknowledged on commit because too many were held
 
 
-def gated(events: Iterable[Event]) -> list[str]:
-    """Ids of the events whose message must wait for its incident."""
-    return [e.event_id for e in events if e.type in GATED_TYPES]
+def gated(
+    events: Iterable[Event], redelivered: Iterable[Event] = (), gate: AckGate | None = None
+) -> list[str]:
+    """Ids of the events whose message must wait for its incident: gated types, and
+    redeliveries of gated events the gate still waits for."""
+    ids = [e.event_id for e in events if e.type in GATED_TYPES]
+    if gate is not None:
+        ids += [
+            e.event_id for e in redelivered if e.type in GATED_TYPES and gate.waiting(e.event_id)
+        ]
+    return ids
 
 
 class AckGate:
@@ -107,12 +115,21 @@ class AckGate:
         if ready:
             self._send(ready)
 
+    def waiting(self, event_id: str) -> bool:
+        """Whether the event was held and is not settled yet (a redelivery of it must wait
+        too, though the normaliser drops it as a duplicate)."""
+        return event_id in self._by_event
+
     def forget(self) -> None:
         """A new connection: held tokens belong to the old one and the broker resends
-        those messages, which are held again when they arrive."""
+        those messages, which are held again when they arrive. Which events are still
+        unsettled is kept, so those redeliveries wait for them."""
         with self._lock:
             self._by_token.clear()
-            self._by_event.clear()
+            if len(self._by_event) > MAX_HELD:
+                self._by_event.clear()  # bounded: beyond this, redeliveries ack on commit
+            for holders in self._by_event.values():
+                holders.clear()
 
     def _drop(self, held: _Held) -> None:
         self._by_token.pop(held.token, None)

@@ -248,7 +248,11 @@ class MqttConsumer:
         # QoS 1 only: we subscribe at QoS 1, so the broker never sends QoS 2.
         token = (self._generation, msg.mid) if msg.qos == 1 else None
         gate = self.gate
-        if gate is not None and token is not None and (ids := gated(outcome.events)):
+        if (
+            gate is not None
+            and token is not None
+            and (ids := gated(outcome.events, outcome.duplicate_events, gate))
+        ):
             gate.hold(token, ids)  # before the bus: the rules cannot settle it first
         for event in outcome.events:
             self.bus.publish(event)

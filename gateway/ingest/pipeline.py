@@ -42,6 +42,7 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     quarantined: QuarantineRecord | None = None
     duplicates: int = 0
+    duplicate_events: list[Event] = field(default_factory=list)  # redeliveries, not on the bus
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Normaliser:
         for event in events:
             if event.event_id in recent:
                 outcome.duplicates += 1
+                outcome.duplicate_events.append(event)
                 continue
             recent[event.event_id] = None
             if len(recent) > RECENT_IDS:
