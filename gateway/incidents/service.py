@@ -1048,7 +1048,9 @@ class IncidentService:
         inc = conn.execute(
             select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
         ).first()
-        if inc is not None and inc.acked_at is None:
+        # The incident counts as acknowledged (figures: time to acknowledge) when a
+        # responder with a deadline acknowledges; a neighbour's "seen" is on the timeline.
+        if inc is not None and inc.acked_at is None and row.ack_required:
             conn.execute(
                 update(incidents)
                 .where(incidents.c.id == row.incident_id)

@@ -193,6 +193,23 @@ async def test_unacknowledged_grid_worker_escalates_to_the_grid_head(rt: Inciden
     assert inc["acked_at"] is not None
 
 
+async def test_a_neighbours_acknowledgement_does_not_count_as_the_incidents(
+    rt: IncidentsRuntime,
+) -> None:
+    """Neighbours are told, not asked: their "seen" goes on the timeline, but the incident is
+    acknowledged (time to acknowledge in the figures) only by a responder with a deadline."""
+    await rt.emit(panic_signal())
+    await rt.dispatcher.drain()
+    neighbours = mqtt(rt).to("neighbour-group/ng-3")[0]
+    desk = mqtt(rt).to("police-desk/beat-taiping-2")[0]
+    await rt.service.acknowledge(neighbours.notification_id, "p-neighbour")
+    inc = await detail(rt, desk.incident_id)
+    assert inc["acked_at"] is None
+    assert [e["action"] for e in inc["timeline"]].count("acknowledge") == 1
+    await rt.service.acknowledge(desk.notification_id, "p-desk")
+    assert (await detail(rt, desk.incident_id))["acked_at"] is not None
+
+
 async def test_ack_deadlines_survive_a_restart(tmp_path: Path) -> None:
     clock = FakeClock()
     first = runtime(tmp_path, clock)
