@@ -194,6 +194,9 @@ async def run(workdir: Path, port: int, args: argparse.Namespace) -> dict[str, A
     config = load_gateway_config(cfg_path)
     gateway = Gateway(config)  # with its incidents runtime: rules → incidents → notifiers
     await gateway.start()
+    from gateway.tuning import tune_interpreter
+
+    tune_interpreter(switch_interval_s=args.switch_interval_ms / 1000)  # as `lianfang run`
     assert await gateway.wait_subscribed(30)
 
     desk_arrivals: dict[str, float] = {}
@@ -288,8 +291,6 @@ def main() -> None:
         )
         return
     os.environ.setdefault("LIANFANG_PII_KEY", "bench-only-key")
-    if args.switch_interval_ms is not None:
-        sys.setswitchinterval(args.switch_interval_ms / 1000)
     with tempfile.TemporaryDirectory(prefix="lianfang-alarm-") as tmp:
         workdir = Path(tmp)
         broker = MosquittoBroker(workdir / "mosquitto")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -191,12 +192,25 @@ def _thread_cpu_s() -> dict[str, float]:
     return out
 
 
+def tune(args: argparse.Namespace) -> None:
+    """The interpreter settings `lianfang run` applies after start-up (gateway/tuning.py),
+    unless --default-gc asks to measure without the garbage-collector part."""
+    from gateway.tuning import GC_THRESHOLDS, tune_interpreter
+
+    tune_interpreter(
+        switch_interval_s=args.switch_interval_ms / 1000,
+        gc_thresholds=gc.get_threshold() if args.default_gc else GC_THRESHOLDS,  # type: ignore[arg-type]
+    )
+    if args.default_gc:
+        gc.unfreeze()
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") -> dict[str, Any]:
+async def gateway_run(workdir: Path, port: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     from gateway.config.settings import load_gateway_config
     from gateway.runtime import Gateway
 
@@ -215,7 +229,7 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
         "grid_dir": str(workdir / "grid"),
     }))  # fmt: skip
     gateway = Gateway(
-        load_gateway_config(cfg_path), protocol="v311" if protocol == "v311" else "v5"
+        load_gateway_config(cfg_path), protocol="v311" if args.protocol == "v311" else "v5"
     )
     latencies: list[float] = []
     stored_box = [0]
@@ -231,6 +245,7 @@ async def gateway_run(workdir: Path, port: int, n: int, protocol: str = "v5") ->
 
     gateway.writer.on_committed = on_committed
     await gateway.start()
+    tune(args)
     assert await gateway.wait_subscribed(30)
     started = time.perf_counter()
     cpu_started = _cpu_s()
@@ -319,6 +334,9 @@ def main() -> None:
         help="sys.setswitchinterval, as `lianfang run`/`demo` set it (default 0.5 ms)",
     )
     parser.add_argument("--protocol", choices=["v5", "v311"], default="v5")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="Python's GC settings, not gateway/tuning.py's"
+    )
     parser.add_argument("--publish", nargs=3, metavar=("PORT", "N", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
@@ -334,8 +352,7 @@ def main() -> None:
             baseline = broker_baseline(broker.port, args.baseline_events)
             via_aiomqtt = asyncio.run(aiomqtt_baseline(broker.port, args.baseline_events))
             broker.restart()  # fresh broker state for the gateway run
-            sys.setswitchinterval(args.switch_interval_ms / 1000)  # as the gateway runs it
-            result = asyncio.run(gateway_run(workdir, broker.port, args.events, args.protocol))
+            result = asyncio.run(gateway_run(workdir, broker.port, args.events, args))
         finally:
             broker.stop()
     result["broker_events_per_s"] = round(baseline, 1)  # publisher → Mosquitto → bare paho
@@ -343,6 +360,7 @@ def main() -> None:
     result["ratio_to_broker"] = round(result["events_per_s"] / baseline, 3) if baseline else None
     result["machine_cores"] = os.cpu_count()
     result["protocol"] = args.protocol
+    result["gc"] = "default" if args.default_gc else "tuned"
 
     print(json.dumps(result))
 

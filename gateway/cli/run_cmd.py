@@ -9,7 +9,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -47,6 +46,7 @@ async def serve(
 
     from gateway.runtime import Gateway
     from gateway.server import build_app
+    from gateway.tuning import tune_interpreter
 
     class Server(uvicorn.Server):
         # We own SIGINT/SIGTERM: uvicorn's handler re-raises the signal after serving, which
@@ -55,12 +55,10 @@ async def serve(
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    # Receive, write and alarm threads share one interpreter: switch the GIL every 0.5 ms
-    # instead of 5 ms so the alarm path does not queue behind bulk work (bench/alarm_latency.py).
-    sys.setswitchinterval(0.0005)
     gateway = Gateway(config, protocol=protocol)
     await gateway.start()
     app = await build_app(gateway)
+    tune_interpreter()  # GIL switch interval and garbage collector: gateway/tuning.py
     server = Server(
         uvicorn.Config(
             app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="on"
