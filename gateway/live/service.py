@@ -19,12 +19,40 @@ from typing import Any
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer, MediaRelay
+from av import VideoFrame
 
 from gateway.evidence.cameras import CameraConfig, redact
 from gateway.live.config import LiveConfig
 from gateway.live.ice import restrict_host_addresses, rtc_configuration
 
 log = logging.getLogger(__name__)
+
+
+class PrivateFrames(MediaStreamTrack):
+    """A viewer's own copy of each relayed frame.
+
+    The relay hands every viewer the same frame object, and each viewer's encoder runs in a
+    worker thread of its own; aiortc's VP8 encoder converts and flags the frame it is given,
+    so two encoders working on one shared frame at once crashed the process (a segfault in
+    libvpx, about one run in fifteen of tests/test_webrtc.py). The copy is made here, on the
+    event loop, one viewer after another."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._source = source
+
+    async def recv(self) -> VideoFrame:
+        frame = await self._source.recv()
+        assert isinstance(frame, VideoFrame)
+        own = VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+        own.pts, own.time_base = frame.pts, frame.time_base
+        return own
+
+    def stop(self) -> None:
+        self._source.stop()
+        super().stop()
 
 
 class LiveError(Exception):
@@ -151,7 +179,7 @@ class LiveService:
                 raise ViewerLimit(f"{self.config.max_viewers} viewers in all")
             feed = await self._feed(camera)
             pc = RTCPeerConnection(rtc_configuration(self.config))
-            track = feed.relay.subscribe(feed.source, buffered=False)
+            track = PrivateFrames(feed.relay.subscribe(feed.source, buffered=False))
             viewer = Viewer(secrets.token_urlsafe(12), camera_id, pc, track)
             feed.viewers[viewer.id] = viewer
         try:
