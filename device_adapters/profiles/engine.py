@@ -160,6 +160,9 @@ class _Plan:
         return None
 
 
+TOPIC_CACHE_SIZE = 50_000
+
+
 class ProfileAdapter:
     """Adapter backed by one :class:`Profile`."""
 
@@ -168,6 +171,20 @@ class ProfileAdapter:
         self.name = profile.profile
         self.default_tz = default_tz
         self._plans = [_Plan.compile(m) for m in profile.mappings]
+        # topic → the plans that take it, with their captures: topics are per device, so a
+        # few thousand entries serve every message instead of a regex per plan per message.
+        self._by_topic: dict[str, list[tuple[_Plan, dict[str, str]]]] = {}
+
+    def _matching(self, topic: str) -> list[tuple[_Plan, dict[str, str]]]:
+        try:
+            return self._by_topic[topic]
+        except KeyError:
+            pass
+        found = [(p, c) for p in self._plans if (c := p.captures(topic)) is not None]
+        if len(self._by_topic) >= TOPIC_CACHE_SIZE:
+            self._by_topic.clear()
+        self._by_topic[topic] = found
+        return found
 
     def subscriptions(self) -> list[str]:
         subs: list[str] = []
@@ -178,21 +195,16 @@ class ProfileAdapter:
         return subs
 
     def accepts(self, topic: str) -> bool:
-        return any(plan.captures(topic) is not None for plan in self._plans)
+        return bool(self._matching(topic))
 
     def payload_format(self, topic: str) -> str:
-        for plan in self._plans:
-            if plan.captures(topic) is not None:
-                return plan.mapping.format
-        return "json"
+        matching = self._matching(topic)
+        return matching[0][0].mapping.format if matching else "json"
 
     def normalise(self, message: Message, lookup: DeviceLookup) -> list[Event]:
         events: list[Event] = []
         reasons: list[str] = []
-        for plan in self._plans:
-            captures = plan.captures(message.topic)
-            if captures is None:
-                continue
+        for plan, captures in self._matching(message.topic):
             mapping = plan.mapping
             if mapping.format == "json" and isinstance(message.payload, str):
                 reasons.append(f"{mapping.id}: payload is text, mapping expects JSON")
