@@ -139,15 +139,14 @@ class BatchWriter:
         batch_size: int = 500,
         interval_s: float = 0.05,
         on_committed: Callable[[list[Event]], None] | None = None,
-        acknowledge: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.on_committed = on_committed
-        # Receives the ``ack`` tokens of each committed batch at once, in arrival order (the
-        # MQTT consumer turns them into PUBACKs sent in one write).
-        self.acknowledge = acknowledge
+        # Receives the ``ack`` tokens of each committed batch at once, in arrival order; set by
+        # the MQTT consumer, which turns them into PUBACKs sent in one write.
+        self.acknowledge: Callable[[list[Any]], None] | None = None
         self.stats = WriterStats()
         dialect = engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
