@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lean_publisher import LeanPublisher, Template  # noqa: E402
 from tests.support.brokers import MosquittoBroker  # noqa: E402
 
 SITE = "bench-compound"
@@ -96,10 +97,17 @@ def payload(rng: random.Random, seq: int) -> tuple[str, dict[str, Any]]:
 devices_cache = devices()
 
 
-def publisher(port: int, n: int, seed: int) -> None:
+def publisher(port: int, n: int, seed: int, kind: str = "lean") -> None:
     """Separate process: publish n events as fast as QoS 1 allows; ts = publish time."""
     rng = random.Random(seed)
     prepared = [payload(rng, i) for i in range(n)]
+    if kind == "lean":
+        lean = LeanPublisher(port, f"bench-pub-{seed}")
+        lean.publish_all([Template(t, body) for t, body in prepared])
+        if not lean.wait_acked(n, 600):
+            raise SystemExit(f"broker acknowledged only {lean.acked} of {n} messages")
+        lean.close()
+        return
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{seed}"
     )
@@ -121,8 +129,13 @@ def publisher(port: int, n: int, seed: int) -> None:
     client.loop_stop()
 
 
+PUBLISHER = "lean"  # set from --publisher
+
+
 def spawn_publisher(port: int, n: int, seed: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, __file__, "--publish", str(port), str(n), str(seed)])
+    return subprocess.Popen(
+        [sys.executable, __file__, "--publish", str(port), str(n), str(seed), PUBLISHER]
+    )
 
 
 def broker_baseline(port: int, n: int) -> float:
@@ -205,12 +218,41 @@ def tune(args: argparse.Namespace) -> None:
         gc.unfreeze()
 
 
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds of another process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def calibration_ms() -> float:
+    """Best of three runs of a fixed pure-Python loop: this machine's speed at the time of the
+    run, so figures from different days (or noisy neighbours) can be compared."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for i in range(2_000_000):
+            total += i & 7
+        best = min(best, time.process_time() - started)
+    return round(best * 1000, 1)
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-async def gateway_run(workdir: Path, port: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
+async def gateway_run(
+    workdir: Path, port: int, n: int, args: argparse.Namespace, broker_pid: int
+) -> dict[str, Any]:
     from gateway.config.settings import load_gateway_config
     from gateway.runtime import Gateway
 
@@ -250,6 +292,8 @@ async def gateway_run(workdir: Path, port: int, n: int, args: argparse.Namespace
     started = time.perf_counter()
     cpu_started = _cpu_s()
     threads_started = _thread_cpu_s()
+    children_started = _children_cpu_s()
+    broker_started = _process_cpu_s(broker_pid)
     proc = spawn_publisher(port, n, seed=1)
 
     def watch() -> None:
@@ -277,7 +321,9 @@ async def gateway_run(workdir: Path, port: int, n: int, args: argparse.Namespace
         finished.set()
 
     await asyncio.to_thread(watch)
+    broker_cpu = _process_cpu_s(broker_pid) - broker_started
     proc.wait()
+    publisher_cpu = _children_cpu_s() - children_started  # counted once the child is reaped
     elapsed = last_commit[0] - started
     stats = gateway.writer.stats
     ingest = gateway.normaliser.stats
@@ -318,6 +364,9 @@ async def gateway_run(workdir: Path, port: int, n: int, args: argparse.Namespace
         # load on the machine than events_per_s.
         "gateway_cpu_us_per_event": round(cpu_box[0] / n * 1e6, 1),
         "cpu_us_per_event_by_thread": threads_box,
+        # The rest of the machine's budget: the load generator and the broker.
+        "publisher_cpu_us_per_event": round(publisher_cpu / n * 1e6, 1),
+        "broker_cpu_us_per_event": round(broker_cpu / n * 1e6, 1),
         "incident_signals": signals,
         "rules_backlog_at_end": rules_backlog,
     }
@@ -337,11 +386,22 @@ def main() -> None:
     parser.add_argument(
         "--default-gc", action="store_true", help="Python's GC settings, not gateway/tuning.py's"
     )
-    parser.add_argument("--publish", nargs=3, metavar=("PORT", "N", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--publisher",
+        choices=["lean", "paho"],
+        default="lean",
+        help="load generator: pre-built packets (bench/lean_publisher.py) or paho per message",
+    )
+    parser.add_argument(
+        "--publish", nargs=4, metavar=("PORT", "N", "SEED", "KIND"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.publish:
-        publisher(int(args.publish[0]), int(args.publish[1]), int(args.publish[2]))
+        port, n, seed, kind = args.publish
+        publisher(int(port), int(n), int(seed), kind)
         return
+    global PUBLISHER
+    PUBLISHER = args.publisher
     os.environ.setdefault("LIANFANG_PII_KEY", "bench-only-key")
     with tempfile.TemporaryDirectory(prefix="lianfang-bench-") as tmp:
         workdir = Path(tmp)
@@ -352,7 +412,10 @@ def main() -> None:
             baseline = broker_baseline(broker.port, args.baseline_events)
             via_aiomqtt = asyncio.run(aiomqtt_baseline(broker.port, args.baseline_events))
             broker.restart()  # fresh broker state for the gateway run
-            result = asyncio.run(gateway_run(workdir, broker.port, args.events, args))
+            assert broker.proc is not None
+            result = asyncio.run(
+                gateway_run(workdir, broker.port, args.events, args, broker.proc.pid)
+            )
         finally:
             broker.stop()
     result["broker_events_per_s"] = round(baseline, 1)  # publisher → Mosquitto → bare paho
@@ -361,6 +424,8 @@ def main() -> None:
     result["machine_cores"] = os.cpu_count()
     result["protocol"] = args.protocol
     result["gc"] = "default" if args.default_gc else "tuned"
+    result["publisher"] = args.publisher
+    result["calibration_ms"] = calibration_ms()
 
     print(json.dumps(result))
 
