@@ -250,12 +250,8 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-async def gateway_run(
-    workdir: Path, port: int, n: int, args: argparse.Namespace, broker_pid: int
-) -> dict[str, Any]:
-    from gateway.config.settings import load_gateway_config
-    from gateway.runtime import Gateway
-
+def write_config(workdir: Path, port: int) -> Path:
+    """The gateway configuration the benchmarks run: shipped profiles, rules and routing."""
     sites = workdir / "sites"
     sites.mkdir()
     (sites / "bench.yaml").write_text(yaml.safe_dump({"id": SITE, "devices": devices_cache}))
@@ -270,6 +266,16 @@ async def gateway_run(
         "routing_file": str(ROOT / "config" / "routing.yaml"),
         "grid_dir": str(workdir / "grid"),
     }))  # fmt: skip
+    return cfg_path
+
+
+async def gateway_run(
+    workdir: Path, port: int, n: int, args: argparse.Namespace, broker_pid: int
+) -> dict[str, Any]:
+    from gateway.config.settings import load_gateway_config
+    from gateway.runtime import Gateway
+
+    cfg_path = write_config(workdir, port)
     gateway = Gateway(
         load_gateway_config(cfg_path), protocol="v311" if args.protocol == "v311" else "v5"
     )

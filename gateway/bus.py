@@ -65,17 +65,22 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Thread-safe: schedule delivery on the bus's loop (or deliver now when on it)."""
+        self.publish_many([event])
+
+    def publish_many(self, events: list[Event]) -> None:
+        """Thread-safe: ``publish`` for several events, with one wake-up of the loop."""
         loop = self._loop
-        if loop is None:
+        if loop is None or not events:
             return  # nobody listens yet (e.g. tools running without an event loop)
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            self._fanout(event)
+            for event in events:
+                self._fanout(event)
             return
-        self._inbox.append(event)
+        self._inbox.extend(events)
         if not self._drain_scheduled:
             self._drain_scheduled = True
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown

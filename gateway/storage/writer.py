@@ -167,8 +167,14 @@ class BatchWriter:
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
-        if item is not None and item.events:
-            encode = self._encode
+        self.submit_many([item])
+
+    def submit_many(self, items: list[WriteItem | None]) -> None:
+        """Queue items in order; one wake-up of the writer thread for all of them."""
+        encode = self._encode
+        for item in items:
+            if item is None or not item.events:
+                continue
             item.rows = [encode(e) for e in item.events]
             with self._devices_lock:
                 devices = self._devices
@@ -184,7 +190,7 @@ class BatchWriter:
                         e.type.value,
                         battery,
                     )
-        self._queue.append(item)
+        self._queue.extend(items)
         if not self._wake.is_set():
             self._wake.set()
 
