@@ -279,6 +279,8 @@ class ProfileAdapter:
         attributes, raw_text = attrs.attributes, attrs.raw_text
         if attrs.extra:
             attributes["extra"] = attrs.extra
+        # The discriminator, given here: Event's own default costs two dict copies per event.
+        attributes["kind"] = str(kind)
 
         occurred_at = message.received_at
         if plan.occurred_at is not None and mapping.occurred_at is not None:
