@@ -18,10 +18,10 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, Select, or_, select
 
 from gateway.api.deps import CurrentPrincipal, Database, Permission
-from gateway.audit.tables import audit_log
+from gateway.audit.tables import audit_log, target_is_or_under
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
@@ -159,19 +159,28 @@ def _staff(grid: GridDirectory, cell: str | None) -> list[dict[str, str]]:
     return list(out.values())
 
 
-def _incident_audit(engine: Engine, incident_id: int, limit: int = 100) -> list[dict[str, Any]]:
-    """The audit log's rows about one incident (its API and console routes), oldest first."""
+def incident_audit_query(incident_id: int, dialect: str, limit: int = 100) -> Select[Any]:
+    """The audit log's newest ``limit`` rows about one incident: its API and console paths
+    and the paths below them (actions, attachments, snapshots), served by the target index
+    (migration 0006)."""
     c = audit_log.c
     where = or_(
-        *(c.target == f"{prefix}/incidents/{incident_id}" for prefix in ("/api", "/api/web")),
-        *(c.target.like(f"{prefix}/incidents/{incident_id}/%") for prefix in ("/api", "/api/web")),
+        *(
+            target_is_or_under(f"{prefix}/incidents/{incident_id}", dialect)
+            for prefix in ("/api", "/api/web")
+        )
     )
-    stmt = (
+    return (
         select(c.id, c.at, c.actor, c.role, c.action, c.status)
         .where(where)
         .order_by(c.id.desc())
         .limit(limit)
     )
+
+
+def _incident_audit(engine: Engine, incident_id: int, limit: int = 100) -> list[dict[str, Any]]:
+    """The audit log's rows about one incident (its API and console routes), oldest first."""
+    stmt = incident_audit_query(incident_id, engine.dialect.name, limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in reversed(conn.execute(stmt).all())]
 
