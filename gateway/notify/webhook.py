@@ -11,20 +11,28 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
-from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.notify.base import Message, SendResult, notification_body
+from gateway.notify.http_common import (
+    MAX_RETRY_AFTER_S,
+    RETRYABLE_STATUS,
+    env_secret,
+    parse_retry_after,
+    post,
+)
 from gateway.notify.policy import RetryPolicy
 from gateway.routing.model import Webhook
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 3600.0
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "RETRYABLE_STATUS",
+    "WebhookNotifier",
+    "parse_retry_after",
+    "sign",
+]
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -32,36 +40,12 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), capped at an hour."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(delta, 0.0), MAX_RETRY_AFTER_S)
-
-
-def _env(name: str, what: str) -> str:
-    value = os.environ.get(name)
-    if value is None:
-        raise ConfigErrors([ConfigError("<env>", what, f"environment variable {name} is not set")])
-    return value
-
-
 class WebhookNotifier:
     def __init__(self, hook: Webhook, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.hook = hook
-        self.url = hook.url or _env(hook.url_env or "", f"webhooks.{hook.name}.url_env")
+        self.url = hook.url or env_secret(hook.url_env or "", f"webhooks.{hook.name}.url_env")
         self.secret = (
-            _env(hook.secret_env, f"webhooks.{hook.name}.secret_env").encode()
+            env_secret(hook.secret_env, f"webhooks.{hook.name}.secret_env").encode()
             if hook.secret_env
             else None
         )
@@ -97,15 +81,6 @@ class WebhookNotifier:
         }
         if self.secret is not None:
             headers["X-Lianfang-Signature"] = sign(self.secret, ts, body)
-        try:
-            response = await self._client.post(self.url, content=body, headers=headers)
-        except httpx.TimeoutException:
-            return SendResult.retry(f"timed out after {self.hook.timeout_s:g}s")
-        except httpx.TransportError as exc:
-            return SendResult.retry(f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            return SendResult.sent()
-        error = f"HTTP {response.status_code}"
-        if response.status_code in RETRYABLE_STATUS:
-            return SendResult.retry(error, parse_retry_after(response.headers.get("Retry-After")))
-        return SendResult.fail(error)
+        return await post(
+            self._client, self.url, content=body, headers=headers, timeout_s=self.hook.timeout_s
+        )
