@@ -1,5 +1,6 @@
 """Notifiers: the webhook against a local HTTP server (signature, retries with backoff,
-Retry-After, dead-letter), the retry policy, and MQTT through a private Mosquitto."""
+Retry-After, dead-letter; the ``server`` fixture of ``conftest.py``), the retry policy, and
+MQTT through a private Mosquitto."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import hmac
 import json
 import random
 import threading
-from collections.abc import AsyncGenerator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -28,45 +28,7 @@ from gateway.notify.webhook import WebhookNotifier, parse_retry_after
 from gateway.routing.model import Webhook
 from tests.incidents.helpers import T0, FakeClock
 from tests.support.brokers import MosquittoBroker
-
-
-class Server:
-    """127.0.0.1 HTTP server answering from a script of (status, headers)."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
-        self.script = script
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append((dict(self.headers), body))
-                code, headers = outer.script.pop(0) if outer.script else (200, {})
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                return
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    s = Server([])
-    yield s
-    s.close()
+from tests.support.http_server import Server
 
 
 def message(n: int = 1) -> Message:
