@@ -92,6 +92,7 @@ class Gateway:
             routing_path=config.routing_file,
             grid_dir=config.grid_dir,
             audit=AuditLog(self.engine, load_audit_key(config.data_dir)),
+            sms=config.sms,
         )
         self.rules.sink = self.incidents.sink
         # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate).

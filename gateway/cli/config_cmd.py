@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gateway.config.errors import ConfigError, ConfigErrors
 
+if TYPE_CHECKING:
+    from gateway.config.settings import SmsConfig
+
 app = typer.Typer(help="Configuration tools.", no_args_is_help=True)
+
+
+def _sms_summary(sms: SmsConfig) -> str:
+    if sms.http is None:
+        return "sms: log driver (recipient ids logged, nothing sent)"
+    http = sms.http
+    auth = ""
+    if http.auth_env:
+        unset = "" if os.environ.get(http.auth_env) is not None else ", not set here"
+        auth = f", {http.auth_header or 'Authorization'} from ${http.auth_env}{unset}"
+    return f"sms: http gateway {http.url}{auth}"
 
 
 def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
@@ -25,6 +41,7 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
     except ConfigErrors as exc:
         return summary, exc.errors
     summary.append(f"gateway: {config_path} (broker {config.mqtt.host}:{config.mqtt.port})")
+    summary.append(_sms_summary(config.sms))
     try:
         profiles = load_profiles(config.profiles_dir)
         summary.append(f"profiles: {len(profiles)} in {config.profiles_dir}")

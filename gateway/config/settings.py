@@ -7,15 +7,18 @@ Secrets never live in the file: ``password_env`` names an environment variable, 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
+from gateway.notify.template import TemplateError, placeholders
 
 
 class Strict(BaseModel):
@@ -125,6 +128,125 @@ class ApiConfig(Strict):
     port: int = Field(8000, ge=1, le=65535)
 
 
+# Placeholders an SMS gateway's body template may use (gateway.notify.sms_http).
+SMS_PLACEHOLDERS = frozenset(
+    {"phone", "text", "mode", "recipient", "notification_id", "incident_id"}
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+
+
+class HttpSmsConfig(Strict):
+    """A generic HTTP SMS gateway (a carrier's, a 阿里云/腾讯云 proxy, a local SMS-modem box):
+    one JSON POST per message, the recipient's number decrypted at send time."""
+
+    url: str = Field(..., description="http(s)://host[:port]/path of the gateway's send call")
+    method: Literal["POST"] = "POST"
+    body: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "to": "{phone}",
+            "text": "{text}",
+            "type": "{mode}",
+            "id": "{notification_id}",
+        },
+        description="JSON body template; placeholders {phone} {text} {mode} {recipient} "
+        "{notification_id} {incident_id}",
+    )
+    auth_env: str | None = Field(
+        None, description="Environment variable holding the secret (never in this file)"
+    )
+    auth_header: str | None = Field(
+        None, description="Header carrying the secret (Authorization when auth_env is set)"
+    )
+    auth_scheme: str = Field("", max_length=32, description='Prefix of the secret, e.g. "Bearer"')
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    tls_verify: bool = Field(True, description="Check the gateway's certificate (https)")
+    ca_file: Path | None = Field(None, description="CA bundle for a private gateway (https)")
+    max_attempts: int = Field(6, ge=1, le=50, description="Then the notification is dead")
+    backoff_s: float = Field(1.0, gt=0, le=600, description="First retry delay (doubles)")
+    backoff_max_s: float = Field(300.0, gt=0, le=86400)
+
+    _ca = field_validator("ca_file")(lambda v, info: _resolve(v, info) if v is not None else None)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("no credentials in the URL: name them with auth_env")
+        if "{" in value or "}" in value:
+            raise ValueError("no placeholders in the URL: the number goes in the body only")
+        try:
+            parts.port  # noqa: B018 - raises for a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from exc
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            used = placeholders(value, SMS_PLACEHOLDERS)
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from exc
+        missing = {"phone", "text"} - used
+        if missing:
+            raise ValueError(
+                "the template must use " + " and ".join(f"{{{m}}}" for m in sorted(missing))
+            )
+        return value
+
+    @field_validator("auth_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                "names an environment variable (letters, digits, _), not the secret itself"
+            )
+        return value
+
+    @field_validator("auth_header", "auth_scheme")
+    @classmethod
+    def _needs_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.field_name == "auth_header" and value is not None and not _HEADER_NAME.match(value):
+            raise ValueError("not an HTTP header name")
+        if value and info.data.get("auth_env", "invalid") is None:
+            raise ValueError(
+                "needs auth_env: the name of the environment variable holding the secret"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HttpSmsConfig:
+        if self.ca_file is not None and not self.tls_verify:
+            raise ValueError("ca_file has no effect with tls_verify: false")
+        if urlsplit(self.url).scheme == "http" and (
+            self.ca_file is not None or not self.tls_verify
+        ):
+            raise ValueError("ca_file and tls_verify apply to https:// URLs only")
+        return self
+
+
+class SmsConfig(Strict):
+    """How SMS and voice notifications leave the gateway. ``log`` (the default: demo, closed
+    networks without a gateway) only logs recipient ids; ``http`` posts to ``http``."""
+
+    driver: Literal["log", "http"] = "log"
+    http: HttpSmsConfig | None = None
+
+    @model_validator(mode="after")
+    def _driver(self) -> SmsConfig:
+        if self.driver == "http" and self.http is None:
+            raise ValueError("driver http needs an http: section (url, body, …)")
+        if self.driver == "log" and self.http is not None:
+            raise ValueError(
+                "an http: section is only used with driver: http (the log driver sends nothing)"
+            )
+        return self
+
+
 class GatewayConfig(Strict):
     """Top-level ``lianfang.yaml``."""
 
@@ -139,6 +261,7 @@ class GatewayConfig(Strict):
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
     retention: RetentionConfig = RetentionConfig()
+    sms: SmsConfig = Field(SmsConfig(), description="SMS/voice driver (default: log only)")
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
     rules_dir: Path = Path("rules")

@@ -22,10 +22,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from sqlalchemy import Engine
 
-from gateway.audit.chain import AuditLog
+from gateway.audit.chain import AuditLog, load_audit_key
 from gateway.bus import EventBus
 from gateway.config.errors import ConfigErrors
-from gateway.config.settings import MqttConfig
+from gateway.config.settings import MqttConfig, SmsConfig
 from gateway.config.sites import SiteRegistry
 from gateway.events import utcnow
 from gateway.grid.api import build_grid_router
@@ -40,7 +40,8 @@ from gateway.notify.console import ConsoleNotifier, NotificationHub
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.mqtt import MqttNotifier
 from gateway.notify.policy import RetryPolicy
-from gateway.notify.sms import LogSmsDriver, SmsNotifier
+from gateway.notify.sms import LogSmsDriver, SmsDriver, SmsNotifier
+from gateway.notify.sms_http import HttpSmsDriver
 from gateway.notify.webhook import WebhookNotifier
 from gateway.routing.model import RoutingConfig, load_routing
 from rules.signal import Signal
@@ -78,7 +79,9 @@ class IncidentsRuntime:
         notifiers: replace the default notifiers (tests).
         routing_path, grid_dir: override ``config_dir / "routing.yaml"`` and ``config_dir / "grid"``.
         audit: where acknowledgements over MQTT are audited (HTTP ones are audited by the
-            API's middleware); None: not audited.
+            API's middleware); None: not audited. Also where the HTTP SMS driver records each
+            number it decrypts (None: an audit log on ``data_dir``'s key).
+        sms: the ``sms`` section of ``lianfang.yaml`` (None: the log driver).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class IncidentsRuntime:
         routing_path: Path | None = None,
         grid_dir: Path | None = None,
         audit: AuditLog | None = None,
+        sms: SmsConfig | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -113,7 +117,13 @@ class IncidentsRuntime:
         self.hub = NotificationHub()
         self.grid = GridDirectory(registry=registry)
         self.service = IncidentService(engine, self.routing, self.grid, clock=clock, hub=self.hub)
-        self.sms = LogSmsDriver()
+        self.sms: SmsDriver = LogSmsDriver()
+        self._sms_policy: RetryPolicy | None = None
+        if sms is not None and sms.http is not None:
+            driver = HttpSmsDriver(
+                sms.http, engine, audit or AuditLog(engine, load_audit_key(data_dir))
+            )
+            self.sms, self._sms_policy = driver, driver.policy
         self.acks = MqttAcks(self.service, audit=audit)
         self._notifiers = notifiers
         self._mqtt = mqtt
@@ -147,6 +157,8 @@ class IncidentsRuntime:
             "voice": SmsNotifier(self.sms, "voice"),
         }
         policies: dict[str, RetryPolicy] = {}
+        if self._sms_policy is not None:
+            policies["sms"] = policies["voice"] = self._sms_policy
         if self._mqtt is not None:
             notifiers["mqtt"] = MqttNotifier(self._mqtt, on_ack=self.acks)
         for hook in self.routing.webhooks:
