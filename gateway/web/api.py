@@ -22,10 +22,12 @@ from sqlalchemy import Engine, Select, or_, select
 
 from gateway.api.deps import CurrentPrincipal, Database, Permission
 from gateway.audit.tables import audit_log, target_is_or_under
+from gateway.auth.guards import GridListing
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Role
+from gateway.grid.store import list_households
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import OPEN_STAGES, Stage, allowed
 from gateway.incidents.queries import IncidentFilter, get_incident, list_incidents
@@ -185,6 +187,17 @@ def _incident_audit(engine: Engine, incident_id: int, limit: int = 100) -> list[
         return [dict(r._mapping) for r in reversed(conn.execute(stmt).all())]
 
 
+def _masked_contacts(engine: Engine, household: str) -> list[dict[str, Any]] | None:
+    """A household's contacts in masked form (``phone_masked``, e.g. 138****5678), as the
+    households listing gives them; None when the grid has no such household."""
+    found = list_households(engine, only=frozenset({household}))
+    if not found:
+        return None
+    return [
+        {k: c.get(k) for k in ("name", "relation", "phone_masked")} for c in found[0]["contacts"]
+    ]
+
+
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(json.dumps(value, default=str, ensure_ascii=False))
     return out
@@ -262,8 +275,20 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         found = await scoped_incident(incident_id, user)
         found["allowed"] = allowed(Stage(found["stage"]))
         found["context"] = _context(ctx, found)
-        # The desk may reveal the household's numbers (GET /api/grid/households/{id}/phones,
+        # The household's contacts as the households listing shows them (grid:read, within
+        # the scope): name, relation and the stored masked number, no audit row needed. The
+        # desk may reveal the numbers in full (GET /api/grid/households/{id}/phones,
         # pii:read, audited there); the console only says whether to offer it.
+        household = found["context"]["household"]
+        listed = GridListing(principal.scope).household_ids  # None: every household
+        if (
+            household
+            and principal.allows(Permission.GRID_READ)
+            and (listed is None or household in listed)
+        ):
+            found["context"]["contacts"] = await Database(ctx.engine).run(
+                _masked_contacts, household
+            )
         found["context"]["may_reveal_phones"] = principal.allows(Permission.PII_READ)
         found["evidence"] = [
             {**m.to_json(), "image_url": f"/api/evidence/{m.id}/image"}

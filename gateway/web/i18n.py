@@ -73,6 +73,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "desk.no_contacts": ("未登记联系人", "No contacts on record"),
     "desk.phone_unavailable": ("号码无法解密", "Number cannot be decrypted"),
+    "desk.phone_masked": (
+        "号码已脱敏；“显示电话”可查看完整号码（记入审计）",
+        "Masked number: “Show phone numbers” reveals it in full (audited)",
+    ),
     "act.acknowledge": ("确认接警", "Acknowledge"),
     "act.dispatch": ("派遣", "Dispatch"),
     "act.accept": ("接单处置", "Accept"),

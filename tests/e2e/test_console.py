@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.privacy import mask_tail
 from tests.e2e.conftest import PHONE, WALL, shot
 
 pytestmark = pytest.mark.slow
@@ -96,11 +97,21 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     )
     shot(desk, "desk-incoming-alarm")
 
-    # the desk (pii:read) reveals the household's contact numbers: in full, recorded
+    # before the click the desk sees the household's contact with the stored masked number
     contact = demo_contact("1-1-101")
+    masked = mask_tail(contact["contact_phone"], 4)
+    shown = desk.wait_for_selector("#current [data-testid=phone-masked]", timeout=5000)
+    assert shown.inner_text() == masked
+    before = desk.inner_text("#current [data-testid=contacts]")
+    assert contact["contact_name"] in before and contact["contact_relation"] in before
+    assert contact["contact_phone"] not in before
     assert not desk.locator("#current [data-testid=phone]").count()  # not before the click
+    shot(desk, "desk-phones-masked")
+
+    # the desk (pii:read) reveals the household's contact numbers: in full, recorded
     desk.click("#current [data-testid=show-phones]")
     desk.wait_for_selector("#current [data-testid=phones-recorded]", timeout=5000)
+    assert not desk.locator("#current [data-testid=phones-masked]").count()  # replaced
     number = desk.locator("#current [data-testid=phone]")
     assert number.inner_text() == contact["contact_phone"]
     assert number.get_attribute("href") == f"tel:{contact['contact_phone']}"
@@ -155,13 +166,20 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     assert reveals[0]["after"]["revealed"] == {"household": "1-1-101", "revealed": 1}
     assert contact["contact_phone"] not in json.dumps(reveals)
 
-    # the administrator (no pii:read) gets no button on the desk, but says why
+    # the administrator (no pii:read) gets no button on the desk, but says why; the masked
+    # contact (grid:read, as the households listing shows it) is there
     admin.goto("/console/desk")
     admin.click(f"#alarms [data-incident='{incident_id}']")
     admin.wait_for_selector(
         f"#current:has(.inc-head:has-text('#{incident_id} ')) [data-testid=phones-denied]"
     )
     assert admin.locator("#current [data-testid=show-phones]").count() == 0
+    assert admin.inner_text("#current [data-testid=phone-masked]") == masked
+    assert contact["contact_phone"] not in admin.inner_text("#current [data-testid=contacts]")
+    # the property manager sees the incident (their compound) but holds no grid:read: no
+    # contacts at all, as the households listing would refuse them
+    context = login("p-property", WALL).request.get(f"/api/web/incidents/{incident_id}").json()
+    assert "contacts" not in context["context"] and context["context"]["household"] == "1-1-101"
 
 
 def test_grid_worker_handles_feedback_verify(login: Any, api: httpx.Client, tmp_path: Path) -> None:

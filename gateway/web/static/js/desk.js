@@ -11,7 +11,8 @@ let timer = null;
 let video = null;
 let revealed = null; // {incident, household, answer}: the numbers shown for the selected alarm
 
-// The household's contacts: names, relations and numbers in full, revealed on request only
+// The household's contacts: names, relations and masked numbers (138****5678, as stored)
+// from the incident's context at once; the numbers in full on request only
 // (GET /api/grid/households/{id}/phones: pii:read, one household, each reveal audited).
 function contactsPanel(incId, ctx) {
   const box = h("div", { class: "contacts", "data-testid": "contacts", "data-household": ctx.household || "" });
@@ -19,14 +20,16 @@ function contactsPanel(incId, ctx) {
     box.append("—");
     return box;
   }
-  if (!ctx.may_reveal_phones) {
-    box.append(h("p", { class: "muted", "data-testid": "phones-denied" }, t("desk.phones_denied")));
-    return box;
-  }
   if (revealed && revealed.incident === incId && revealed.household === ctx.household) {
     showPhones(box, revealed.answer);
     return box;
   }
+  if (ctx.contacts) box.append(maskedContacts(ctx.contacts));
+  if (!ctx.may_reveal_phones) {
+    box.append(h("p", { class: "muted", "data-testid": "phones-denied" }, t("desk.phones_denied")));
+    return box;
+  }
+  if (ctx.contacts && !ctx.contacts.some((c) => c.phone_masked)) return box; // no number to reveal
   const msg = h("p", { class: "msg", "aria-live": "polite" });
   const button = h(
     "button",
@@ -48,6 +51,23 @@ function contactsPanel(incId, ctx) {
   });
   box.append(button, msg);
   return box;
+}
+
+function maskedContacts(contacts) {
+  if (!contacts.length) return h("p", { class: "muted" }, t("desk.no_contacts"));
+  return h(
+    "ul",
+    { class: "phones masked", "data-testid": "phones-masked" },
+    contacts.map((c) =>
+      h(
+        "li",
+        {},
+        h("b", {}, c.name || "—"),
+        c.relation ? h("span", { class: "muted" }, c.relation) : null,
+        h("span", { class: "masked", "data-testid": "phone-masked", title: t("desk.phone_masked") }, c.phone_masked || "—"),
+      ),
+    ),
+  );
 }
 
 function showPhones(box, answer) {
