@@ -159,3 +159,70 @@ async def test_service_stores_merged_updates_on_the_incident(
         assert inc.severity == Severity.P1.value
     finally:
         await rt.stop()
+
+
+async def _stored_after_updates(tmp_path: Path, batched: bool) -> tuple[list[object], list[tuple]]:
+    """Open a panic and a door incident, then apply one list of updates to them (plus one for
+    a signal nobody stored), batched or one at a time; return what each update wrote and the
+    resulting incident rows and timeline."""
+    clock = FakeClock()
+    rt = runtime(tmp_path, clock)
+    await rt.start()
+    try:
+        panic, door = panic_signal(), door_signal(1)
+        await rt.emit(panic)
+        await rt.emit(door)
+
+        def update(signal: Signal, event_source: Signal, count: int, state: str) -> Queued:
+            changed = signal.model_copy(
+                update={
+                    "kind": "update",
+                    "events": event_source.events,
+                    "event_count": count,
+                    "state": state,
+                    "explanation": f"{signal.signal_id} now {count}",
+                }
+            )
+            return Queued(changed, clock())
+
+        items = [
+            update(panic, panic_signal(n=2), 2, "open"),
+            update(door, door_signal(2), 2, "open"),
+            update(door_signal(9, device="nowhere"), door_signal(9), 1, "open"),  # not stored
+            update(panic, panic_signal(n=3), 3, "resolved"),
+        ]
+        service = rt.service
+        if batched:
+            written = await service.run_db(service._store_updates, items)
+        else:
+            written = []
+            for item in items:
+                written += await service.run_db(service._store_updates, [item])
+        with rt.engine.connect() as conn:
+            rows = [
+                (r.id, list(r.event_ids), r.event_count, r.signal_state, r.severity)
+                for r in conn.execute(select(incidents).order_by(incidents.c.id))
+            ]
+            timeline = [
+                (t.incident_id, t.note, t.data["events"], t.data["state"])
+                for t in conn.execute(
+                    select(incident_timeline)
+                    .where(incident_timeline.c.action == "signal")
+                    .order_by(incident_timeline.c.id)
+                )
+            ]
+        return [(w.incident_id, w.place) for w in written], [*rows, *timeline]
+    finally:
+        await rt.stop()
+
+
+async def test_a_batch_of_updates_writes_what_one_at_a_time_would(tmp_path: Path) -> None:
+    one_by_one = await _stored_after_updates(tmp_path / "single", batched=False)
+    batched = await _stored_after_updates(tmp_path / "batch", batched=True)
+    assert batched == one_by_one
+    written, stored = batched
+    assert [incident_id for incident_id, _ in written] == [1, 2, None, 1]
+    panic_row = stored[0]
+    assert panic_row[2:4] == (3, "resolved")  # the later update of the same incident wins
+    assert len(panic_row[1]) == 3  # its events from both updates attached, in order
+    assert [entry[0] for entry in stored[2:]] == [1, 2, 1]  # one timeline entry per update
