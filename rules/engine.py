@@ -172,6 +172,16 @@ class Engine:
         else:
             self._maintenance.pop(device_id, None)
 
+    def forget_device(self, device_id: str) -> int:
+        """A device left the registry: drop the timers (absence, duration) of the rules that
+        group by ``device_id`` for it, so it is not reported offline or held open once
+        removed. Signals already raised stay. Returns the number of groups dropped."""
+        dropped = 0
+        for rt in self._runtimes.values():
+            if "device_id" in rt.compiled.rule.condition.group_by:
+                dropped += rt.cond.forget_device(device_id)
+        return dropped
+
     # ---- evaluation -----------------------------------------------------------------------
 
     def process(self, event: Event) -> list[Signal]:

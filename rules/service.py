@@ -226,6 +226,13 @@ class RulesService:
             return None
         return self.rule(rule_id)
 
+    def forget_device(self, device_id: str) -> int:
+        """The device left the registry: no offline or duration signal for it any more."""
+        dropped = self.engine.forget_device(device_id)
+        if dropped:
+            log.info("rules: forgot %d timer group(s) of device %s", dropped, device_id)
+        return dropped
+
     def rules(self) -> list[RuleState]:
         return self.engine.status()
 

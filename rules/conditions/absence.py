@@ -96,6 +96,16 @@ class AbsenceState(ConditionState):
     def size(self) -> int:
         return len(self.groups)
 
+    def forget_device(self, device_id: str) -> int:
+        gone = [
+            k
+            for k, s in self.groups.items()
+            if (s.ref.event.device_id if isinstance(s.ref, Ctx) else s.ref.device_id) == device_id
+        ]
+        for key in gone:  # their heap entries are skipped when they come due
+            del self.groups[key]
+        return len(gone)
+
     def snapshot(self) -> dict[str, Any]:
         out = {}
         for k, s in self.groups.items():

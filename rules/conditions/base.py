@@ -91,6 +91,12 @@ class ConditionState(ABC):
     def size(self) -> int:
         return 0
 
+    def forget_device(self, device_id: str) -> int:
+        """Drop the timer state of groups last heard from ``device_id`` (a device removed
+        from the registry must not go "offline"); only called for rules grouped by device.
+        Returns how many groups were dropped."""
+        return 0
+
     def snapshot(self) -> dict[str, Any]:
         return {}
 

@@ -85,6 +85,12 @@ class DurationState(ConditionState):
     def size(self) -> int:
         return len(self.groups)
 
+    def forget_device(self, device_id: str) -> int:
+        gone = [k for k, o in self.groups.items() if o.ref.device_id == device_id]
+        for key in gone:  # their heap entries are skipped when they come due
+            del self.groups[key]
+        return len(gone)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "groups": {

@@ -271,3 +271,32 @@ def test_duration_end_arriving_before_start(tmp_path: Path) -> None:
     e.process(ev("door_closed", 10, door="A"))
     e.process(ev("door_open", 5, door="A", received=11))
     assert e.advance(at(1000)) == []
+
+
+# ---- a device removed from the registry ------------------------------------------------
+
+
+def test_forgotten_device_goes_neither_offline_nor_held_open(tmp_path: Path) -> None:
+    """A device removed in the console: its absence and duration timers go, others stay."""
+    absence = engine_for(tmp_path, rule(ABSENCE))
+    for device in ("gone", "kept"):
+        absence.process(ev("heartbeat", 0, device, kind="access"))
+    assert absence.forget_device("gone") == 1
+    assert [s.device_id for s in absence.advance(at(400))] == ["kept"]
+    assert absence.forget_device("gone") == 0
+
+    (tmp_path / "d").mkdir()
+    duration = engine_for(tmp_path / "d", rule(DURATION))
+    for device in ("gone", "kept"):
+        duration.process(ev("door_open", 0, device, door="A"))
+    assert duration.forget_device("gone") == 1
+    assert [s.device_id for s in duration.advance(at(100))] == ["kept"]
+
+
+def test_forget_device_keeps_groups_not_keyed_by_device(tmp_path: Path) -> None:
+    """A site-wide absence last heard from the removed device still watches the site."""
+    site_wide = ABSENCE.replace("group_by: [device_id]", "group_by: [site]")
+    e = engine_for(tmp_path, rule(site_wide))
+    e.process(ev("heartbeat", 0, "gone", kind="access"))
+    assert e.forget_device("gone") == 0
+    assert len(e.advance(at(400))) == 1
