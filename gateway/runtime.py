@@ -12,7 +12,7 @@ from fastapi import APIRouter
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
-from gateway.api.routes.device_edits import build_device_edit_router
+from gateway.api.routes.device_edits import DeviceRemoval, build_device_edit_router
 from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import (
     BrokerHealth,
@@ -36,7 +36,14 @@ from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
-from gateway.storage.registry import console_devices, save_device, seed_registry
+from gateway.storage.registry import (
+    CONSOLE,
+    console_devices,
+    delete_console_device,
+    save_device,
+    seed_registry,
+    stored_origin,
+)
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 
@@ -51,6 +58,11 @@ class Gateway:
         set_pii_key(load_pii_key(config.data_dir))
         install_log_redaction()  # no phone or ID-card number reaches a log
         self.registry = load_sites(config.sites_dir)
+        # Devices of the site files (id → site), seeded again on every start: the console
+        # cannot remove them (docs/web-console.md, "Devices").
+        self._site_file_devices = {
+            d.id: site.id for site in self.registry.sites.values() for d in site.devices
+        }
         self.adapters = load_adapters(config.profiles_dir, config.timezone)
         self.engine = make_engine(config.sqlite_url_resolved())
         self.bus = EventBus()
@@ -160,6 +172,41 @@ class Gateway:
         self._device_changed(device.id)
         log.info("device %s %s in %s", device.id, "edited" if before else "added", site_id)
         return before
+
+    async def delete_device(self, device_id: str) -> DeviceRemoval:
+        """Remove a device added in the console: out of the registry at once (ingest then
+        treats its messages as an unknown device's, the rules drop its offline and duration
+        timers), then its row. Its stored events are kept: they are evidence. A device of the
+        site files, one not added in the console and a camera other devices link to are
+        refused (the outcome says which)."""
+        stored = await asyncio.to_thread(stored_origin, self.engine, device_id)
+        if stored is None:
+            return DeviceRemoval("missing")
+        site_id, source = stored
+        if device_id in self._site_file_devices:
+            return DeviceRemoval("site_file", self._site_file_devices[device_id])
+        if source != CONSOLE:
+            return DeviceRemoval("not_console", site_id)
+        linked = self.registry.linked_to(device_id)
+        if linked:
+            return DeviceRemoval("linked", site_id, linked=tuple(linked))
+        removed = self.registry.remove(device_id)
+        self._device_changed(device_id)
+        try:
+            # Its last-seen state still queued would otherwise write the row back.
+            if not await asyncio.to_thread(self.writer.flush):
+                log.warning("device %s: the writer did not flush in time", device_id)
+            deleted = await asyncio.to_thread(delete_console_device, self.engine, device_id)
+        except BaseException:
+            if removed is not None:  # the row is still there: so is the device
+                self.registry.put(*removed)
+                self._device_changed(device_id)
+            raise
+        if not deleted:  # removed meanwhile by another request
+            return DeviceRemoval("missing")
+        self.rules.forget_device(device_id)
+        log.info("device %s deleted from %s (its stored events are kept)", device_id, site_id)
+        return DeviceRemoval("deleted", site_id, device=removed[1] if removed is not None else None)
 
     def _device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)

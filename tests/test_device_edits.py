@@ -1,6 +1,8 @@
 """Adding and editing devices through ``PUT /api/devices/{id}`` (the console's Devices page):
 stored, listed, used by ingest at once, kept over the site files across a restart, scoped
-to the caller's compounds, validated with clear reasons, audited."""
+to the caller's compounds, validated with clear reasons, audited. Removing one the console
+added through ``DELETE /api/devices/{id}``: unknown to ingest at once, its events kept,
+refused for the site files' devices, scoped and audited likewise."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from gateway.config.settings import load_gateway_config
 from gateway.runtime import Gateway
 from gateway.server import build_app
 from gateway.storage import tables
+from rules.conditions.absence import AbsenceState
 from tests.support.compound import SITE, Publisher, event_payload, topic, write_gateway_config
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -242,3 +245,96 @@ async def test_device_edits_are_scoped_and_validated(running: Running) -> None:
     r = await running.put("admin", "x-1", site="nowhere", kind="access")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "site"]
     assert running.gw.registry.device("x-1") is None
+
+
+def device_rows(gw: Gateway) -> set[str]:
+    with gw.engine.connect() as conn:
+        return set(conn.execute(select(tables.devices.c.id)).scalars())
+
+
+def offline_timers(gw: Gateway) -> set[str]:
+    """Devices the shipped ``device_offline`` absence rule is timing."""
+    state = gw.rules.engine._runtimes["device_offline"].cond
+    assert isinstance(state, AbsenceState)
+    return {s.freeze()[0].device_id for s in state.groups.values()}
+
+
+async def test_console_device_is_deleted_and_then_unknown(running: Running) -> None:
+    gw, client = running.gw, running.client
+    assert client is not None
+    r = await running.put("pm", "door-new", site=SITE, kind="access", place="b1-door")
+    assert r.status_code == 201, r.text
+    await publish(running.broker_port, "door-new", 1)
+    await wait_until(lambda: "door-new" in stored_devices(gw))
+    await wait_until(lambda: "door-new" in offline_timers(gw))  # the rules heard it
+
+    async def delete(user: str, device_id: str) -> httpx.Response:
+        return await client.delete(f"/api/devices/{device_id}", headers=running.as_(user))
+
+    # a role without devices:write, another compound's manager (404, as for a missing id)
+    assert (await delete("worker", "door-new")).status_code == 403
+    assert (await delete("pm-other", "door-new")).status_code == 404
+    assert (await delete("pm", "no-such-device")).status_code == 404
+    # a device of the site file, even edited in the console: managed in the file (409)
+    assert (
+        await running.put("pm", "door-2", site=SITE, kind="access", name="改")
+    ).status_code == 200
+    for device_id in ("door-1", "door-2"):
+        r = await delete("pm", device_id)
+        assert r.status_code == 409, r.text
+        assert "站点文件" in r.json()["detail"] and "managed in the site file" in r.json()["detail"]
+        assert gw.registry.device(device_id) is not None
+    # a camera other devices link to: unlink first
+    assert (await running.put("pm", "cam-new", site=SITE, kind="perimeter")).status_code == 201
+    r = await running.put("pm", "door-cam", site=SITE, kind="access", camera="cam-new")
+    assert r.status_code == 201, r.text
+    r = await delete("pm", "cam-new")
+    assert r.status_code == 409 and "door-cam" in r.json()["detail"], r.text
+
+    # the console's own device: 204, no longer registered, listed or timed; events kept
+    r = await delete("pm", "door-new")
+    assert r.status_code == 204, r.text
+    assert gw.registry.device("door-new") is None
+    assert gw.device_labels("door-new") is None
+    assert "door-new" not in offline_timers(gw)
+    assert (await client.get("/api/devices/door-new", headers=running.as_("pm"))).status_code == 404
+    listed = (await client.get("/api/devices", headers=running.as_("pm"))).json()
+    assert "door-new" not in {d["id"] for d in listed["items"]}
+    assert "door-new" in stored_devices(gw)  # its events are evidence
+    assert (await delete("pm", "door-new")).status_code == 404
+
+    # its next message is an unknown device's (accept_unknown_devices is off): quarantined,
+    # and no row comes back
+    rejected = gw.normaliser.stats.rejected.get("unknown_device", 0)
+    await publish(running.broker_port, "door-new", 2)
+    await wait_until(lambda: gw.normaliser.stats.rejected.get("unknown_device") == rejected + 1)
+    assert await asyncio.to_thread(gw.writer.flush)
+    assert "door-new" not in device_rows(gw)
+    with gw.engine.connect() as conn:
+        quarantined = conn.execute(
+            select(tables.quarantine.c.reason).where(tables.quarantine.c.device_id == "door-new")
+        ).scalars().all()  # fmt: skip
+    assert quarantined and set(quarantined) == {"unknown_device"}
+
+    # audited: who removed what (the entry, as the row's "before"), and the refusals
+    with gw.engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log.c.actor, audit_log.c.status, audit_log.c.before)
+            .where(audit_log.c.action == "DELETE /api/devices/{device_id:path}")
+            .order_by(audit_log.c.id)
+        ).all()
+    assert [(a, s) for a, s, _ in rows] == [
+        ("worker", 403), ("pm-other", 404), ("pm", 404), ("pm", 409), ("pm", 409), ("pm", 409),
+        ("pm", 204), ("pm", 404),
+    ]  # fmt: skip
+    before = rows[6].before if isinstance(rows[6].before, dict) else json.loads(rows[6].before)
+    assert before == {"site": SITE, "id": "door-new", "kind": "access", "name": "",
+                      "place": "b1-door"}  # fmt: skip
+
+    # a restart does not bring it back; the site file's devices are all still there
+    await running.stop()
+    await running.start()
+    gw = running.gw
+    assert gw.registry.device("door-new") is None
+    assert gw.registry.device("door-1") is not None and gw.registry.device("cam-new") is not None
+    assert "door-new" in stored_devices(gw)

@@ -4,7 +4,8 @@ client address, method and route, status, the request body as *before*-less inte
 small JSON answer as *after*. Secrets and personal identifiers in bodies are redacted.
 
 Routes that record richer rows themselves (login, account changes with before/after) are
-listed in ``SELF_AUDITED`` and skipped here. Reads that reveal personal data (a phone number
+listed in ``SELF_AUDITED`` and skipped here. A route whose answer does not show what it
+removed sets ``request.state.audit_before``, recorded as the row's *before*. Reads that reveal personal data (a phone number
 in clear) are recorded by their route with ``record_reveal``.
 """
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SELF_AUDITED = frozenset({"/api/auth/login"})
+# ``request.state.<AUDIT_BEFORE>``: what a route removed or replaced, recorded as the row's
+# *before* (for answers that carry no body, like a 204).
+AUDIT_BEFORE = "audit_before"
 MAX_CAPTURE = 8 * 1024
 _SECRET_KEYS = re.compile(
     r"pass(word)?|secret|token|phone|mobile|id_?(number|card)|card|sdp|plate", re.I
@@ -125,6 +129,8 @@ class AuditMiddleware:
 
     async def _record(self, scope: Scope, status: int | None, request: Any, answer: Any) -> None:
         principal = scope.get("state", {}).get("principal")
+        # A route whose answer does not show what it changed (a 204) may say it here.
+        before = scope.get("state", {}).get(AUDIT_BEFORE)
         route = scope.get("route")
         template = getattr(route, "path", None) or scope["path"]
         client = scope.get("client")
@@ -135,7 +141,7 @@ class AuditMiddleware:
             action=f"{scope['method']} {template}",
             target=scope["path"],
             status=status,
-            before=None,
+            before=None if before is None else redact(before),
             after={"request": request, "response": answer},
         )
         try:

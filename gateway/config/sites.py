@@ -107,6 +107,22 @@ class SiteRegistry:
         self._replace(site.model_copy(update={"devices": devices}))
         return None if before is None else (before[0].id, before[1])
 
+    def remove(self, device_id: str) -> tuple[str, DeviceConfig] | None:
+        """Take one device out, in place (every part holding this registry no longer finds
+        it). Returns its ``(site id, device)``, or None when it was not registered."""
+        before = self._devices.pop(device_id, None)
+        if before is None:
+            return None
+        site = self.sites[before[0].id]
+        self._replace(
+            site.model_copy(update={"devices": [d for d in site.devices if d.id != device_id]})
+        )
+        return before[0].id, before[1]
+
+    def linked_to(self, device_id: str) -> list[str]:
+        """Ids of the devices whose linked ``camera`` is ``device_id``."""
+        return sorted(d.id for _, d in self._devices.values() if d.camera == device_id)
+
     def _replace(self, site: SiteConfig) -> None:
         self.sites[site.id] = site
         for d in site.devices:

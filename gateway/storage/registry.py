@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.config.sites import DeviceConfig, SiteRegistry
@@ -84,3 +84,21 @@ def save_device(engine: Engine, site_id: str, device: DeviceConfig) -> None:
     )
     with engine.begin() as conn:
         conn.execute(stmt, [row])
+
+
+def delete_console_device(engine: Engine, device_id: str) -> bool:
+    """Remove the row of a device added in the console (only such a row: a device of the
+    site files would be seeded again on the next start). Its stored events stay: they are
+    the record of what happened. True when a row was removed."""
+    c = tables.devices.c
+    stmt = delete(tables.devices).where(c.id == device_id, c.source == CONSOLE)
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def stored_origin(engine: Engine, device_id: str) -> tuple[str, str | None] | None:
+    """``(site, source)`` of a stored device, or None when there is no such row."""
+    c = tables.devices.c
+    with engine.connect() as conn:
+        row = conn.execute(select(c.site, c.source).where(c.id == device_id)).first()
+    return None if row is None else (str(row.site), row.source)

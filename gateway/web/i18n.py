@@ -132,6 +132,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "devices.camera": ("关联摄像机", "Linked camera"),
     "devices.heartbeat": ("心跳周期（秒）", "Heartbeat (s)"),
     "devices.console": ("控制台编辑", "edited in console"),
+    "devices.delete": ("删除设备", "Delete device"),
+    "devices.delete_confirm": (
+        "确定删除设备 {id}？它将立即停止接入（其消息按未登记设备隔离），已存储的事件保留。",
+        "Delete device {id}? It stops being accepted at once (its messages are quarantined as "
+        "an unknown device's); its stored events are kept.",
+    ),
+    "devices.deleted": ("已删除，已存储的事件保留", "Deleted: its stored events are kept"),
     "devices.payload": (
         "粘贴样例报文，查看规范化事件",
         "Paste a sample payload: see the normalised event",

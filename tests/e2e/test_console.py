@@ -288,6 +288,36 @@ def test_devices_rules_and_english(login: Any) -> None:
     stored = page.request.get("/api/devices/door-b1u1-new").json()
     assert stored["source"] == "console" and stored["place"] == "b1-u1-door", stored
     shot(page, "devices")
+    # a device of the site file offers no delete button; the one the console added does
+    page.click("tr[data-device='door-b1u1'] button")
+    assert page.locator("[data-testid=device-delete]").is_hidden()
+    page.click("tr[data-device='door-b1u1-new'] button")
+    delete = page.locator("[data-testid=device-delete]")
+    assert delete.is_visible() and delete.inner_text() == "删除设备"
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def on_dialog(dialog: Any) -> None:
+            asked.append(dialog.message)
+            if accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        return on_dialog
+
+    page.once("dialog", answer(False))  # cancelled: nothing happens
+    delete.click()
+    page.wait_for_timeout(300)
+    assert len(asked) == 1 and "door-b1u1-new" in asked[0] and "事件保留" in asked[0]
+    assert page.request.get("/api/devices/door-b1u1-new").status == 200
+    page.once("dialog", answer(True))
+    delete.click()
+    page.wait_for_selector("#device-out[data-deleted='door-b1u1-new']")
+    page.wait_for_selector("tr[data-device='door-b1u1-new']", state="detached")
+    assert "已删除" in page.inner_text("#device-out") and delete.is_hidden()
+    assert page.request.get("/api/devices/door-b1u1-new").status == 404
+    shot(page, "devices-deleted")
     assert page.goto("/console/rules").status == 403
 
     admin = login("p-admin", WALL, lang="en")

@@ -1,25 +1,32 @@
-"""``PUT /api/devices/{id}``: add or edit a device (the console's Devices page uses it).
+"""``PUT /api/devices/{id}``: add or edit a device, ``DELETE /api/devices/{id}``: remove one
+added in the console (the console's Devices page uses both).
 
 The device is validated like ``lianfang config check`` (the site file model, plus its place,
 camera and profile must exist), stored in the ``devices`` table as the record of the edit,
 and put into the running gateway's registry at once: ingest accepts its messages from the
 next one on. A caller scoped to compounds (a property manager) may only add devices to its
 own compounds, and an existing device of another compound answers 404 like a missing one.
-The audit middleware records the call with its answer (which holds the device before and
-after).
+
+Only a device the console added can be removed (409 for one of the site files, which would
+come back on the next start, and for a camera other devices link to). It leaves the
+registry at once (its next message is an unknown device's), its row goes, its stored events
+stay (they are evidence). The audit middleware records every call with its answer (which
+holds the device before and after an edit, and the device removed).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.api import queries
 from gateway.api.deps import CurrentPrincipal, DatabaseDep, Permission, require
-from gateway.api.schemas import DevicePublic
+from gateway.api.schemas import DevicePublic, ErrorMessage
+from gateway.audit.middleware import AUDIT_BEFORE
 from gateway.auth.guards import visible_device
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind
@@ -83,6 +90,40 @@ class DeviceWriter(Protocol):
     async def put_device(
         self, site_id: str, device: DeviceConfig
     ) -> tuple[str, DeviceConfig] | None: ...
+
+    async def delete_device(self, device_id: str) -> DeviceRemoval: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoval:
+    """What became of a request to remove a device (``gateway.runtime.Gateway``)."""
+
+    outcome: Literal["deleted", "missing", "site_file", "not_console", "linked"]
+    site: str | None = None
+    device: DeviceConfig | None = None  # the entry removed
+    linked: tuple[str, ...] = ()  # devices whose linked camera it is
+
+
+def _conflict(device_id: str, removal: DeviceRemoval) -> HTTPException:
+    """409 with a reason the console shows as it is (Chinese, then English)."""
+    if removal.outcome == "site_file":
+        msg = (
+            f"设备 {device_id} 由站点文件（config/sites/）管理，请在站点文件中删除 / "
+            f"device {device_id!r} is managed in the site file of {removal.site!r} "
+            "(config/sites/): remove it there; the console removes only devices it added"
+        )
+    elif removal.outcome == "linked":
+        others = ", ".join(removal.linked)
+        msg = (
+            f"设备 {device_id} 是 {others} 的关联摄像机，请先取消关联 / "
+            f"device {device_id!r} is the linked camera of {others}: unlink it first"
+        )
+    else:
+        msg = (
+            f"设备 {device_id} 不是在控制台添加的 / device {device_id!r} was not added in the "
+            "console (first seen on the broker): there is nothing of it to remove"
+        )
+    return HTTPException(status.HTTP_409_CONFLICT, msg)
 
 
 def unprocessable(problems: list[tuple[str, str]], value: Any = None) -> RequestValidationError:
@@ -151,5 +192,30 @@ def build_device_edit_router(writer: DeviceWriter) -> APIRouter:
             if before is None
             else {"site": before[0], **before[1].model_dump(mode="json", exclude_none=True)},
         )
+
+    @router.delete(
+        "/{device_id:path}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        dependencies=[Depends(require(Permission.DEVICES_WRITE))],
+        responses={403: {}, 404: {}, 409: {"model": ErrorMessage}},
+    )
+    async def delete_device(
+        device_id: DeviceIdPath, principal: CurrentPrincipal, db: DatabaseDep, request: Request
+    ) -> Response:
+        """Remove a device added in the console (204): it stops being registered at once (its
+        messages are then an unknown device's) and its row goes; its stored events are kept.
+        A device of the site files answers 409: remove it there."""
+        if await db.run(_stored_site, device_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
+        await visible_device(device_id, principal, db)  # another compound's: 404
+        removal = await writer.delete_device(device_id)
+        if removal.outcome == "missing":  # removed meanwhile
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"device {device_id!r} not found")
+        if removal.outcome != "deleted":
+            raise _conflict(device_id, removal)
+        if removal.device is not None:  # the audit row's "before": the entry removed
+            entry = removal.device.model_dump(mode="json", exclude_none=True)
+            setattr(request.state, AUDIT_BEFORE, {"site": removal.site, **entry})
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

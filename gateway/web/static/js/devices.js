@@ -1,6 +1,7 @@
 // Devices (property manager): list with online state, last seen, battery; add or edit a
 // device (PUT /api/devices/{id}: stored and in use at once), or only check it and get its
-// line for the site file; paste a payload and see the normalised event.
+// line for the site file; delete one the console added (DELETE /api/devices/{id}, after a
+// confirmation; its stored events are kept); paste a payload and see the normalised event.
 import { ApiError, api, fmtTime, h, t } from "./common.js";
 
 const rows = document.getElementById("device-rows");
@@ -30,8 +31,19 @@ function edit(d) {
   for (const k of ["site", "id", "kind", "name", "profile", "place", "zone", "household", "camera", "heartbeat_s"]) {
     if (form[k]) form[k].value = d[k] ?? "";
   }
+  showDelete();
   form.scrollIntoView({ behavior: "smooth" });
 }
+
+// Only a device the console added can be deleted here (one of the site files answers 409
+// with the reason: it is removed in its site file).
+const del = document.getElementById("device-delete");
+const idInput = form.querySelector("input[name=id]");
+function showDelete() {
+  const d = devices.find((x) => x.id === idInput.value.trim());
+  del.hidden = !(d && d.source === "console");
+}
+idInput.addEventListener("input", showDelete);
 
 const out = document.getElementById("device-out");
 
@@ -57,11 +69,32 @@ form.addEventListener("submit", async (ev) => {
     out.textContent = `✔ ${saved.action}: ${t(saved.action === "add" ? "devices.added" : "devices.edited")} (${saved.device.site} / ${saved.device.id})`;
     out.className = "out ok";
     out.dataset.saved = saved.device.id;
+    delete out.dataset.deleted;
     await load();
+    showDelete();
   } catch (err) {
     out.textContent = `✘ ${reasons(err).join("\n")}`;
     out.className = "out err";
     delete out.dataset.saved;
+  }
+});
+
+del.addEventListener("click", async () => {
+  const id = idInput.value.trim();
+  if (!id || !confirm(t("devices.delete_confirm").replace("{id}", id))) return;
+  try {
+    await api(`/api/devices/${encodeURIComponent(id)}`, { method: "DELETE" });
+    out.textContent = `✔ ${t("devices.deleted")} (${id})`;
+    out.className = "out ok";
+    out.dataset.deleted = id;
+    delete out.dataset.saved;
+    idInput.value = "";
+    await load();
+    showDelete();
+  } catch (err) {
+    out.textContent = `✘ ${reasons(err).join("\n")}`;
+    out.className = "out err";
+    delete out.dataset.deleted;
   }
 });
 
