@@ -250,8 +250,9 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-def write_config(workdir: Path, port: int) -> Path:
-    """The gateway configuration the benchmarks run: shipped profiles, rules and routing."""
+def write_config(workdir: Path, port: int, database: dict[str, Any] | None = None) -> Path:
+    """The gateway configuration the benchmarks run: shipped profiles, rules and routing;
+    ``database`` overrides settings of the ``database`` section (batch size, interval)."""
     sites = workdir / "sites"
     sites.mkdir()
     (sites / "bench.yaml").write_text(yaml.safe_dump({"id": SITE, "devices": devices_cache}))
@@ -259,7 +260,7 @@ def write_config(workdir: Path, port: int) -> Path:
     cfg_path.write_text(yaml.safe_dump({
         "data_dir": str(workdir / "data"),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench-gateway"},
-        "database": {"url": f"sqlite:///{workdir / 'data' / 'bench.db'}"},
+        "database": {"url": f"sqlite:///{workdir / 'data' / 'bench.db'}", **(database or {})},
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
         "rules_dir": str(ROOT / "config" / "rules"),
@@ -275,7 +276,12 @@ async def gateway_run(
     from gateway.config.settings import load_gateway_config
     from gateway.runtime import Gateway
 
-    cfg_path = write_config(workdir, port)
+    database = {
+        k: v
+        for k, v in (("batch_size", args.batch_size), ("batch_interval_ms", args.batch_interval_ms))
+        if v is not None
+    }
+    cfg_path = write_config(workdir, port, database)
     gateway = Gateway(
         load_gateway_config(cfg_path), protocol="v311" if args.protocol == "v311" else "v5"
     )
@@ -393,6 +399,14 @@ def main() -> None:
         "--default-gc", action="store_true", help="Python's GC settings, not gateway/tuning.py's"
     )
     parser.add_argument(
+        "--batch-size", type=int, help="database.batch_size (default: the gateway's default)"
+    )
+    parser.add_argument(
+        "--batch-interval-ms",
+        type=int,
+        help="database.batch_interval_ms (default: the gateway's default)",
+    )
+    parser.add_argument(
         "--publisher",
         choices=["lean", "paho"],
         default="lean",
@@ -431,6 +445,8 @@ def main() -> None:
     result["protocol"] = args.protocol
     result["gc"] = "default" if args.default_gc else "tuned"
     result["publisher"] = args.publisher
+    result["batch_size"] = args.batch_size or "default"
+    result["batch_interval_ms"] = args.batch_interval_ms or "default"
     result["calibration_ms"] = calibration_ms()
 
     print(json.dumps(result))

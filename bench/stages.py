@@ -7,6 +7,8 @@ change to one stage can be compared before/after without the noise of the others
 - ``paho_v5`` / ``paho_v311``: paho receiving QoS 1 PUBLISH packets from a loopback socket
   fed by a fake broker thread (pre-built packets, so the feeder costs little), with an empty
   ``on_message`` and manual acknowledgement: paho's own cost per message;
+- ``paho_*_lean``: the same with ``BufferedReadClient.on_incoming_publish``, the path the
+  gateway takes for plain PUBLISH packets;
 - ``normalise``: ``Normaliser.process`` (decode, profile, pydantic validation);
 - ``submit``: ``BatchWriter.submit`` (row encoding and device state);
 - ``write``: the writer's SQLite transaction for batches of 500;
@@ -49,7 +51,10 @@ def _thread_cpu_s(native_id: int) -> float:
 
 
 def paho_stage(
-    messages: list[tuple[str, dict[str, Any]]], protocol: str, client_class: type[mqtt.Client]
+    messages: list[tuple[str, dict[str, Any]]],
+    protocol: str,
+    client_class: type[mqtt.Client],
+    lean: bool = False,
 ) -> float:
     """µs of paho-thread CPU per message for QoS 1 delivery with an empty callback."""
     v5 = protocol == "v5"
@@ -101,6 +106,9 @@ def paho_stage(
         manual_ack=True,
     )
     client.on_message = on_message
+    if lean:
+        assert isinstance(client, BufferedReadClient)
+        client.on_incoming_publish = lambda *_: on_message(None, None, None)
     client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -166,6 +174,8 @@ def main() -> None:
     for protocol in ("v5", "v311"):
         for name, cls in (("plain", mqtt.Client), ("buffered", BufferedReadClient)):
             result[f"paho_{protocol}_{name}"] = round(paho_stage(messages, protocol, cls), 1)
+        lean = paho_stage(messages, protocol, BufferedReadClient, lean=True)
+        result[f"paho_{protocol}_lean"] = round(lean, 1)
     with tempfile.TemporaryDirectory(prefix="lianfang-stages-") as tmp:
         result.update(asyncio.run(pipeline_stages(Path(tmp), messages)))
     result["calibration_ms"] = calibration_ms()

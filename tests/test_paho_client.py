@@ -10,6 +10,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -188,3 +190,164 @@ def test_bytes_buffered_from_an_old_connection_are_never_served_on_a_new_one() -
     with pytest.raises(BlockingIOError):
         client._sock_recv(1)
     client._sock = None
+
+
+# ---- the lean PUBLISH path (on_incoming_publish) against paho's own parser ----------------
+
+Delivery = tuple[bytes, bytes, int, int]  # topic bytes, payload, qos, packet id
+
+
+def _publish_packet(
+    topic: bytes, payload: bytes, qos: int, mid: int, *, v5: bool, user: bool = False
+) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic
+    if qos:
+        body += struct.pack("!H", mid)
+    if v5:
+        block = b"\x26" + _utf8("k") + _utf8("v") if user else b""
+        body += _varint(len(block)) + block
+    body += payload
+    return bytes([0x30 | (qos << 1)]) + _varint(len(body)) + body
+
+
+class _Feed:
+    """A socket that returns the given chunks one per ``recv`` (each at most what was asked),
+    then would block."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def recv(self, n: int) -> bytes:
+        if not self.chunks:
+            raise BlockingIOError
+        chunk = self.chunks.pop(0)
+        if len(chunk) > n:
+            self.chunks.insert(0, chunk[n:])
+        return chunk[:n]
+
+    def close(self) -> None:
+        self.chunks = []
+
+
+def _receive(stream: bytes, cuts: list[int], *, v5: bool, lean: bool) -> tuple[list[Delivery], int]:
+    """Everything a client delivers from ``stream`` read in pieces cut at ``cuts``, and how
+    many of those came through the lean path."""
+    client = BufferedReadClient(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="t",
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        manual_ack=True,
+    )
+    got: list[Delivery] = []
+    lean_count = [0]
+
+    def on_message(_c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        got.append((m._topic, bytes(m.payload), m.qos, m.mid if m.qos else 0))
+
+    def on_incoming(topic: bytes, payload: bytes, qos: int, mid: int) -> None:
+        lean_count[0] += 1
+        got.append((topic, payload, qos, mid))
+
+    client.on_message = on_message
+    if lean:
+        client.on_incoming_publish = on_incoming
+    chunks, at = [], 0
+    for cut in [*sorted({c for c in cuts if 0 < c < len(stream)}), len(stream)]:
+        chunks.append(stream[at:cut])
+        at = cut
+    client._sock = _Feed([c for c in chunks if c])  # type: ignore[assignment]
+    for _ in range(len(chunks) + 2):
+        if client._sock is None:
+            break
+        client.loop_read()
+    client._sock = None
+    return got, lean_count[0]
+
+
+topics = st.one_of(
+    st.text(min_size=1, max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.binary(min_size=1, max_size=10),  # not always valid UTF-8: paho keeps the bytes too
+)
+publishes = st.builds(
+    lambda topic, payload, qos, mid, user: (topic, payload, qos, mid, user),
+    topics,
+    st.one_of(st.binary(max_size=300), st.binary(min_size=16_384, max_size=20_000)),
+    st.sampled_from([0, 1]),
+    st.integers(1, 65_535),
+    st.booleans(),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    items=st.lists(st.one_of(publishes, st.just("ping")), max_size=25),
+    cuts=st.lists(st.integers(0, 45_000), max_size=12),
+    v5=st.booleans(),
+)
+def test_the_lean_path_delivers_exactly_what_paho_delivers(
+    items: list[Any], cuts: list[int], v5: bool
+) -> None:
+    stream = b"".join(
+        b"\xd0\x00" if item == "ping" else _publish_packet(*item[:4], v5=v5, user=item[4])
+        for item in items
+    )
+    expected, _ = _receive(stream, cuts, v5=v5, lean=False)
+    got, lean = _receive(stream, cuts, v5=v5, lean=True)
+    assert got == expected
+    assert len(expected) == sum(1 for i in items if i != "ping")
+    plain = [i for i in items if i != "ping" and not (v5 and i[4])]
+    if plain and not cuts:  # one read: every plain PUBLISH but the first takes the lean path
+        assert lean >= len(plain) - 1
+
+
+def test_a_malformed_publish_is_left_to_paho_which_drops_the_connection() -> None:
+    good = _publish_packet(b"a/b", b"1", 1, 7, v5=False)
+    # topic length 200 in a 10-byte packet
+    bad = b"\x32\x0a" + struct.pack("!H", 200) + b"x" * 8
+    client = BufferedReadClient(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="t",
+        protocol=mqtt.MQTTv311,
+        manual_ack=True,
+    )
+    got: list[Delivery] = []
+    client.on_incoming_publish = lambda *a: got.append(a)
+    client.on_message = lambda *_: got.append((b"paho", b"", 0, 0))
+    client._sock = _Feed([good + good + bad + good])  # type: ignore[assignment]
+    rc = client.loop_read()
+    assert rc == mqtt.MQTT_ERR_PROTOCOL
+    assert client._sock is None  # paho closed the connection
+    # the first packet of a read goes through paho's parser, the second through the lean path
+    assert got == [(b"paho", b"", 0, 0), (b"a/b", b"1", 1, 7)]
+
+
+def test_bytes_taken_by_the_lean_path_count_for_the_keepalive() -> None:
+    client = BufferedReadClient(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id="t", manual_ack=True
+    )
+    client.on_incoming_publish = lambda *_: None
+    client.on_message = lambda *_: None
+    packets = _publish_packet(b"t", b"x", 1, 1, v5=False) * 3
+    client._sock = _Feed([packets])  # type: ignore[assignment]
+    client._last_bytes_received = 0.0
+    client.loop_read()
+    assert client._last_bytes_received > 0.0
+    assert client.buffered_bytes() == 0
+    client._sock = None
+
+
+@pytest.mark.parametrize("v5", [False, True])
+def test_plain_publishes_of_every_length_take_the_lean_path(v5: bool) -> None:
+    """Remaining lengths of one, two and three bytes; QoS 0 and 1; all in one read."""
+    sizes = [0, 100, 127, 128, 5_000, 16_383, 16_384, 70_000]
+    packets = [
+        _publish_packet(f"d/{n}".encode(), bytes([n % 251]) * n, n % 2, n % 65_535 + 1, v5=v5)
+        for n in sizes
+    ]
+    stream = packets[0] + b"".join(packets)  # the first of a read goes through paho
+    got, lean = _receive(stream, [], v5=v5, lean=True)
+    assert lean == len(sizes)
+    assert [(t, len(p), q) for t, p, q, _ in got[1:]] == [
+        (f"d/{n}".encode(), n, n % 2) for n in sizes
+    ]
+    assert [m for *_, m in got[1:]] == [n % 65_535 + 1 if n % 2 else 0 for n in sizes]

@@ -148,6 +148,7 @@ class MqttConsumer:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_read_done = self._hand_off
+        client.on_incoming_publish = self._on_incoming_publish
         return client
 
     def start(self) -> None:
@@ -231,14 +232,27 @@ class MqttConsumer:
             log.error("broker refused %d of our subscriptions (ACL?): %s", len(refused), refused)
         self._subscribed.set()
 
-    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if not self._accepting.is_set():
-            return  # shutting down: unacknowledged, so the broker redelivers next session
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """paho's path: packets the lean one leaves to paho (v5 properties, split packets)."""
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers should refuse these; be safe if one does not
             topic = msg._topic.decode("utf-8", "backslashreplace")
-        payload = bytes(msg.payload)  # no copy when it already is bytes
+        # QoS 1 only: we subscribe at QoS 1, so the broker never sends QoS 2.
+        self._receive(topic, bytes(msg.payload), msg.mid if msg.qos == 1 else 0)
+
+    def _on_incoming_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
+        """The lean path (``BufferedReadClient.on_incoming_publish``): a plain QoS 0/1 PUBLISH."""
+        try:
+            text = topic.decode("utf-8")
+        except UnicodeDecodeError:
+            text = topic.decode("utf-8", "backslashreplace")
+        self._receive(text, payload, mid if qos == 1 else 0)
+
+    def _receive(self, topic: str, payload: bytes, mid: int) -> None:
+        """One message (network thread); ``mid`` 0 for QoS 0, which is never acknowledged."""
+        if not self._accepting.is_set():
+            return  # shutting down: unacknowledged, so the broker redelivers next session
         try:
             outcome = self.normaliser.process(topic, payload)
         except Exception as exc:  # never let one message kill the network thread
@@ -251,8 +265,7 @@ class MqttConsumer:
                 repr(exc)[:500],
                 None,
             )
-        # QoS 1 only: we subscribe at QoS 1, so the broker never sends QoS 2.
-        token = (self._generation, msg.mid) if msg.qos == 1 else None
+        token = (self._generation, mid) if mid else None
         gate = self.gate
         held = False
         if (
