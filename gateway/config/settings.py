@@ -103,11 +103,15 @@ class DatabaseConfig(Strict):
         "sqlite:///data/lianfang.db",
         description="SQLAlchemy URL; sqlite:/// (default, WAL) or postgresql+psycopg://",
     )
+    # Each event touches a leaf page of the events indexes clustered by device, so a commit
+    # writes about one page per device heard since the last one, whatever the batch size:
+    # larger batches under load cost far less per event (measured: 500 events per commit
+    # wrote 6.6 KB of WAL per event, 2,000 wrote 3.1 KB). The interval bounds the wait.
     batch_size: int = Field(
-        500, ge=1, le=10_000, description="Events per write transaction at most"
+        2000, ge=1, le=10_000, description="Events per write transaction at most"
     )
     batch_interval_ms: int = Field(
-        50, ge=1, le=5_000, description="Longest wait before a partial batch is written"
+        200, ge=1, le=5_000, description="Longest wait before a partial batch is written"
     )
 
 

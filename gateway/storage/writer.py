@@ -136,8 +136,8 @@ class BatchWriter:
         self,
         engine: Engine,
         *,
-        batch_size: int = 500,
-        interval_s: float = 0.05,
+        batch_size: int = 2000,
+        interval_s: float = 0.2,
         on_committed: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.engine = engine
