@@ -25,10 +25,11 @@ from gateway.ingest.reasons import Reason
 
 # A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
-# What orjson would read differently from json: the escapes above, or an integer too long for
-# 64 bits (19 digits may already be; a longer run of digits inside a string costs nothing but
-# the slower path).
-_NOT_FOR_ORJSON = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)|[0-9]{19}")
+# orjson reads an integer beyond 64 bits as a float. 19 digits in a row may already be one
+# (any longer run of digits, in a string too, only costs the slower path). Digits become "0"
+# and the rest " ", then one substring search: a tenth of what a regex of [0-9]{19} costs.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 class Rejected(Exception):
@@ -68,7 +69,11 @@ def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> A
     """Bytes → JSON value (``json``), str (``text``), or either (``json_or_text``)."""
     if len(raw) > max_bytes:
         raise Rejected(Reason.OVERSIZE, f"{len(raw)} bytes > limit {max_bytes}")
-    if fmt != "text" and _NOT_FOR_ORJSON.search(raw) is None:
+    if (
+        fmt != "text"
+        and _SUSPECT_ESCAPE.search(raw) is None
+        and _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO)
+    ):
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
