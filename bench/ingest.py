@@ -97,13 +97,14 @@ def payload(rng: random.Random, seq: int) -> tuple[str, dict[str, Any]]:
 devices_cache = devices()
 
 
-def publisher(port: int, n: int, seed: int, kind: str = "lean") -> None:
-    """Separate process: publish n events as fast as QoS 1 allows; ts = publish time."""
+def publisher(port: int, n: int, seed: int, kind: str = "lean", rate: float = 0) -> None:
+    """Separate process: publish n events as fast as QoS 1 allows (or ``rate`` a second, lean
+    publisher only); ts = publish time."""
     rng = random.Random(seed)
     prepared = [payload(rng, i) for i in range(n)]
     if kind == "lean":
         lean = LeanPublisher(port, f"bench-pub-{seed}")
-        lean.publish_all([Template(t, body) for t, body in prepared])
+        lean.publish_all([Template(t, body) for t, body in prepared], rate=rate or None)
         if not lean.wait_acked(n, 600):
             raise SystemExit(f"broker acknowledged only {lean.acked} of {n} messages")
         lean.close()
@@ -132,10 +133,9 @@ def publisher(port: int, n: int, seed: int, kind: str = "lean") -> None:
 PUBLISHER = "lean"  # set from --publisher
 
 
-def spawn_publisher(port: int, n: int, seed: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, __file__, "--publish", str(port), str(n), str(seed), PUBLISHER]
-    )
+def spawn_publisher(port: int, n: int, seed: int, rate: float = 0) -> subprocess.Popen[bytes]:
+    args = [str(port), str(n), str(seed), PUBLISHER, str(rate)]
+    return subprocess.Popen([sys.executable, __file__, "--publish", *args])
 
 
 def broker_baseline(port: int, n: int) -> float:
@@ -291,22 +291,24 @@ async def gateway_run(
     threads_box: dict[str, float] = {}
     finished = threading.Event()
     last_commit = [0.0]
+    first_publish = [float("inf")]  # the publisher's clock: "ts" in each payload
 
     def on_committed(events: list[Any]) -> None:
         now = time.time()
-        latencies.extend(now - e.occurred_at.timestamp() for e in events)
-        last_commit[0] = time.perf_counter()
+        published = [e.occurred_at.timestamp() for e in events]
+        latencies.extend(now - p for p in published)
+        first_publish[0] = min(first_publish[0], *published)
+        last_commit[0] = now
 
     gateway.writer.on_committed = on_committed
     await gateway.start()
     tune(args)
     assert await gateway.wait_subscribed(30)
-    started = time.perf_counter()
     cpu_started = _cpu_s()
     threads_started = _thread_cpu_s()
     children_started = _children_cpu_s()
     broker_started = _process_cpu_s(broker_pid)
-    proc = spawn_publisher(port, n, seed=1)
+    proc = spawn_publisher(port, n, seed=1, rate=args.rate)
 
     def watch() -> None:
         idle_since = time.monotonic()
@@ -336,7 +338,9 @@ async def gateway_run(
     broker_cpu = _process_cpu_s(broker_pid) - broker_started
     proc.wait()
     publisher_cpu = _children_cpu_s() - children_started  # counted once the child is reaped
-    elapsed = last_commit[0] - started
+    # From the first message published to the last one committed (as the baselines count
+    # from their first message): the publisher's start-up is not the gateway's time.
+    elapsed = last_commit[0] - first_publish[0]
     stats = gateway.writer.stats
     ingest = gateway.normaliser.stats
     signals = vars(gateway.incidents.service.stats).copy()
@@ -413,12 +417,19 @@ def main() -> None:
         help="load generator: pre-built packets (bench/lean_publisher.py) or paho per message",
     )
     parser.add_argument(
-        "--publish", nargs=4, metavar=("PORT", "N", "SEED", "KIND"), help=argparse.SUPPRESS
+        "--publish", nargs=5, metavar=("PORT", "N", "SEED", "KIND", "RATE"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="publish at this many events/s (lean publisher) instead of as fast as possible: "
+        "shows whether the gateway sustains the rate (latency stays flat) or falls behind",
     )
     args = parser.parse_args()
     if args.publish:
-        port, n, seed, kind = args.publish
-        publisher(int(port), int(n), int(seed), kind)
+        port, n, seed, kind, rate = args.publish
+        publisher(int(port), int(n), int(seed), kind, float(rate))
         return
     global PUBLISHER
     PUBLISHER = args.publisher
@@ -445,6 +456,7 @@ def main() -> None:
     result["protocol"] = args.protocol
     result["gc"] = "default" if args.default_gc else "tuned"
     result["publisher"] = args.publisher
+    result["publish_rate"] = args.rate or "full speed"
     result["batch_size"] = args.batch_size or "default"
     result["batch_interval_ms"] = args.batch_interval_ms or "default"
     result["calibration_ms"] = calibration_ms()

@@ -125,12 +125,18 @@ class LeanPublisher:
                 self._cond.notify_all()
             pending = pending[whole:]
 
-    def publish_all(self, templates: Sequence[Template]) -> None:
-        """Send every template once, stamping each with the time it is handed to the socket."""
+    def publish_all(self, templates: Sequence[Template], rate: float | None = None) -> None:
+        """Send every template once, stamping each with the time it is handed to the socket;
+        at most ``rate`` messages a second when given (else as fast as the broker takes them)."""
         sent = 0
         packet_id = 0
         total = len(templates)
+        started = time.monotonic()
         while sent < total:
+            if rate:
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
             with self._cond:
                 while sent - self.acked > self.window - self.chunk:
                     self._cond.wait(1.0)

@@ -8,6 +8,10 @@ in this order each round:
 2. other new signals, in arrival order;
 3. updates, all in one transaction. Consecutive updates of one signal with the same state are
    merged first (events appended), so a burst of repeats costs one write, not one per event.
+   When only updates wait, the worker lets them gather for up to ``update_gather_s`` first (a
+   new signal ends the wait at once): an update only appends events to an incident already
+   raised and routed, and a storm of them costs one transaction per gathering, not per
+   handful.
 
 New signals always go before updates, so an update never overtakes the signal it updates.
 A transient database failure (locked, connection lost) is retried with backoff until it
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 5.0
+UPDATE_GATHER_S = 0.2  # longest wait for more updates before storing those queued
 
 
 @dataclass(slots=True)
@@ -66,14 +71,22 @@ def _transient(exc: BaseException) -> bool:
 class SignalQueue:
     """Accepts signals without waiting; one worker task stores them (see module doc)."""
 
-    def __init__(self, store_open: StoreOpen, store_updates: StoreUpdates) -> None:
+    def __init__(
+        self,
+        store_open: StoreOpen,
+        store_updates: StoreUpdates,
+        *,
+        update_gather_s: float = UPDATE_GATHER_S,
+    ) -> None:
         self._store_open = store_open
+        self.update_gather_s = update_gather_s
         self._store_updates = store_updates
         self._urgent: deque[Queued] = deque()
         self._new: deque[Queued] = deque()
         self._updates: list[Queued] = []
         self._last_update: dict[str, int] = {}  # signal id → index of its last queued update
         self._wake: asyncio.Event | None = None
+        self._opening: asyncio.Event | None = None  # a new signal waits (ends a gathering)
         self._idle: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self.merged = 0  # updates folded into an earlier queued one
@@ -93,9 +106,11 @@ class SignalQueue:
         else:
             self._new.append(item)
         self._start()
-        assert self._wake is not None and self._idle is not None
+        assert self._wake is not None and self._idle is not None and self._opening is not None
         self._idle.clear()
         self._wake.set()
+        if signal.kind != "update":
+            self._opening.set()
 
     def _put_update(self, item: Queued) -> None:
         sid = item.signal.signal_id
@@ -132,13 +147,16 @@ class SignalQueue:
     def _start(self) -> None:
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()
+            self._opening = asyncio.Event()
             self._idle = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(
                 self._run(), name="incident-signals"
             )
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._idle is not None
+        assert self._wake is not None and self._idle is not None and self._opening is not None
+        loop = asyncio.get_running_loop()
+        gather_until: float | None = None  # when the updates waiting now are stored at the latest
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -147,10 +165,26 @@ class SignalQueue:
                     item = (self._urgent or self._new).popleft()
                     await self._persist(partial(self._store_open, item), item.signal)
                 else:
+                    if self.update_gather_s > 0:
+                        if gather_until is None:
+                            gather_until = loop.time() + self.update_gather_s
+                        await self._gather_updates(gather_until - loop.time())
+                        if self._urgent or self._new:
+                            continue  # a new signal goes first; the updates' wait goes on
+                    gather_until = None
                     batch, self._updates, self._last_update = self._updates, [], {}
                     await self._persist(partial(self._store_updates, batch), batch[0].signal)
             if not self.pending:
                 self._idle.set()
+
+    async def _gather_updates(self, within_s: float) -> None:
+        """Let more updates arrive for ``within_s``, or until a new signal does."""
+        assert self._opening is not None
+        self._opening.clear()
+        if within_s <= 0 or self._urgent or self._new:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._opening.wait(), within_s)
 
     async def _persist(self, store: Callable[[], Awaitable[None]], first: Signal) -> None:
         delay = RETRY_FIRST_S

@@ -226,3 +226,63 @@ async def test_a_batch_of_updates_writes_what_one_at_a_time_would(tmp_path: Path
     assert panic_row[2:4] == (3, "resolved")  # the later update of the same incident wins
     assert len(panic_row[1]) == 3  # its events from both updates attached, in order
     assert [entry[0] for entry in stored[2:]] == [1, 2, 1]  # one timeline entry per update
+
+
+class CountingStore(Store):
+    """Also counts the update transactions (one ``updates`` call each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.update_calls: list[int] = []
+
+    async def updates(self, items: list[Queued]) -> None:
+        self.update_calls.append(len(items))
+        await super().updates(items)
+
+
+async def test_updates_alone_gather_into_one_transaction() -> None:
+    store = CountingStore()
+    queue = SignalQueue(store.open, store.updates, update_gather_s=0.3)
+    now = FakeClock()()
+    for n in range(5):  # a storm: one update every 20 ms, states alternating (not merged)
+        queue.put(update(n, "firing" if n % 2 else "resolved"), now)
+        await asyncio.sleep(0.02)
+    assert await queue.settled(within_s=5)
+    assert store.update_calls == [5]
+    await queue.close()
+
+
+async def test_a_new_signal_ends_the_gathering_at_once_and_goes_first() -> None:
+    store = CountingStore()
+    queue = SignalQueue(store.open, store.updates, update_gather_s=600.0)
+    now = FakeClock()()
+    queue.put(update(1), now)
+    await asyncio.sleep(0.05)
+    queue.put(panic_signal(n=3), now)
+
+    async def opened() -> None:
+        while not store.log:  # noqa: ASYNC110 (the store has no event to wait on)
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(opened(), 30)  # long before the 600 s gathering ends
+    assert store.log == [("open", panic_signal(n=3).signal_id)]
+    assert store.update_calls == []  # the update still gathers
+    queue.update_gather_s = 0.0  # and is stored after the next new signal
+    queue.put(door_signal(2), now)
+    assert await queue.settled(within_s=30)
+    assert store.update_calls == [1]
+    await queue.close()
+
+
+async def test_new_signals_in_a_row_do_not_hold_updates_back_past_the_window() -> None:
+    store = CountingStore()
+    queue = SignalQueue(store.open, store.updates, update_gather_s=0.2)
+    now = FakeClock()()
+    queue.put(update(1), now)
+    for n in range(20):  # a new signal every 50 ms for a second: each ends a wait
+        await asyncio.sleep(0.05)
+        queue.put(door_signal(100 + n), now)
+        if store.update_calls:
+            break
+    assert store.update_calls == [1], "updates waited behind new signals beyond their window"
+    await queue.close()
