@@ -1,6 +1,7 @@
 """Compile a ``Selector`` once into a fast predicate plus the (kind, type) keys it can match.
 
-Cheap structured checks run first; an ``expr`` (simpleeval, pre-parsed) runs last.
+Cheap structured checks run first; an ``expr`` (simpleeval, pre-parsed; the common subset
+compiled by ``rules.fast_expr``) runs last.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from simpleeval import EvalWithCompoundTypes
 
 from gateway.events import DeviceKind, EventType
 from rules.context import Ctx
+from rules.fast_expr import compile_fast
 from rules.fields import compile_getter
 from rules.model import Selector
 from rules.watchlist import Watchlist
@@ -74,6 +76,16 @@ def _expression(expr: str, watchlists: Mapping[str, Watchlist]) -> Check:
     }
     evaluator = EvalWithCompoundTypes(functions=functions)
     parsed = ast.parse(expr.strip(), mode="eval").body
+    fast = compile_fast(parsed, evaluator, expr)
+    if fast is not None:
+
+        def check_fast(c: Ctx) -> bool:
+            try:
+                return bool(fast(c.names()))
+            except Exception as exc:
+                raise ExpressionFailed(f"{type(exc).__name__}: {exc}") from exc
+
+        return check_fast
 
     def check(c: Ctx) -> bool:
         evaluator.names = c.names()
