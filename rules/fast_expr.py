@@ -73,7 +73,7 @@ class _NotCompiled(Exception):
 def _node(node: ast.expr, ev: SimpleEval, expr: str) -> Node:
     if isinstance(node, ast.Constant):
         value = node.value
-        if hasattr(value, "__len__") and len(value) > MAX_STRING_LENGTH:
+        if isinstance(value, str | bytes) and len(value) > MAX_STRING_LENGTH:
             raise _NotCompiled  # simpleeval refuses it at evaluation: let it
         return lambda _names: value
     if isinstance(node, ast.Name):
