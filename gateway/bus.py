@@ -36,6 +36,23 @@ class Subscription:
         return await self.queue.get()
 
 
+@dataclass
+class BatchSubscription:
+    """Every event, in order, as the lists they arrived in: one queue item per hand-off
+    instead of one per event (the rules take thousands a second). Never drops. A list is
+    shared by every batch subscriber: read it, never change it."""
+
+    name: str
+    queue: asyncio.Queue[list[Event]]
+    pending: int = 0  # events queued, not yet taken
+    _closed: bool = field(default=False, repr=False)
+
+    async def get(self) -> list[Event]:
+        batch = await self.queue.get()
+        self.pending -= len(batch)
+        return batch
+
+
 class EventBus:
     """Fan-out to subscribers. Critical subscribers (rules) get every event; others (live
     viewers) have bounded queues and lose their oldest events when they fall behind."""
@@ -43,6 +60,7 @@ class EventBus:
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
         self._subs: list[Subscription] = []
+        self._batch_subs: list[BatchSubscription] = []
         self.published = 0
         # Events from other threads wait here; one loop wake-up drains them all, so a burst
         # costs one self-pipe write instead of one per event.
@@ -58,9 +76,18 @@ class EventBus:
         self._subs.append(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
+    def subscribe_batches(self, name: str) -> BatchSubscription:
+        """A critical subscriber taking events in batches (``BatchSubscription``)."""
+        sub = BatchSubscription(name, asyncio.Queue())
+        self._batch_subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription | BatchSubscription) -> None:
         sub._closed = True
-        if sub in self._subs:
+        if isinstance(sub, BatchSubscription):
+            if sub in self._batch_subs:
+                self._batch_subs.remove(sub)
+        elif sub in self._subs:
             self._subs.remove(sub)
 
     def publish(self, event: Event) -> None:
@@ -77,8 +104,7 @@ class EventBus:
         except RuntimeError:
             running = None
         if running is loop:
-            for event in events:
-                self._fanout(event)
+            self._deliver(list(events))
             return
         self._inbox.extend(events)
         if not self._drain_scheduled:
@@ -90,8 +116,20 @@ class EventBus:
         # Clear the flag first: an event appended after this point schedules a new drain.
         self._drain_scheduled = False
         inbox = self._inbox
-        while inbox:
-            self._fanout(inbox.popleft())
+        # popleft, not a copy and clear: the receive thread may be appending meanwhile
+        events = [inbox.popleft() for _ in range(len(inbox))]
+        if events:
+            self._deliver(events)
+
+    def _deliver(self, events: list[Event]) -> None:
+        for batch_sub in self._batch_subs:
+            batch_sub.pending += len(events)
+            batch_sub.queue.put_nowait(events)
+        if not self._subs:
+            self.published += len(events)
+            return
+        for event in events:
+            self._fanout(event)
 
     def _fanout(self, event: Event) -> None:
         self.published += 1
