@@ -22,11 +22,13 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
+import orjson
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, Insert, func, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.events import Event, EventType
+from gateway.events import ATTRIBUTE_MODELS, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.storage import tables
 
@@ -96,9 +98,39 @@ def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
     return list(chain.from_iterable(rows))
 
 
+_TIME_PREFIXES: dict[tuple[int, int, int, int, int, int], str] = {}
+
+
 def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME storage format; Event guarantees UTC.
-    return value.isoformat(" ", "microseconds")[:26]  # 2x cheaper than strftime
+    """SQLAlchemy's SQLite DATETIME storage format; Event guarantees UTC. The text up to the
+    second is kept per second (two per event, thousands of events a second): half the cost
+    of ``isoformat``, which formats the UTC offset each time only for it to be cut off."""
+    key = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    prefix = _TIME_PREFIXES.get(key)
+    if prefix is None:
+        if len(_TIME_PREFIXES) >= 4096:
+            _TIME_PREFIXES.clear()
+        prefix = _TIME_PREFIXES[key] = value.isoformat(" ")[:19]
+    return f"{prefix}.{value.microsecond:06d}"
+
+
+# Each attribute model's fields with their defaults, in declaration order.
+_ATTRIBUTE_DEFAULTS = {
+    model: {
+        name: info.get_default(call_default_factory=True)
+        for name, info in model.model_fields.items()
+    }
+    for model in ATTRIBUTE_MODELS.values()
+}
+
+
+def attributes_json(attributes: BaseModel) -> str:
+    """``attributes.model_dump_json(exclude_defaults=True)``, for the models of
+    ``gateway.events``, at a third of the cost: the validated values, defaults left out, in
+    field order, encoded by orjson (enums by value). Tested equal to pydantic's output."""
+    defaults = _ATTRIBUTE_DEFAULTS[type(attributes)]  # type: ignore[index]
+    values = {k: v for k, v in attributes.__dict__.items() if v != defaults[k]}
+    return orjson.dumps(values).decode()
 
 
 def sqlite_event_row(e: Event) -> tuple[Any, ...]:
@@ -111,7 +143,7 @@ def sqlite_event_row(e: Event) -> tuple[Any, ...]:
         e.type.value,
         _sqlite_time(e.occurred_at),
         _sqlite_time(e.received_at),
-        e.attributes.model_dump_json(exclude_defaults=True),
+        attributes_json(e.attributes),
         e.source,
         e.raw,
     )
