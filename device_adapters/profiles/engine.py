@@ -31,6 +31,7 @@ from gateway.events import ATTRIBUTE_MODELS, RAW_PAYLOAD_LIMIT, Event
 from gateway.privacy import mask_tail, pseudonymise
 
 MAX_FUTURE_SKEW = timedelta(days=1)
+_validate_event = Event.__pydantic_validator__.validate_python
 
 
 class UnknownDevice(NoMatch):
@@ -306,7 +307,8 @@ class ProfileAdapter:
                 f"{self.name}:{device_id}:h{_digest(self.name, mapping.id, device_id, message)}"
             )
         try:
-            return Event.model_validate(
+            # model_validate without its Python wrapper (half a µs of every message)
+            event: Event = _validate_event(
                 {
                     "event_id": event_id[:128],
                     "occurred_at": occurred_at,
@@ -322,6 +324,7 @@ class ProfileAdapter:
                     ],
                 }
             )
+            return event
         except ValidationError as exc:
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
