@@ -204,12 +204,12 @@ class BatchWriter:
     def submit_many(self, items: list[WriteItem | None]) -> None:
         """Queue items in order; one wake-up of the writer thread for all of them."""
         encode = self._encode
-        for item in items:
-            if item is None or not item.events:
-                continue
-            item.rows = [encode(e) for e in item.events]
-            with self._devices_lock:
-                devices = self._devices
+        with self._devices_lock:
+            devices = self._devices
+            for item in items:
+                if item is None or not item.events:
+                    continue
+                item.rows = [encode(e) for e in item.events]
                 for e in item.events:
                     battery = e.attributes.battery_pct
                     if battery is None and e.device_id in devices:
