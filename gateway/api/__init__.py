@@ -4,7 +4,8 @@ Public surface: ``create_app``, the ``Runtime`` protocol the gateway implements,
 health models it returns.
 """
 
-from gateway.api.app import create_app
+from typing import TYPE_CHECKING, Any
+
 from gateway.api.runtime import Runtime
 from gateway.api.schemas import (
     BrokerHealth,
@@ -23,3 +24,17 @@ __all__ = [
     "WriterHealth",
     "create_app",
 ]
+
+if TYPE_CHECKING:
+    from gateway.api.app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    # The app imports every route, and the routes import gateway.auth.guards, which imports
+    # gateway.api.deps: loading the app with the package made importing the guards first a
+    # circular import. It is loaded when asked for.
+    if name == "create_app":
+        from gateway.api.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
