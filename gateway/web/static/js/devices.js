@@ -47,6 +47,16 @@ idInput.addEventListener("input", showDelete);
 
 const out = document.getElementById("device-out");
 
+// The outcome of a save or delete; `marks` (saved / deleted: the device id) are what the
+// browser tests read, and only the last action's mark stays.
+function report(text, marks = null) {
+  out.textContent = text;
+  out.className = marks ? "out ok" : "out err";
+  delete out.dataset.saved;
+  delete out.dataset.deleted;
+  Object.assign(out.dataset, marks ?? {});
+}
+
 function entry() {
   const body = Object.fromEntries(new FormData(form));
   if (body.heartbeat_s === "") delete body.heartbeat_s;
@@ -66,16 +76,11 @@ form.addEventListener("submit", async (ev) => {
   const { id, ...body } = entry();
   try {
     const saved = await api(`/api/devices/${encodeURIComponent(id)}`, { method: "PUT", body });
-    out.textContent = `✔ ${saved.action}: ${t(saved.action === "add" ? "devices.added" : "devices.edited")} (${saved.device.site} / ${saved.device.id})`;
-    out.className = "out ok";
-    out.dataset.saved = saved.device.id;
-    delete out.dataset.deleted;
+    report(`✔ ${saved.action}: ${t(saved.action === "add" ? "devices.added" : "devices.edited")} (${saved.device.site} / ${saved.device.id})`, { saved: saved.device.id });
     await load();
     showDelete();
   } catch (err) {
-    out.textContent = `✘ ${reasons(err).join("\n")}`;
-    out.className = "out err";
-    delete out.dataset.saved;
+    report(`✘ ${reasons(err).join("\n")}`);
   }
 });
 
@@ -84,25 +89,18 @@ del.addEventListener("click", async () => {
   if (!id || !confirm(t("devices.delete_confirm").replace("{id}", id))) return;
   try {
     await api(`/api/devices/${encodeURIComponent(id)}`, { method: "DELETE" });
-    out.textContent = `✔ ${t("devices.deleted")} (${id})`;
-    out.className = "out ok";
-    out.dataset.deleted = id;
-    delete out.dataset.saved;
+    report(`✔ ${t("devices.deleted")} (${id})`, { deleted: id });
     idInput.value = "";
     await load();
     showDelete();
   } catch (err) {
-    out.textContent = `✘ ${reasons(err).join("\n")}`;
-    out.className = "out err";
-    delete out.dataset.deleted;
+    report(`✘ ${reasons(err).join("\n")}`);
   }
 });
 
 document.getElementById("device-check").addEventListener("click", async () => {
   const res = await api("/api/web/device-check", { method: "POST", body: entry() });
-  out.textContent = res.ok ? `✔ ${res.action} → ${res.file}\n${res.yaml}` : `✘ ${res.errors.join("\n")}`;
-  out.className = res.ok ? "out ok" : "out err";
-  delete out.dataset.saved;
+  report(res.ok ? `✔ ${res.action} → ${res.file}\n${res.yaml}` : `✘ ${res.errors.join("\n")}`, res.ok ? {} : null);
 });
 
 const pform = document.getElementById("payload-form");
