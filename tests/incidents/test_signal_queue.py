@@ -242,7 +242,7 @@ class CountingStore(Store):
 
 async def test_updates_alone_gather_into_one_transaction() -> None:
     store = CountingStore()
-    queue = SignalQueue(store.open, store.updates, update_gather_s=0.3)
+    queue = SignalQueue(store.open, store.updates, update_gather_s=2.0)  # ≫ the storm
     now = FakeClock()()
     for n in range(5):  # a storm: one update every 20 ms, states alternating (not merged)
         queue.put(update(n, "firing" if n % 2 else "resolved"), now)
