@@ -45,7 +45,6 @@ class BatchSubscription:
     name: str
     queue: asyncio.Queue[list[Event]]
     pending: int = 0  # events queued, not yet taken
-    _closed: bool = field(default=False, repr=False)
 
     async def get(self) -> list[Event]:
         batch = await self.queue.get()
@@ -83,11 +82,12 @@ class EventBus:
         return sub
 
     def unsubscribe(self, sub: Subscription | BatchSubscription) -> None:
-        sub._closed = True
         if isinstance(sub, BatchSubscription):
             if sub in self._batch_subs:
                 self._batch_subs.remove(sub)
-        elif sub in self._subs:
+            return
+        sub._closed = True
+        if sub in self._subs:
             self._subs.remove(sub)
 
     def publish(self, event: Event) -> None:

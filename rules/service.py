@@ -160,20 +160,15 @@ class RulesService:
     async def handle_batch(self, events: list[Event]) -> None:
         """``handle`` for each event in order, without a coroutine per event: the rules loop
         awaits only to hand signals on, and lets other tasks run every ``YIELD_EVERY``."""
-        process, evaluated = self.engine.process, self.on_evaluated
         self._in_hand = len(events)
         try:
             for n, event in enumerate(events, 1):
-                try:
-                    signals = process(event)
-                except Exception:
-                    self.errors += 1
-                    log.exception("rules: failed on event %s", event.event_id)
-                    signals = []
-                if signals:
-                    await self._deliver(signals)
-                if evaluated is not None:
-                    evaluated(event, signals)
+                signals = self._evaluate(event)
+                if signals is not None:
+                    if signals:
+                        await self._deliver(signals)
+                    if self.on_evaluated is not None:
+                        self.on_evaluated(event, signals)
                 self._in_hand -= 1
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -187,12 +182,18 @@ class RulesService:
 
     # ---- work -----------------------------------------------------------------------------
 
-    async def handle(self, event: Event) -> list[Signal]:
+    def _evaluate(self, event: Event) -> list[Signal] | None:
+        """The engine's signals for ``event``; None when it failed (logged and counted)."""
         try:
-            signals = self.engine.process(event)
+            return self.engine.process(event)
         except Exception:
             self.errors += 1
             log.exception("rules: failed on event %s", event.event_id)
+            return None
+
+    async def handle(self, event: Event) -> list[Signal]:
+        signals = self._evaluate(event)
+        if signals is None:
             return []
         await self._deliver(signals)
         if self.on_evaluated is not None:

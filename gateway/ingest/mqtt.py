@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from gateway.bus import EventBus
 from gateway.config.settings import MqttConfig
 from gateway.events import Event
-from gateway.ingest.ack_gate import GATED_TYPES, AckGate, gated
+from gateway.ingest.ack_gate import AckGate, gated
 from gateway.ingest.paho_client import BufferedReadClient
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
@@ -271,7 +271,6 @@ class MqttConsumer:
         if (
             gate is not None
             and token is not None
-            and (outcome.duplicate_events or any(e.type in GATED_TYPES for e in outcome.events))
             and (ids := gated(outcome.events, outcome.duplicate_events, gate))
         ):
             gate.hold(token, ids)  # before the bus: the rules cannot settle it first

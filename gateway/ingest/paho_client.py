@@ -19,18 +19,20 @@ first clears all 27 attributes, even when the packet carries no properties, the 
 shared (paho only reads them) and skip the clearing for an empty property block. Parsed
 properties are the same objects with the same attributes.
 
-With the bytes in memory, paho still spends most of its per-message time on bookkeeping around
-the parse (a packet-state dict, an ``MQTTMessage``, the callback mutexes, the topic-filter
-matcher, debug-log formatting). ``on_incoming_publish`` is a lean path for the one packet that
-arrives thousands of times a second: a complete QoS 0/1 PUBLISH without properties at the
-front of the buffer is cut out of it here (fixed header, topic, packet id, an empty v5
-property block) and handed to ``on_incoming_publish(topic, payload, qos, mid)`` directly. Everything
-else (partial packets, properties, QoS 2, CONNACK, SUBACK, PINGRESP, anything malformed) goes
-to paho's own parser, with its state untouched. Keepalive sees the bytes as paho would.
+With the bytes in memory, paho still spends most of its per-message time on bookkeeping
+around the parse (a packet-state dict, an ``MQTTMessage``, the callback mutexes, the
+topic-filter matcher, debug-log formatting). ``on_incoming_publish`` is a lean path for the
+one packet that arrives thousands of times a second: a complete QoS 0/1 PUBLISH without
+properties at the front of the buffer is cut out of it here (fixed header, topic, packet id,
+an empty v5 property block) and handed to ``on_incoming_publish(topic, payload, qos, mid)``
+directly. Everything else (partial packets, properties, QoS 2, CONNACK, SUBACK, PINGRESP,
+anything malformed) goes to paho's own parser, with its state untouched. Keepalive sees the
+bytes as paho would.
 
-``_sock_recv``, ``_packet_read`` and ``paho.mqtt._packet`` are private to paho (stable through 2.2; pyproject
-keeps paho below 3). ``tests/test_paho_client.py`` checks the behaviour relied on, and the fast
-path is skipped if paho's layout is not the expected one.
+``_sock_recv``, ``_packet_read`` and ``paho.mqtt._packet`` are private to paho (stable
+through 2.2; pyproject keeps paho below 3). ``tests/test_paho_client.py`` checks the
+behaviour relied on (the lean path against paho's own parser), and the shared property tables
+are skipped if paho's layout is not the expected one.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from paho.mqtt.properties import Properties
 
 READ_SIZE = 256 * 1024
 _PUBLISH = 0x30
-_MAX_LENGTH_BYTES = 4  # the remaining length is at most 4 bytes long (MQTT 3.1.1 2.2.3, 5.0 1.5.5)
+_MAX_LENGTH_BYTES = 4  # remaining length: 4 bytes at most (MQTT 3.1.1 2.2.3, 5.0 1.5.5)
 
 # (topic bytes, payload, qos 0 or 1, packet id or 0)
 PublishHandler = Callable[[bytes, bytes, int, int], None]
@@ -161,7 +163,7 @@ class BufferedReadClient(mqtt.Client):
                 mid = (buf[at] << 8) | buf[at + 1] if at + 2 <= body_end else 0
                 at += 2
             if v5:
-                if at >= body_end or buf[at] != 0:  # properties (or none room for them)
+                if at >= body_end or buf[at] != 0:  # properties, or no room for them
                     break
                 at += 1
             if at > body_end or (qos and mid == 0):  # malformed: paho says so
