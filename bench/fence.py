@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gateway.demo.synthetic_video import write_demo_video  # noqa: E402
 from gateway.fence import FenceConfig, FenceDetector  # noqa: E402
-from gateway.live.synthetic import write_demo_video  # noqa: E402
 
 W, H = 640, 360
 ZONE = [(0.3, 0.3), (0.7, 0.3), (0.7, 0.95), (0.3, 0.95)]

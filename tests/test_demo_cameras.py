@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from device_adapters.onvif import load_cameras
-from gateway import demo_cameras
+from gateway.demo import cameras as demo_cameras
 
 
 @pytest.fixture

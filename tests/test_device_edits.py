@@ -22,8 +22,8 @@ from sqlalchemy import select
 from gateway.audit.tables import audit_log
 from gateway.auth.roles import AccountRole
 from gateway.auth.service import CLI
-from gateway.broker import EmbeddedBroker
 from gateway.config.settings import load_gateway_config
+from gateway.demo.broker import EmbeddedBroker
 from gateway.runtime import Gateway
 from gateway.server import build_app
 from gateway.storage import tables

@@ -11,7 +11,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.broker import EmbeddedBroker
+from gateway.demo.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.broker
 

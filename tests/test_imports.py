@@ -23,3 +23,19 @@ def test_module_imports_first(module: str) -> None:
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_runtime_never_imports_the_demo() -> None:
+    """Demo-only code (simulator, simulated cameras, embedded broker) stays out of the runtime:
+    only the CLI, which starts the demo, may import ``gateway.demo``."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "gateway"
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if not path.is_relative_to(root / "demo")
+        and not path.is_relative_to(root / "cli")
+        and "gateway.demo" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from gateway.broker import EmbeddedBroker
 from gateway.config.settings import load_gateway_config
+from gateway.demo.broker import EmbeddedBroker
 from gateway.runtime import Gateway
 from gateway.storage import tables
 from tests.conftest import postgres_database

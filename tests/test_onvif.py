@@ -11,7 +11,7 @@ import pytest
 
 from device_adapters.onvif import HealthState
 from device_adapters.onvif.client import OnvifClient
-from gateway.camera_sim import SAMPLE_EVENTS, SimCamera
+from gateway.demo.camera_sim import SAMPLE_EVENTS, SimCamera
 from tests.support.onvif_sim import Sink, fast_config, manager, wait_until
 
 EXPECTED = {

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from device_adapters.onvif import load_cameras
-from gateway.camera_sim import SimCamera
 from gateway.cli.cameras_cmd import app
 from gateway.config.errors import ConfigErrors
+from gateway.demo.camera_sim import SimCamera
 from tests.support.onvif_sim import PASSWORD_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

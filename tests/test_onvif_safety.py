@@ -20,7 +20,7 @@ from device_adapters.onvif.safety import (
     HttpGuard,
     rewrite_advertised,
 )
-from gateway.camera_sim import Canary, SimCamera, soap
+from gateway.demo.camera_sim import Canary, SimCamera, soap
 from tests.support.onvif_sim import Sink, fast_config, manager, wait_until
 
 

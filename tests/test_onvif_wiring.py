@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from device_adapters.onvif import HealthState, OnvifCameraManager
 from gateway.bus import EventBus
-from gateway.camera_sim import SimCamera
+from gateway.demo.camera_sim import SimCamera
 from gateway.events import Event
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.storage.db import make_engine, migrate

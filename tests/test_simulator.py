@@ -21,12 +21,12 @@ from typer.testing import CliRunner
 
 from device_adapters.base import DeviceInfo, Message
 from device_adapters.profiles import ProfileAdapter, load_profiles
-from gateway.broker import EmbeddedBroker
 from gateway.cli import simulate_cmd
 from gateway.config.sites import SiteConfig, SiteRegistry, load_sites
+from gateway.demo.broker import EmbeddedBroker
+from gateway.demo.simulator import SCENARIOS, FleetModel, OutMessage, run_simulator
+from gateway.demo.simulator import payloads as p
 from gateway.events import DeviceKind, Direction, Event, EventType, PlateColour
-from gateway.simulator import SCENARIOS, FleetModel, OutMessage, run_simulator
-from gateway.simulator import payloads as p
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = datetime(2026, 11, 22, 2, 0, tzinfo=p.CHINA_TZ)

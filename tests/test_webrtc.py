@@ -19,8 +19,9 @@ from sqlalchemy import create_engine
 from gateway.api.app import create_app
 from gateway.api.schemas import BrokerHealth, HealthReport
 from gateway.bus import EventBus
+from gateway.demo.synthetic_video import write_demo_video
 from gateway.evidence.cameras import CameraConfig
-from gateway.live import LiveConfig, LiveService, live_router, write_demo_video
+from gateway.live import LiveConfig, LiveService, live_router
 from gateway.live.ice import rtc_configuration
 from tests.support.auth import trusted
 

@@ -126,11 +126,11 @@ def register(app: typer.Typer) -> None:
 async def _demo(
     port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int, camera_port: int
 ) -> None:
-    from gateway import demo_cameras
-    from gateway.broker import EmbeddedBroker
     from gateway.config.sites import load_sites
-    from gateway.demo import demo_config
-    from gateway.simulator import run_simulator
+    from gateway.demo import cameras as demo_cameras
+    from gateway.demo.broker import EmbeddedBroker
+    from gateway.demo.config import demo_config
+    from gateway.demo.simulator import run_simulator
 
     demo_cameras.demo_password()
     # The demo's administrator: a fresh password per run (never one in the repository); it is

@@ -25,7 +25,7 @@ from gateway.paths import default_config_dir
 
 if TYPE_CHECKING:
     from gateway.config.sites import SiteConfig
-    from gateway.simulator import SimulatorStats
+    from gateway.demo.simulator import SimulatorStats
 
 DEFAULT_SITES_DIR = default_config_dir() / "sites"
 
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"environment variable {password_env} is not set", err=True)
                 raise typer.Exit(1)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s")
-        logging.getLogger("gateway.simulator").setLevel(logging.INFO)
+        logging.getLogger("gateway.demo.simulator").setLevel(logging.INFO)
         typer.echo(
             f"simulating {site_config.name or site_config.id} ({len(site_config.devices)} devices)"
             f" → {host}:{port} at {rate:g} events/s, seed {seed}; Ctrl-C stops"
@@ -107,7 +107,7 @@ async def _run(
     username: str | None,
     password: str | None,
 ) -> SimulatorStats:
-    from gateway.simulator import run_simulator
+    from gateway.demo.simulator import run_simulator
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

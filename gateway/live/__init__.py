@@ -6,13 +6,11 @@ Public surface::
     LiveConfig                       viewer limits, ICE servers (none by default)
     LiveService                      one pull per camera, relayed to every viewer
     live_router                      POST /api/live/{camera_id}/offer, DELETE a session
-    write_demo_video                 a synthetic camera for tests and the demo
 """
 
 from gateway.live.config import IceServerConfig, LiveConfig, VideoConfig, load_video_config
 from gateway.live.routes import live_router
 from gateway.live.service import LiveService
-from gateway.live.synthetic import write_demo_video
 
 __all__ = [
     "IceServerConfig",
@@ -21,5 +19,4 @@ __all__ = [
     "VideoConfig",
     "live_router",
     "load_video_config",
-    "write_demo_video",
 ]

@@ -22,17 +22,17 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from gateway import demo_cameras
 from gateway.auth.config import AuthConfig
 from gateway.auth.roles import AccountRole
 from gateway.auth.service import Actor, AuthService
-from gateway.broker import EmbeddedBroker
 from gateway.cli.run_cmd import free_port
 from gateway.config.sites import load_sites
-from gateway.demo import demo_config
+from gateway.demo import cameras as demo_cameras
+from gateway.demo.broker import EmbeddedBroker
+from gateway.demo.config import demo_config
+from gateway.demo.simulator import run_simulator
 from gateway.runtime import Gateway
 from gateway.server import build_app
-from gateway.simulator import run_simulator
 
 ACCOUNTS_ENV = "LIANFANG_E2E_ACCOUNTS"
 

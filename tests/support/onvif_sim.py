@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from device_adapters.onvif import CameraConfig, OnvifCameraManager
-from gateway.camera_sim import SimCamera
+from gateway.demo.camera_sim import SimCamera
 from gateway.events import Event
 from gateway.ingest.pipeline import QuarantineRecord
 

@@ -1,7 +1,7 @@
 """What the simulated fleet does, in logical time: no clock, no network, fully seeded.
 
 :class:`FleetModel` turns a :class:`SiteConfig` into the messages its devices send. Time is
-seconds since the start of the run; the runner (``gateway.simulator.runner``) maps it to the
+seconds since the start of the run; the runner (``gateway.demo.simulator.runner``) maps it to the
 wall clock and publishes. Given the same site, rate and seed the model produces the same
 messages in the same order, whatever the speed of the publisher.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.config.sites import DeviceConfig, SiteConfig
+from gateway.demo.simulator import payloads as p
 from gateway.events import DeviceKind, Direction, EventType, PlateColour
-from gateway.simulator import payloads as p
 
 ANOMALY_SHARE = 0.03  # anomaly scenarios per ordinary event
 PANIC_SHARE = 0.002  # panic presses per ordinary event

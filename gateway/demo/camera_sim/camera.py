@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.camera_sim import soap
-from gateway.camera_sim.jpeg import TINY_JPEG
+from gateway.demo.camera_sim import soap
+from gateway.demo.camera_sim.jpeg import TINY_JPEG
 
 log = logging.getLogger(__name__)
 

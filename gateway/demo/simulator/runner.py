@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.sites import SiteConfig
-from gateway.simulator import payloads as p
-from gateway.simulator.model import FleetModel, OutMessage
+from gateway.demo.simulator import payloads as p
+from gateway.demo.simulator.model import FleetModel, OutMessage
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ async def run_simulator(
     """Run the fleet of ``site`` against the broker until ``stop`` is set or ``duration`` ends.
 
     ``rate`` is ordinary events per second across the fleet; heartbeats and anomalies scale
-    with it (see :mod:`gateway.simulator.model`). ``seed`` fixes every decision. ``seq_start``
+    with it (see :mod:`gateway.demo.simulator.model`). ``seed`` fixes every decision. ``seq_start``
     defaults to the start time in milliseconds, so a second run does not reuse the
     ``seq`` values (event ids) of the first; pass 1 for reproducible payloads.
     Raises ``ConnectionError`` when no broker accepts the connection.

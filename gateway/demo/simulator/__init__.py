@@ -4,7 +4,7 @@
 ``run_simulator`` publishes it over MQTT in real time (async; paho's network thread).
 """
 
-from gateway.simulator.model import SCENARIOS, FleetModel, OutMessage
-from gateway.simulator.runner import SimulatorStats, run_simulator
+from gateway.demo.simulator.model import SCENARIOS, FleetModel, OutMessage
+from gateway.demo.simulator.runner import SimulatorStats, run_simulator
 
 __all__ = ["SCENARIOS", "FleetModel", "OutMessage", "SimulatorStats", "run_simulator"]

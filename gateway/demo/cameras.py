@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from gateway.camera_sim import CameraSimulator
-from gateway.live.synthetic import write_demo_video
+from gateway.demo.camera_sim import CameraSimulator
+from gateway.demo.synthetic_video import write_demo_video
 from gateway.paths import default_config_dir
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from gateway.camera_sim.camera import SAMPLE_EVENTS, Hostile, SimCamera
-from gateway.camera_sim.canary import Canary
+from gateway.demo.camera_sim.camera import SAMPLE_EVENTS, Hostile, SimCamera
+from gateway.demo.camera_sim.canary import Canary
 
 __all__ = ["SAMPLE_EVENTS", "CameraSimulator", "Canary", "Hostile", "SimCamera"]
 
