@@ -61,9 +61,23 @@ def hazard(api: httpx.Client, household: str, text: str) -> int:
     return int(response.json()["id"])
 
 
+def banner_state(page: Any) -> str:
+    """``none`` when the alarm banner is not displayed, ``alarm`` when it shows an alarm,
+    else its CSS display (an empty bar on screen)."""
+    return str(
+        page.eval_on_selector(
+            "#banner",
+            "b => getComputedStyle(b).display === 'none' ? 'none'"
+            " : (b.dataset.incident ? 'alarm' : getComputedStyle(b).display)",
+        )
+    )
+
+
 def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: httpx.Client) -> None:
     desk = login("p-desk", WALL)
     desk.wait_for_selector("#alarms")
+    # no alarm, no red: the banner takes no space (a bar always red teaches the desk to ignore it)
+    assert banner_state(desk) in ("none", "alarm")
     resident = login("p-resident", PHONE)
     resident.wait_for_selector("#address:not(:empty)")
 
@@ -85,6 +99,10 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     desk.wait_for_selector(f"#banner[data-incident='{incident_id}']", timeout=2000)
     latency = time.monotonic() - t_sent
     assert latency < 2.0, latency
+    assert desk.locator("#banner").is_visible()
+    red = desk.eval_on_selector("#banner", "b => getComputedStyle(b).backgroundColor")
+    r, g, b = (int(c) for c in red[red.index("(") + 1 : red.index(")")].split(",")[:3])
+    assert r - max(g, b) > 80, red  # red: it flashes between #ff4d4f and #7a0f12
     desk.wait_for_selector("#current [data-testid=address]", timeout=3000)
     assert "1号楼1单元101室" in desk.inner_text("[data-testid=desk-address]")
     assert desk.locator("[data-testid=clock]").inner_text() != "—"
@@ -123,6 +141,11 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     desk.fill("#current [data-testid=note]", "已联系住户，民警出发")
     desk.click("#current button[data-action=acknowledge]")
     resident.wait_for_selector("[data-testid=acked-by].acked", timeout=5000)
+    desk.wait_for_function(
+        f"() => document.querySelector('#banner').dataset.incident !== '{incident_id}'"
+        " || getComputedStyle(document.querySelector('#banner')).display === 'none'",
+        timeout=5000,
+    )  # acknowledged: the banner goes (unless another alarm has arrived meanwhile)
     assert "太平派出所值班台" in resident.inner_text("[data-testid=acked-by]")
     shot(resident, "resident-acknowledged")
 
