@@ -31,7 +31,7 @@ from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate, settle_evaluated, settle_stored
-from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
+from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
 from gateway.retention import RetentionJob
@@ -123,9 +123,7 @@ class Gateway:
             days=config.retention.days,
             interval_s=config.retention.interval_minutes * 60,
         )
-        self._lock = SingleConsumerLock(
-            config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
-        )
+        self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
 
     async def start(self) -> None:
         self._lock.acquire()

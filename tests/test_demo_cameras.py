@@ -42,6 +42,9 @@ async def test_busy_ports_fall_back_to_free_ones_named_in_the_files(
         assert {c.id: c.url for c in onvif} == {
             cid: f"http://127.0.0.1:{port}" for cid, port in ports.items()
         }
+        assert all(c.allow_foreign_hosts is False and c.password_env for c in onvif)
+        site = (Path(__file__).parent.parent / "config/sites/demo-compound.yaml").read_text("utf-8")
+        assert all(c.site == demo_cameras.SITE and f"id: {c.id}," in site for c in onvif)
     finally:
         await sim.stop()
 

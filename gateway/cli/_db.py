@@ -12,7 +12,9 @@ from gateway.config import ConfigErrors
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="lianfang.yaml (database, data dir)")
 DatabaseOpt = typer.Option(None, "--database", help="SQLAlchemy URL (overrides the config)")
-DataDirOpt = typer.Option(None, "--data-dir", help="Where audit.key lives (overrides)")
+DataDirOpt = typer.Option(
+    None, "--data-dir", help="Data folder (audit.key; without --config, also lianfang.db)"
+)
 
 
 def open_database(
@@ -22,7 +24,10 @@ def open_database(
     from gateway.storage.db import make_engine, migrate
 
     try:
-        cfg = load_gateway_config(config) if config is not None else GatewayConfig()
+        if config is not None:
+            cfg = load_gateway_config(config)
+        else:  # the demo's layout: the database inside the data folder
+            cfg = GatewayConfig(data_dir=data_dir) if data_dir is not None else GatewayConfig()
     except ConfigErrors as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

@@ -41,6 +41,10 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
     except ConfigErrors as exc:
         return summary, exc.errors
     summary.append(f"gateway: {config_path} (broker {config.mqtt.host}:{config.mqtt.port})")
+    try:  # as `run` meets it: the broker password is read at start
+        config.mqtt.password()
+    except ConfigErrors as exc:
+        errors.extend(ConfigError(str(config_path), e.key_path, e.message) for e in exc.errors)
     summary.append(_sms_summary(config.sms))
     try:
         profiles = load_profiles(config.profiles_dir)
@@ -94,17 +98,58 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
     return summary, errors
 
 
+def check_services(config_path: Path, timeout_s: float = 2.0) -> list[str]:
+    """What `run` would meet on the network: the broker and (PostgreSQL) database, each
+    reachable or not. Unreachable is a warning: `run` starts and keeps retrying."""
+    import socket
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from gateway.config.settings import load_gateway_config
+
+    config = load_gateway_config(config_path)
+    warnings: list[str] = []
+    broker = f"{config.mqtt.host}:{config.mqtt.port}"
+    try:
+        socket.create_connection((config.mqtt.host, config.mqtt.port), timeout=timeout_s).close()
+    except OSError as exc:
+        warnings.append(
+            f"MQTT broker {broker} unreachable: {exc.strerror or exc} "
+            "(run starts anyway and retries; nothing is received until it answers)"
+        )
+    url = make_url(config.sqlite_url_resolved())
+    if url.get_backend_name() != "sqlite":
+        engine = create_engine(url, connect_args={"connect_timeout": int(timeout_s) or 1})
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # the driver's own error types vary
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+            warnings.append(f"database {url.render_as_string(hide_password=True)}: {reason}")
+        finally:
+            engine.dispose()
+    return warnings
+
+
 @app.command("check")
 def check(
     path: Path = typer.Argument(Path("config/lianfang.yaml"), help="Gateway configuration file"),
+    offline: bool = typer.Option(
+        False, "--offline", help="Do not try to reach the broker and the database"
+    ),
 ) -> None:
-    """Validate configuration; errors name the file, the key path and what is wrong."""
+    """Validate configuration, secrets and services as `run` would meet them; errors name the
+    file, the key path and what is wrong."""
     if not path.exists():
         typer.echo(f"{path}: file not found", err=True)
         raise typer.Exit(2)
     summary, errors = check_all(path)
     for line in summary:
         typer.echo(f"ok    {line}")
+    if not errors and not offline:
+        for warning in check_services(path):
+            typer.echo(f"warn  {warning}")
     for err in errors:
         typer.echo(f"error {err}", err=True)
     if errors:

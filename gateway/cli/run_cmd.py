@@ -15,10 +15,17 @@ from typing import Literal
 
 import typer
 
+from gateway.cli.startup import (
+    StartupError,
+    bind_api_socket,
+    check_data_folder_free,
+    data_folder_in_use,
+)
 from gateway.config.errors import ConfigErrors
 from gateway.config.settings import GatewayConfig
 
 log = logging.getLogger("lianfang")
+DEMO_CLIENT_ID = "lianfang-demo"  # the demo's MQTT client id (gateway/demo/config.py)
 
 
 def _setup_logging(level: str) -> None:
@@ -39,11 +46,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 async def serve(
-    config: GatewayConfig, *, protocol: Literal["v5", "v311"], banner: str | None = None
+    config: GatewayConfig,
+    *,
+    protocol: Literal["v5", "v311"],
+    banner: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Start the gateway and the HTTP API in this event loop; stop both on Ctrl-C / SIGTERM."""
+    """Start the gateway and the HTTP API in this event loop; stop both on Ctrl-C / SIGTERM.
+
+    Raises ``StartupError`` (nothing started, nothing printed as running) for what we know
+    can stop a start: the API port taken, the data folder held by another gateway, an unset
+    secret or a missing key."""
     import uvicorn
 
+    from gateway.audit.chain import AuditKeyError
+    from gateway.ingest.mqtt import ConsumerLockError
+    from gateway.privacy import PiiKeyError
     from gateway.runtime import Gateway
     from gateway.server import build_app
     from gateway.tuning import tune_interpreter
@@ -55,24 +73,35 @@ async def serve(
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    gateway = Gateway(config, protocol=protocol)
-    await gateway.start()
-    app = await build_app(gateway)
-    tune_interpreter()  # GIL switch interval and garbage collector: gateway/tuning.py
-    server = Server(
-        uvicorn.Config(
-            app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="on"
-        )
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    if banner:
-        typer.echo(banner)
+    sock = sock or bind_api_socket(config.api.host, config.api.port)
     try:
-        await server.serve()
+        gateway = Gateway(config, protocol=protocol)
+    except ConfigErrors as exc:
+        raise StartupError(str(exc)) from None
+    except (PiiKeyError, AuditKeyError) as exc:
+        raise StartupError(f"密钥不可用 / key unavailable: {exc}") from None
+    try:
+        await gateway.start()
+    except ConsumerLockError as exc:
+        raise data_folder_in_use(exc.path, config.data_dir) from None
+    try:
+        app = await build_app(gateway)
+        tune_interpreter()  # GIL switch interval and garbage collector: gateway/tuning.py
+        server = Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        if banner:
+            typer.echo(banner)
+        await server.serve(sockets=[sock])
     finally:
+        sock.close()
         await gateway.stop()
+
+
+def _exit_on_startup_error(exc: StartupError) -> typer.Exit:
+    typer.echo(f"lianfang: {exc}", err=True)
+    return typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +124,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from exc
         _setup_logging(cfg.log_level)
         banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
-        asyncio.run(serve(cfg, protocol="v311" if mqtt_v311 else "v5", banner=banner))
+        try:
+            check_data_folder_free(cfg.data_dir, cfg.mqtt.client_id)
+            sock = bind_api_socket(cfg.api.host, cfg.api.port)
+            asyncio.run(
+                serve(cfg, protocol="v311" if mqtt_v311 else "v5", banner=banner, sock=sock)
+            )
+        except StartupError as exc:
+            raise _exit_on_startup_error(exc) from None
 
     @app.command("demo")
     def demo(
@@ -118,13 +154,32 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
-        asyncio.run(
-            _demo(port, mqtt_port or free_port(), data_dir.resolve(), rate, seed, camera_port)
-        )
+        try:
+            check_data_folder_free(data_dir.resolve(), DEMO_CLIENT_ID)
+            sock = bind_api_socket("127.0.0.1", port)
+            asyncio.run(
+                _demo(
+                    sock,
+                    port,
+                    mqtt_port or free_port(),
+                    data_dir.resolve(),
+                    rate,
+                    seed,
+                    camera_port,
+                )
+            )
+        except StartupError as exc:
+            raise _exit_on_startup_error(exc) from None
 
 
 async def _demo(
-    port: int, mqtt_port: int, data_dir: Path, rate: float, seed: int, camera_port: int
+    sock: socket.socket,
+    port: int,
+    mqtt_port: int,
+    data_dir: Path,
+    rate: float,
+    seed: int,
+    camera_port: int,
 ) -> None:
     from gateway.config.sites import load_sites
     from gateway.demo import cameras as demo_cameras
@@ -158,12 +213,6 @@ async def _demo(
         f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1 ports {camera_ports}",
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  console 控制台:     {base}/",
-        (
-            f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']} / "
-            f"{os.environ['LIANFANG_ADMIN_PASSWORD']}"
-            if fresh
-            else f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']} (password of the first run)"
-        ),
         f"  health 健康状态:    {base}/api/health",
         f"  devices 设备:       {base}/api/devices",
         f"  events 事件:        {base}/api/events",
@@ -171,6 +220,14 @@ async def _demo(
         f"  quarantine 隔离区:  {base}/api/quarantine",
         f"  rules 规则:         {base}/api/rules",
         f"  API schema:         {base}/api/openapi.json",
+        (
+            f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']} / "
+            f"{os.environ['LIANFANG_ADMIN_PASSWORD']}"
+            if fresh
+            else f"  login 登录:         {os.environ['LIANFANG_ADMIN_USER']}"
+            f" (password of the first run; forgotten: lianfang users reset-password "
+            f"{os.environ['LIANFANG_ADMIN_USER']} --data-dir {data_dir} --generate)"
+        ),
         "Press Ctrl-C to stop. 按 Ctrl-C 停止。",
     ])  # fmt: skip
     activity = asyncio.create_task(
@@ -179,8 +236,10 @@ async def _demo(
     sim = asyncio.create_task(
         run_simulator(site, host="127.0.0.1", port=mqtt_port, rate=rate, seed=seed, stop=stop)
     )
+    started = False
     try:
-        await serve(cfg, protocol="v311", banner=banner)
+        await serve(cfg, protocol="v311", banner=banner, sock=sock)
+        started = True
     finally:
         stop.set()
         try:
@@ -190,4 +249,5 @@ async def _demo(
         activity.cancel()
         await cameras.stop()
         await broker.stop()
-        typer.echo("demo stopped cleanly — 演示已停止")
+        if started:
+            typer.echo("demo stopped cleanly — 演示已停止")

@@ -63,6 +63,39 @@ def create_admin(
     typer.echo(f"管理员已创建 / administrator created: {user['username']} ({user['id']})")
 
 
+@app.command("reset-password")
+def reset_password(
+    username: str = typer.Argument(..., help="User name"),
+    generate: bool = typer.Option(
+        False, "--generate", help="Make a random password and print it (else: prompted)"
+    ),
+    config: Path | None = ConfigOpt,
+    database: str | None = DatabaseOpt,
+    data_dir: Path | None = DataDirOpt,
+) -> None:
+    """Set a new password for an account (also unlocks it and ends its open sessions).
+
+    For the demo: ``lianfang users reset-password admin --data-dir data/demo --generate``."""
+    import secrets
+
+    from gateway.auth.service import CLI, AuthError
+
+    service = _service(config, database, data_dir)
+    user = next((u for u in service.list_users() if u["username"] == username.lower()), None)
+    if user is None:
+        typer.echo(f"没有此用户 / no user {username!r}", err=True)
+        raise typer.Exit(1)
+    password = secrets.token_urlsafe(12) if generate else _password(True)
+    try:
+        service.update_user(user["id"], CLI, password=password)
+    except AuthError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"密码已重置 / password reset: {user['username']}")
+    if generate:
+        typer.echo(password)
+
+
 @app.command("create")
 def create(
     username: str,

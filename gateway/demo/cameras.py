@@ -16,18 +16,17 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from gateway.demo.camera_sim import CameraSimulator
 from gateway.demo.synthetic_video import write_demo_video
-from gateway.paths import default_config_dir
 
 log = logging.getLogger(__name__)
 
-CAMERAS = ["cam-north", "cam-east", "cam-south", "cam-west"]  # as in config/onvif.yaml
-BASE_PORT = 18081  # the preferred ports: 18081..18084, as config/onvif.yaml shows
+CAMERAS = ["cam-north", "cam-east", "cam-south", "cam-west"]  # devices of the demo compound
+SITE = "demo-compound"  # config/sites/demo-compound.yaml
+BASE_PORT = 18081  # the preferred ports: 18081..18084
 PASSWORD_ENV = "LIANFANG_DEMO_CAMERA_PASSWORD"
 
 
@@ -56,13 +55,20 @@ async def start_simulator(base_port: int = BASE_PORT) -> CameraSimulator:
 
 
 def write_onvif_file(data_dir: Path, sim: CameraSimulator) -> Path:
-    """The shipped ``config/onvif.yaml`` with each demo camera's URL on its actual port."""
-    config: dict[str, Any] = yaml.safe_load(
-        (default_config_dir() / "onvif.yaml").read_text(encoding="utf-8")
-    )
-    for camera in config.get("cameras", []):
-        if camera.get("id") in sim.cameras:
-            camera["url"] = sim[camera["id"]].url
+    """The demo's ``onvif.yaml``: each simulated camera of the demo compound on its actual
+    port (the shipped ``config/onvif.yaml`` is an empty template for real cameras)."""
+    config = {
+        "cameras": [
+            {
+                "id": camera,
+                "site": SITE,
+                "url": sim[camera].url,
+                "username": "admin",
+                "password_env": PASSWORD_ENV,
+            }
+            for camera in CAMERAS
+        ]
+    }
     path = data_dir / "onvif.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return path

@@ -41,11 +41,21 @@ log = logging.getLogger(__name__)
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_HEADER = 0x40  # PUBACK, remaining length 2: packet id only (reason code 0 implied)
 HANDOFF_MESSAGES = 64  # most messages received before they are handed on together
+UNREACHABLE_LOG_EVERY_S = 30.0  # while the broker cannot be reached, say so this often
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our queue while we are away
 
 
 class ConsumerLockError(RuntimeError):
-    pass
+    """Another process holds the consumer lock file (``path``: its pid is written there)."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def consumer_lock_path(data_dir: Path, client_id: str) -> Path:
+    """The lock file that keeps a second consumer of one client id (one queue) out."""
+    return data_dir / f"mqtt-consumer-{client_id}.lock"
 
 
 @dataclass
@@ -74,7 +84,8 @@ class SingleConsumerLock:
         except BlockingIOError as exc:
             os.close(fd)
             raise ConsumerLockError(
-                f"another Lianfang consumer holds {self.path}; run one consumer per client id"
+                f"another Lianfang consumer holds {self.path}; run one consumer per client id",
+                self.path,
             ) from exc
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -112,6 +123,8 @@ class MqttConsumer:
         self._subscribed = threading.Event()
         self._pending_events: list[Event] = []  # received, not yet on the bus (network thread)
         self._pending_items: list[WriteItem | None] = []
+        self._connect_failures = 0
+        self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
         self._client = self._make_client()
         writer.acknowledge = self._acknowledge
         # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
@@ -144,6 +157,7 @@ class MqttConsumer:
             if tls.insecure_skip_verify:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
@@ -154,6 +168,7 @@ class MqttConsumer:
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff on its own."""
         self._accepting.set()
+        log.info("MQTT: connecting to %s:%s", self.config.host, self.config.port)
         properties = None
         if self.protocol == "v5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -203,6 +218,10 @@ class MqttConsumer:
         self.status.connects += 1
         self.status.last_change = time.time()
         self.status.last_error = None
+        if self._connect_failures:
+            log.info("MQTT broker reachable again after %d failed attempts", self._connect_failures)
+            self._connect_failures = 0
+            self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
         topics = [(t, 1) for t in self.normaliser.subscriptions()]
         if topics:
             client.subscribe(topics)
@@ -210,6 +229,19 @@ class MqttConsumer:
             self._subscribed.set()
         log.info("MQTT connected to %s:%s, subscribed to %d topic filters",
                  self.config.host, self.config.port, len(topics))  # fmt: skip
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """The broker could not be reached (refused, unreachable, timed out): said at once,
+        then every ``UNREACHABLE_LOG_EVERY_S`` while it lasts — never silent."""
+        self._connect_failures += 1
+        self.status.last_error = "broker unreachable"
+        now = time.monotonic()
+        if now - self._unreachable_logged_at >= UNREACHABLE_LOG_EVERY_S:
+            self._unreachable_logged_at = now
+            log.warning(
+                "MQTT broker %s:%s unreachable (%d attempts so far); retrying with backoff",
+                self.config.host, self.config.port, self._connect_failures,
+            )  # fmt: skip
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
