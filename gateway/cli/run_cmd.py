@@ -34,8 +34,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     # The embedded broker logs every packet at INFO, httpx every camera request (snapshots,
-    # including the digest challenge's 401 before each 200).
-    for chatty in ("amqtt", "transitions", "httpx", "httpcore"):
+    # including the digest challenge's 401 before each 200), Alembic its plug-ins and every
+    # migration step (a schema upgrade is still logged: gateway.storage.db).
+    for chatty in ("amqtt", "transitions", "httpx", "httpcore", "alembic"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 

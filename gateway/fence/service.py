@@ -240,7 +240,8 @@ class FenceService:
         event = build_event(
             fence, self.site_of(fence), hit, occurred, stored.id if stored else None
         )
-        log.info("fence %s: intrusion on %s (%d px)", fence.id, fence.camera, hit.area_px)
+        # Each crossing is an event (console, API); the log would repeat it line by line.
+        log.debug("fence %s: intrusion on %s (%d px)", fence.id, fence.camera, hit.area_px)
         self.bus.publish(event)
         if self.on_event is not None:
             self.on_event(event, snapshot)
