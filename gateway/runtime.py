@@ -80,7 +80,9 @@ class Gateway:
             config.rules_dir,
             state_dir=config.data_dir / "rules",
             device_labels=self.device_labels,
-            settings=EngineSettings(timezone=config.timezone),
+            settings=EngineSettings(
+                timezone=config.timezone, late_tolerance_s=config.rules.late_tolerance_s
+            ),
         )
         self.cameras = CameraServices(
             config.cameras_file,

@@ -3,11 +3,15 @@
 ``process(event)`` evaluates one event on event time; ``advance(now)`` fires absence and
 duration timers whose deadline the injected clock has passed. No wall-clock reads here.
 
-Late events: the watermark is the latest event time seen (capped at receive time plus
-``future_skew_s`` so one device with a clock in the future cannot push it). An event older
-than ``watermark - late_tolerance_s`` is *late*: it is counted in ``counters.late`` and not
-used by match, threshold, sequence or duration rules. Panic rules and absence (liveness) rules
-still see it: a delayed panic is still a panic, and any message proves a device is alive.
+Late events (``rules.lateness``): the watermark is the latest event time seen, capped at the
+event's receive time plus ``future_skew_s`` (default 0) so a device whose clock runs ahead
+cannot push it — any allowance beyond the late tolerance would make every other device's
+events late. An event that arrived more than ``late_tolerance_s`` after its device time, or is
+older than ``watermark - late_tolerance_s``, is *late*: it is counted in ``counters.late``,
+logged once per device, and not used by match, threshold, sequence or duration rules. Panic
+rules and absence (liveness) rules still see it: a delayed panic is still a panic, and any
+message proves a device is alive. ``judge_arrival=False`` judges by device time alone
+(replaying captured events with their own timestamps on purpose).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from rules.conditions import Hit, Ref, make_state
 from rules.context import Ctx, LabelLookup
 from rules.dedup import SeenIds
 from rules.inhibit import Inhibitor
+from rules.lateness import DEFAULT_TOLERANCE_S
 from rules.predicate import Check, ExpressionFailed, IndexKey
 from rules.render import build_signal, signal_labels
 from rules.ruleset import RuleSet
@@ -35,14 +40,16 @@ from rules.signal import Signal
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+LATE_LOG_DEVICES = 1000  # devices whose first late event is logged; then one summary line
 _NO_LABELS: Mapping[str, str] = {}
 Trigger = tuple[RuleRuntime, int, Check, bool]  # runtime, role (-1 = cancel), check, late ok
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    late_tolerance_s: float = 30.0
-    future_skew_s: float = 300.0
+    late_tolerance_s: float = DEFAULT_TOLERANCE_S
+    future_skew_s: float = 0.0
+    judge_arrival: bool = True  # False: device time alone decides (rules test --as-recorded)
     dedup_capacity: int = 200_000
     max_groups_per_rule: int = 100_000
     max_signal_events: int = 20
@@ -100,6 +107,7 @@ class Engine:
         self._tz = ZoneInfo(self.settings.timezone)
         self._lookup = device_labels
         self._seen = SeenIds(self.settings.dedup_capacity)
+        self._late_logged: set[str] = set()
         self._overrides: dict[str, bool] = {}  # enable/disable from the API
         self._maintenance: dict[str, float] = {}  # from the API: device id → until
         self._last_prune = -math.inf
@@ -192,9 +200,10 @@ class Engine:
         c = Ctx(event, self._lookup, self._tz)
         wm = self.watermark
         tol = self.settings.late_tolerance_s
-        late = c.t < wm - tol
+        late = c.t < wm - tol or (self.settings.judge_arrival and c.rt - c.t > tol)
         if late:
             self.counters.late += 1
+            self._log_late(event, wm)
         capped = min(c.t, c.rt + self.settings.future_skew_s)
         if capped > wm:
             self.watermark = wm = capped
@@ -228,6 +237,26 @@ class Engine:
             if hit is not None:
                 out.extend(self._emit(rt, hit))
         return out
+
+    def _log_late(self, event: Event, watermark: float) -> None:
+        """Once per device (bounded): which event was late and by how much."""
+        if event.device_id in self._late_logged:
+            return
+        if len(self._late_logged) >= LATE_LOG_DEVICES:
+            if len(self._late_logged) == LATE_LOG_DEVICES:
+                self._late_logged.add("")  # said once: no more per-device lines
+                log.warning("late events from more than %d devices: see counters.late",
+                            LATE_LOG_DEVICES)  # fmt: skip
+            return
+        self._late_logged.add(event.device_id)
+        delay = (event.received_at - event.occurred_at).total_seconds()
+        behind = watermark - event.occurred_at.timestamp()
+        log.warning(
+            "rules skipped a late %s event from %s (arrived %.0f s after its device time, "
+            "%.0f s behind the newest; tolerance %.0f s): only panic and absence rules saw it "
+            "(logged once per device; docs/rules.md, Time)",
+            event.type.value, event.device_id, delay, behind, self.settings.late_tolerance_s,
+        )  # fmt: skip
 
     def advance(self, now: datetime) -> list[Signal]:
         """Fire timers whose deadline ``now`` (the injected clock) has passed; prune state."""

@@ -11,9 +11,10 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from gateway.events import Event
+from rules.lateness import arrival_delay_s
 
 if TYPE_CHECKING:
     from gateway.ingest.mqtt import BrokerStatus
@@ -56,6 +57,14 @@ class EventPublic(BaseModel):
     received_at: datetime = Field(..., description="Gateway time (UTC)")
     attributes: dict[str, Any] = Field(default_factory=dict)
     source: str = ""
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="received_at - occurred_at, seconds: beyond the rules' late tolerance "
+        "(GET /api/rules), only panic and absence rules used the event"
+    )
+    @property
+    def arrival_delay_s(self) -> float:
+        return round(arrival_delay_s(self.occurred_at, self.received_at), 3)
 
     @classmethod
     def from_event(cls, event: Event) -> EventPublic:

@@ -58,10 +58,29 @@ def test(
         typer.Option(help="Advance the virtual clock to this time at the end (ISO time with zone)"),
     ] = None,
     sites: Annotated[Path | None, typer.Option(help="Sites directory for device labels")] = None,
-    tolerance: Annotated[float, typer.Option(help="Late-event tolerance, seconds")] = 30.0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="lianfang.yaml: its rules.late_tolerance_s, as the gateway"
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="Late-event tolerance, seconds (default: the config's, else 30)"),
+    ] = None,
+    as_recorded: Annotated[
+        bool,
+        typer.Option(
+            "--as-recorded",
+            help="Judge lateness by device time alone: replay captured events with their own "
+            "timestamps on purpose (the gateway also counts how late they arrived)",
+        ),
+    ] = False,
     full: Annotated[bool, typer.Option(help="Print whole signals, not the brief")] = False,
 ) -> None:
-    """Replay EVENTS through RULES on a virtual clock; print or compare the signals."""
+    """Replay EVENTS through RULES on a virtual clock, with the live gateway's policy for late
+    events; print or compare the signals."""
+    from gateway.config.settings import GatewayConfig, load_gateway_config
     from rules.engine import Engine, EngineSettings
     from rules.labels import labels_from_registry
     from rules.loader import load_rules
@@ -69,6 +88,7 @@ def test(
 
     end = _parse_until(until)
     try:
+        gateway = load_gateway_config(config) if config is not None else GatewayConfig()
         ruleset = load_rules(rules)
         recorded = read_events(events)
         wanted = read_expected(expect) if expect is not None else None
@@ -81,8 +101,20 @@ def test(
         for err in exc.errors:
             typer.echo(str(err), err=True)
         raise typer.Exit(1) from None
-    engine = Engine(ruleset, EngineSettings(late_tolerance_s=tolerance), lookup)
+    settings = EngineSettings(
+        late_tolerance_s=gateway.rules.late_tolerance_s if tolerance is None else tolerance,
+        judge_arrival=not as_recorded,
+        timezone=gateway.timezone,
+    )
+    engine = Engine(ruleset, settings, lookup)
     signals = replay(engine, recorded, end)
+    if engine.counters.late:
+        typer.echo(
+            f"note: {engine.counters.late} late event(s) were used by panic and absence rules "
+            f"only, as the live gateway does (tolerance {settings.late_tolerance_s:g} s; "
+            "--as-recorded judges by device time alone)",
+            err=True,
+        )
     if wanted is None:
         for s in signals:
             line = s.model_dump(mode="json") if full else s.brief()

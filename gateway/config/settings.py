@@ -127,6 +127,18 @@ class IngestConfig(Strict):
     )
 
 
+class RulesConfig(Strict):
+    """How the rules treat time; ``lianfang rules test --config`` reads the same values."""
+
+    late_tolerance_s: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="An event that arrived this much after its device time, or is this much "
+        "older than the newest seen, is late: only panic and absence rules use it",
+    )
+
+
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -262,6 +274,7 @@ class GatewayConfig(Strict):
     mqtt: MqttConfig = MqttConfig()
     database: DatabaseConfig = DatabaseConfig()
     ingest: IngestConfig = IngestConfig()
+    rules: RulesConfig = RulesConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
     retention: RetentionConfig = RetentionConfig()

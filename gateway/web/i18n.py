@@ -32,6 +32,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "back.home": ("返回首页", "Back to my page"),
     # command centre
     "cmd.events": ("实时事件", "Live events"),
+    "event.late": ("迟到", "late"),
+    "event.late_title": (
+        "设备时间早于接收时间超过容差：仅一键报警与离线规则评估了此事件",
+        "Received later than the tolerance after its device time: only panic and absence "
+        "rules used this event",
+    ),
     "cmd.open": ("待办事件（按等级）", "Open incidents by severity"),
     "cmd.today": ("今日数据", "Today"),
     "cmd.month": ("本月数据", "This month"),

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.api.deps import Permission, require
 from gateway.config import ConfigError
@@ -79,6 +79,9 @@ class ErrorOut(BaseModel):
 class RulesOut(BaseModel):
     rules: list[RuleOut]
     counters: dict[str, int]
+    late_tolerance_s: float = Field(
+        ..., description="Events later than this are used by panic and absence rules only"
+    )
     last_reload_errors: list[ErrorOut]
 
 
@@ -104,6 +107,7 @@ def list_rules(service: RulesDep) -> RulesOut:
     return RulesOut(
         rules=[RuleOut.of(r) for r in service.rules()],
         counters={k: int(v) for k, v in counters.items()},
+        late_tolerance_s=service.engine.settings.late_tolerance_s,
         last_reload_errors=[ErrorOut.of(e) for e in service.last_reload_errors],
     )
 

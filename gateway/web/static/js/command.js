@@ -88,11 +88,22 @@ function pulse(deviceId) {
 
 // live events
 const feed = document.getElementById("events");
+// The rules' late tolerance (GET /api/rules; 30 s, the default, for roles that cannot read it).
+let lateTolerance = 30;
+api("/api/rules").then((r) => { lateTolerance = r.late_tolerance_s; }).catch(() => {});
 events((e) => {
   if (!e.device_id) return;
   pulse(e.device_id);
+  const late = e.arrival_delay_s > lateTolerance;
   feed.prepend(
-    h("li", { class: `ev ev-${e.kind}`, "data-type": e.type }, h("time", {}, fmtTime(e.occurred_at)), h("b", {}, e.type), h("span", {}, e.device_id)),
+    h(
+      "li",
+      { class: `ev ev-${e.kind}${late ? " late" : ""}`, "data-type": e.type },
+      h("time", {}, fmtTime(e.occurred_at)),
+      h("b", {}, e.type),
+      h("span", {}, e.device_id),
+      late ? h("small", { class: "late-mark", title: t("event.late_title"), "data-testid": "late" }, t("event.late")) : null,
+    ),
   );
   while (feed.children.length > 40) feed.lastChild.remove();
 });
