@@ -12,6 +12,7 @@ from fastapi import APIRouter
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
+from gateway.api.routes.config_reload import build_config_reload_router
 from gateway.api.routes.device_edits import DeviceRemoval, build_device_edit_router
 from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import (
@@ -34,6 +35,7 @@ from gateway.ingest.ack_gate import AckGate, settle_evaluated, settle_stored
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
+from gateway.reloading import ConfigReloader
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.registry import (
@@ -60,7 +62,7 @@ class Gateway:
         self.registry = load_sites(config.sites_dir)
         # Devices of the site files (id → site), seeded again on every start: the console
         # cannot remove them (docs/web-console.md, "Devices").
-        self._site_file_devices = {
+        self.site_file_devices = {
             d.id: site.id for site in self.registry.sites.values() for d in site.devices
         }
         self.adapters = load_adapters(config.profiles_dir, config.timezone)
@@ -125,6 +127,7 @@ class Gateway:
             days=config.retention.days,
             interval_s=config.retention.interval_minutes * 60,
         )
+        self.reloader = ConfigReloader(self)
         self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
 
     async def start(self) -> None:
@@ -139,6 +142,7 @@ class Gateway:
         self.writer.start()
         await self.cameras.start()
         self.consumer.start()
+        await self.reloader.start()
         log.info(
             "gateway started: %d sites, %d devices, %d adapters, broker %s:%s",
             len(self.registry.sites), len(self.registry), len(self.adapters),
@@ -153,13 +157,19 @@ class Gateway:
                 log.warning("device %s: its site %s is no longer configured", device.id, site_id)
                 continue
             self.registry.put(site_id, device)
-            self._device_changed(device.id)
+            self.device_changed(device.id)
 
     def device_problems(self, site_id: str, device: DeviceConfig) -> list[tuple[str, str]]:
         """Why ``device`` cannot go into ``site_id`` (empty: it can)."""
         problems = self.registry.problems(site_id, device)
         if device.profile and device.profile not in {a.name for a in self.adapters}:
-            problems.append(("profile", f"unknown profile {device.profile!r}"))
+            problems.append(
+                (
+                    "profile",
+                    f"unknown profile {device.profile!r} (a new profile file is used within "
+                    "a few seconds of being saved, or at once: POST /api/config/reload)",
+                )
+            )
         return problems
 
     async def put_device(
@@ -169,7 +179,7 @@ class Gateway:
         cameras and the grid read the same registry. Returns the previous entry, if any."""
         await asyncio.to_thread(save_device, self.engine, site_id, device)
         before = self.registry.put(site_id, device)
-        self._device_changed(device.id)
+        self.device_changed(device.id)
         log.info("device %s %s in %s", device.id, "edited" if before else "added", site_id)
         return before
 
@@ -183,15 +193,15 @@ class Gateway:
         if stored is None:
             return DeviceRemoval("missing")
         site_id, source = stored
-        if device_id in self._site_file_devices:
-            return DeviceRemoval("site_file", self._site_file_devices[device_id])
+        if device_id in self.site_file_devices:
+            return DeviceRemoval("site_file", self.site_file_devices[device_id])
         if source != CONSOLE:
             return DeviceRemoval("not_console", site_id)
         linked = self.registry.linked_to(device_id)
         if linked:
             return DeviceRemoval("linked", site_id, linked=tuple(linked))
         removed = self.registry.remove(device_id)
-        self._device_changed(device_id)
+        self.device_changed(device_id)
         try:
             # Its last-seen state still queued would otherwise write the row back.
             if not await asyncio.to_thread(self.writer.flush):
@@ -200,7 +210,7 @@ class Gateway:
         except BaseException:
             if removed is not None:  # the row is still there: so is the device
                 self.registry.put(*removed)
-                self._device_changed(device_id)
+                self.device_changed(device_id)
             raise
         if not deleted:  # removed meanwhile by another request
             return DeviceRemoval("missing")
@@ -208,7 +218,7 @@ class Gateway:
         log.info("device %s deleted from %s (its stored events are kept)", device_id, site_id)
         return DeviceRemoval("deleted", site_id, device=removed[1] if removed is not None else None)
 
-    def _device_changed(self, device_id: str) -> None:
+    def device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)
         self._labels = labels_from_registry(self.registry)  # its cache may hold the old entry
 
@@ -238,9 +248,11 @@ class Gateway:
             *self.incidents.routers,
             build_alarm_router(self.incidents),
             build_device_edit_router(self),
+            build_config_reload_router(self.reloader),
         ]
 
     async def stop(self) -> None:
+        await self.reloader.stop()
         await self.retention.stop()
         await self.cameras.stop()
         await asyncio.to_thread(self.consumer.stop)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gateway.bus import BatchSubscription, EventBus
 from gateway.config import ConfigError, ConfigErrors
+from gateway.config.fingerprint import tree_fingerprint
 from gateway.events import Event, utcnow
 from rules.context import LabelLookup
 from rules.engine import Engine, EngineSettings, RuleState
@@ -38,22 +39,6 @@ log = logging.getLogger(__name__)
 YIELD_EVERY = 256  # events evaluated before other tasks get a turn
 
 Clock = Callable[[], datetime]
-
-
-def _signature(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    """What hot reload watches: every file under the rule directory (rules and watch lists)."""
-    if directory.is_file():
-        files = [directory]
-    elif directory.is_dir():
-        files = sorted(p for p in directory.rglob("*") if p.is_file())
-    else:
-        files = []
-    out = []
-    for p in files:
-        with contextlib.suppress(OSError):
-            st = p.stat()
-            out.append((str(p), st.st_mtime_ns, st.st_size))
-    return tuple(out)
 
 
 class RulesService:
@@ -95,7 +80,7 @@ class RulesService:
         self.persist_every_s = persist_every_s
         self.watch_every_s = watch_every_s
         self._provider = watchlist_provider
-        self._signature = _signature(rule_dir)
+        self._signature = tree_fingerprint(rule_dir)
         self.engine = Engine(self._load(), self.settings, device_labels)
         self.last_reload_errors: list[ConfigError] = []
         self.errors = 0  # unexpected failures while processing (logged)
@@ -230,7 +215,7 @@ class RulesService:
     def reload(self) -> list[ConfigError]:
         """Validate the rule files and swap them in atomically. On errors the running rule
         set stays and the errors are returned."""
-        self._signature = _signature(self.rule_dir)
+        self._signature = tree_fingerprint(self.rule_dir)
         try:
             ruleset = self._load()
         except ConfigErrors as exc:
@@ -244,7 +229,7 @@ class RulesService:
 
     def check_files(self) -> list[ConfigError] | None:
         """Reload when a file under the rule directory changed; None when nothing changed."""
-        if _signature(self.rule_dir) == self._signature:
+        if tree_fingerprint(self.rule_dir) == self._signature:
             return None
         return self.reload()
 

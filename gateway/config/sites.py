@@ -119,6 +119,21 @@ class SiteRegistry:
         )
         return before[0].id, before[1]
 
+    def replace_with(self, other: SiteRegistry) -> set[str]:
+        """Take ``other``'s sites and devices, in place (every part holding this registry sees
+        them at once). Returns the ids of the devices added, removed or changed."""
+        before = {d: dev for d, (_, dev) in self._devices.items()}
+        site_of = {d: site.id for d, (site, _) in self._devices.items()}
+        self.sites = dict(other.sites)
+        self._devices = dict(other._devices)
+        after = {d: dev for d, (_, dev) in self._devices.items()}
+        return {
+            d
+            for d in before.keys() | after.keys()
+            if before.get(d) != after.get(d)
+            or site_of.get(d) != (self._devices[d][0].id if d in self._devices else None)
+        }
+
     def linked_to(self, device_id: str) -> list[str]:
         """Ids of the devices whose linked ``camera`` is ``device_id``."""
         return sorted(d.id for _, d in self._devices.values() if d.camera == device_id)

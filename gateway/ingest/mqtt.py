@@ -123,6 +123,7 @@ class MqttConsumer:
         self._subscribed = threading.Event()
         self._pending_events: list[Event] = []  # received, not yet on the bus (network thread)
         self._pending_items: list[WriteItem | None] = []
+        self._topics: list[str] = []  # topic filters subscribed on this connection
         self._connect_failures = 0
         self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
         self._client = self._make_client()
@@ -187,6 +188,23 @@ class MqttConsumer:
             )
         self._client.loop_start()
 
+    def update_subscriptions(self) -> tuple[list[str], list[str]]:
+        """Subscribe to the filters the adapters take now and drop the ones none takes any
+        more (profiles reloaded). Returns ``(added, removed)``. A connection made later
+        subscribes to the new set anyway."""
+        wanted = self.normaliser.subscriptions()
+        added = [t for t in wanted if t not in self._topics]
+        removed = [t for t in self._topics if t not in wanted]
+        if self.status.connected:
+            if added:
+                self._client.subscribe([(t, 1) for t in added])
+            if removed:
+                self._client.unsubscribe(removed)
+        self._topics = wanted
+        if added or removed:
+            log.info("MQTT subscriptions: +%s -%s", added, removed)
+        return added, removed
+
     def wait_subscribed(self, timeout: float) -> bool:
         """Block until connected and the broker has granted our subscriptions."""
         return self._subscribed.wait(timeout)
@@ -222,7 +240,8 @@ class MqttConsumer:
             log.info("MQTT broker reachable again after %d failed attempts", self._connect_failures)
             self._connect_failures = 0
             self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
-        topics = [(t, 1) for t in self.normaliser.subscriptions()]
+        self._topics = self.normaliser.subscriptions()
+        topics = [(t, 1) for t in self._topics]
         if topics:
             client.subscribe(topics)
         else:

@@ -64,14 +64,14 @@ class Normaliser:
         config: IngestConfig,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.adapters = list(adapters)
+        # adapters and the topic → adapter cache, swapped together (replace_adapters)
+        self._routing: tuple[list[Adapter], dict[str, Adapter | None]] = (list(adapters), {})
         self.registry = registry
         self.config = config
         self.clock = clock
         self.stats = IngestStats()
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._logged: set[tuple[str, str]] = set()
-        self._topic_adapter: dict[str, Adapter | None] = {}
         self._device_info: dict[str, DeviceInfo | None] = {}
 
     def subscriptions(self) -> list[str]:
@@ -104,19 +104,30 @@ class Normaliser:
             self._device_info[device_id] = info
         return info
 
+    @property
+    def adapters(self) -> list[Adapter]:
+        return self._routing[0]
+
+    def replace_adapters(self, adapters: Sequence[Adapter]) -> None:
+        """Use these adapters from the next message on (profiles reloaded). The receive thread
+        reads the adapters and their topic cache without a lock, so both are swapped as one
+        reference: a look-up never caches an old adapter in the new cache."""
+        self._routing = (list(adapters), {})
+
     def forget_device(self, device_id: str) -> None:
         """Drop the cached look-up of one device: the registry has just added or changed it."""
         self._device_info.pop(device_id, None)
 
     def _adapter_for(self, topic: str) -> Adapter | None:
+        adapters, cache = self._routing
         try:
-            return self._topic_adapter[topic]
+            return cache[topic]
         except KeyError:
             pass
-        chosen = next((a for a in self.adapters if a.accepts(topic)), None)
-        if len(self._topic_adapter) >= TOPIC_CACHE:
-            self._topic_adapter.clear()  # topics are per device: bounded in practice
-        self._topic_adapter[topic] = chosen
+        chosen = next((a for a in adapters if a.accepts(topic)), None)
+        if len(cache) >= TOPIC_CACHE:
+            cache.clear()  # topics are per device: bounded in practice
+        cache[topic] = chosen
         return chosen
 
     def process(self, topic: str, raw: bytes) -> Outcome:
