@@ -2,8 +2,8 @@
 /api/notifications/{id}/ack``, or over MQTT: ``acks`` parses those).
 
 An acknowledgement covers every notification of that recipient for the incident (all its
-channels), which stops that recipient's deadline (``escalation`` skips acknowledged rows).
-The first acknowledgement of a responder asked to acknowledge is the incident's. A repeat
+channels), which stops that recipient's deadline. The first acknowledgement of a responder
+asked to acknowledge takes the incident, which stops every deadline (``taking``). A repeat
 records nothing.
 """
 
@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from gateway.grid.directory import GridDirectory
 from gateway.incidents.lifecycle import Action
 from gateway.incidents.records import AckOutcome, AckResult, NotificationRecord, Written
+from gateway.incidents.rows import find_incident
 from gateway.incidents.tables import incidents
+from gateway.incidents.taking import take
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.notify.tables import notifications
+from gateway.routing.model import RoutingConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,20 +58,34 @@ def _notification(conn: Connection, notification_id: int) -> NotificationRecord 
     return None if row is None else NotificationRecord.from_row(row)
 
 
-def store_ack(conn: Connection, *, notification_id: int, actor: str, now: datetime) -> Written:
-    """``POST /api/notifications/{id}/ack``; ``Written.incident_id`` is None when there is
-    no such notification."""
+def store_ack(
+    conn: Connection,
+    *,
+    notification_id: int,
+    actor: str,
+    routing: RoutingConfig,
+    grid: GridDirectory,
+    now: datetime,
+) -> tuple[AckResult, Written]:
+    """``POST /api/notifications/{id}/ack``: on behalf of the notification's recipient."""
     written = Written()
     row = _notification(conn, notification_id)
     if row is None:
-        return written
-    record_ack(conn, row, actor=actor, now=now)
+        return AckResult(AckOutcome.NOT_FOUND, notification_id), written
+    recorded = record_ack(
+        conn, row, actor=actor, routing=routing, grid=grid, now=now, written=written
+    )
     written.incident_id = row.incident_id
-    return written
+    return _result(row, recorded), written
 
 
 def store_recipient_ack(
-    conn: Connection, *, ack: RecipientAck, now: datetime
+    conn: Connection,
+    *,
+    ack: RecipientAck,
+    routing: RoutingConfig,
+    grid: GridDirectory,
+    now: datetime,
 ) -> tuple[AckResult, Written]:
     """Check that what is acknowledged was addressed to that recipient, then record it."""
     written = Written()
@@ -74,24 +93,35 @@ def store_recipient_ack(
     if row is None:
         assert refused is not None
         return refused, written
-    found = AckResult(AckOutcome.RECORDED, row.id, row.incident_id, target=row.target)
-    n = notifications.c
-    still_open = conn.execute(
-        select(n.id).where(
-            n.incident_id == row.incident_id,
-            n.recipient_kind == ack.recipient_kind,
-            n.recipient_id == ack.recipient_id,
-            n.acked_at.is_(None),
-        )
-    ).first()
-    if still_open is None:
-        return AckResult(AckOutcome.DUPLICATE, row.id, row.incident_id, row.target), written
     data: dict[str, Any] = {"via": ack.via}
     if ack.by:
         data["by"] = ack.by
-    record_ack(conn, row, actor=ack.actor, now=now, note_suffix=ack.note_suffix, data=data)
-    written.incident_id = found.incident_id
-    return found, written
+    recorded = record_ack(
+        conn,
+        row,
+        actor=ack.actor,
+        routing=routing,
+        grid=grid,
+        now=now,
+        written=written,
+        note_suffix=ack.note_suffix,
+        data=data,
+    )
+    if recorded is not None:
+        written.incident_id = row.incident_id
+    return _result(row, recorded), written
+
+
+def _result(row: NotificationRecord, recorded: Recorded | None) -> AckResult:
+    if recorded is None:
+        return AckResult(AckOutcome.DUPLICATE, row.id, row.incident_id, row.target)
+    return AckResult(
+        AckOutcome.RECORDED,
+        row.id,
+        row.incident_id,
+        target=row.target,
+        took_incident=recorded is Recorded.TOOK_INCIDENT,
+    )
 
 
 def _addressed(
@@ -136,18 +166,28 @@ def _addressed(
     return None, AckResult(outcome, None, ack.incident_id)
 
 
+class Recorded(Enum):
+    RECIPIENT = "recipient"  # that recipient's notifications
+    TOOK_INCIDENT = "took_incident"  # and, the first by a responder asked to, the incident
+
+
 def record_ack(
     conn: Connection,
     row: NotificationRecord,
     *,
     actor: str,
+    routing: RoutingConfig,
+    grid: GridDirectory,
     now: datetime,
+    written: Written,
     note_suffix: str = "",
     data: dict[str, Any] | None = None,
-) -> bool:
-    """Acknowledge every row of that recipient for the incident (stops its deadline), the
-    incident's first acknowledgement, and the timeline entry. False, and nothing recorded,
-    when that recipient had acknowledged already (a repeated click or message)."""
+) -> Recorded | None:
+    """Acknowledge every row of that recipient for the incident and add the timeline
+    entry; a responder asked to acknowledge takes the incident if nobody has
+    (``taking``). None, and nothing recorded, when that recipient had acknowledged
+    already (a repeated click or message)."""
+    incident = find_incident(conn, row.incident_id, for_update=True)
     n = notifications.c
     changed = conn.execute(
         update(notifications)
@@ -160,18 +200,10 @@ def record_ack(
         .values(acked_at=now, acked_by=actor)
     )
     if changed.rowcount == 0:
-        return False
-    inc = conn.execute(
-        select(incidents.c.acked_at).where(incidents.c.id == row.incident_id)
-    ).first()
-    # The incident counts as acknowledged (figures: time to acknowledge) when a
-    # responder with a deadline acknowledges; a neighbour's "seen" is on the timeline.
-    if inc is not None and inc.acked_at is None and row.ack_required:
-        conn.execute(
-            update(incidents)
-            .where(incidents.c.id == row.incident_id)
-            .values(acked_at=now, updated_at=now)
-        )
+        return None
+    # A neighbour's "seen" goes on the timeline; only a responder with a deadline (still
+    # running: not lifted by a close or a cancel) acknowledges the incident.
+    takes = incident is not None and incident.acked_at is None and row.ack_required
     append(
         conn,
         TimelineEntry(
@@ -181,7 +213,25 @@ def record_ack(
             role=row.target,
             action=Action.ACKNOWLEDGE,
             note=f"{row.named}{note_suffix}",
-            data={"notification_id": row.id, **(data or {})},
+            data={
+                "notification_id": row.id,
+                **(data or {}),
+                **({"incident_acknowledged": True} if takes else {}),
+            },
         ),
     )
-    return True
+    if not takes:
+        return Recorded.RECIPIENT
+    assert incident is not None
+    take(
+        conn,
+        incident,
+        actor=actor,
+        recipient=row.recipient,
+        routing=routing,
+        grid=grid,
+        now=now,
+        written=written,
+    )
+    written.touched(incident)
+    return Recorded.TOOK_INCIDENT

@@ -41,7 +41,9 @@ def store_action(
     grid: GridDirectory,
     now: datetime,
 ) -> Written:
-    """Apply one action; ``IncidentNotFound`` or ``IllegalTransition`` roll it back."""
+    """Apply one action; ``IncidentNotFound`` or ``IllegalTransition`` roll it back. An
+    acknowledgement is ``taking``'s."""
+    assert request.action is not Action.ACKNOWLEDGE
     written = Written()
     incident = load_incident(conn, incident_id)
     before = incident.current_stage
@@ -95,8 +97,6 @@ def _changes(
         values["assignees"] = list(dict.fromkeys(request.assignees))
     if request.action is Action.EVALUATE:
         values["score"], values["evaluation"] = request.score, request.note
-    if request.action is Action.ACKNOWLEDGE and incident.acked_at is None:
-        values["acked_at"] = now
     if after in CLOSED_STAGES and before in OPEN_STAGES:
         values["closed_at"] = now
     if request.action is Action.REOPEN:

@@ -1,6 +1,7 @@
-"""Escalation: an acknowledgement deadline passed while the incident is open, so the next
-rung of ``escalation.ladder`` is told (a rung with nobody is skipped), with its own
-deadline, and an ``escalate`` timeline entry says who did not acknowledge and who is told.
+"""Escalation: an acknowledgement deadline passed while the incident is open and nobody
+has taken it (``taking``), so the next rung of ``escalation.ladder`` is told (a rung with
+nobody is skipped), with its own deadline, and an ``escalate`` timeline entry says who did
+not acknowledge and who is told.
 """
 
 from __future__ import annotations
@@ -39,10 +40,25 @@ def store_escalations(
         row = NotificationRecord.from_row(found)
         if row.acked_at is not None or row.escalated_at is not None or not row.ack_required:
             continue
-        incident = find_incident(conn, row.incident_id)
-        if incident is None or incident.current_stage not in OPEN_STAGES:
+        incident = find_incident(conn, row.incident_id, for_update=True)
+        if (
+            incident is None
+            or incident.current_stage not in OPEN_STAGES
+            or incident.acked_at is not None  # taken: its ladder stopped (``taking``)
+        ):
             continue
-        conn.execute(update(notifications).where(n.id == nid).values(escalated_at=now))
+        claimed = conn.execute(
+            update(notifications)
+            .where(
+                n.id == nid,
+                n.escalated_at.is_(None),
+                n.acked_at.is_(None),
+                n.ack_required.is_(True),
+            )
+            .values(escalated_at=now)
+        )
+        if claimed.rowcount == 0:  # another gateway on the database escalated it first
+            continue
         loc = incident.located_on(grid)
         deliveries = escalation_plan(routing, grid, Target(row.target), loc)
         append(conn, _escalate_entry(incident, row, deliveries, now))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert, select, update
 
 from gateway.api.queries import utc
 from gateway.grid.directory import Location
@@ -23,8 +23,9 @@ from gateway.incidents.rows import update_incident
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.notify.dispatcher import Outgoing
 from gateway.notify.tables import notifications
-from gateway.routing.model import RoutingConfig
+from gateway.routing.model import RoutingConfig, Target
 from gateway.routing.planner import Delivery
+from gateway.routing.targets import Recipient
 
 PAYLOAD_EVENT_IDS = 10  # the newest event ids a notification names
 
@@ -37,8 +38,9 @@ def iso(value: datetime | None) -> str | None:
 
 
 def payload(incident: IncidentRecord, occasion: str, loc: Location) -> dict[str, Any]:
-    """What every notification of the incident says (the recipient's part is added)."""
-    return {
+    """What every notification of the incident says (the recipient's part is added); once
+    it is acknowledged, ``acknowledged`` says when and by whom."""
+    body = {
         "v": 1,
         "occasion": occasion,
         "incident_id": incident.id,
@@ -56,12 +58,16 @@ def payload(incident: IncidentRecord, occasion: str, loc: Location) -> dict[str,
         "event_ids": list(incident.event_ids or [])[-PAYLOAD_EVENT_IDS:],
         "opened_at": iso(incident.opened_at),
     }
+    if incident.acked_at is not None:
+        body["acknowledged"] = {"at": iso(incident.acked_at), "by": incident.acked_by}
+    return body
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Occasion:
     """Why notifications are queued: ``new``, ``reminder``, ``escalation``, ``dispatch``,
-    ``cancel``; ``level`` is the escalation rung."""
+    ``cancel``, ``acknowledged`` (the incident is taken); ``level`` is the escalation
+    rung."""
 
     name: str
     now: datetime
@@ -79,10 +85,13 @@ def queue(
     written: Written,
 ) -> None:
     """Insert the outbox rows, remember them in ``written`` for sending, note the time on
-    the incident and add a ``notify`` timeline entry."""
+    the incident and add a ``notify`` timeline entry. An acknowledged incident asks nobody
+    to acknowledge: what is sent about it informs."""
     if not deliveries:
         return
     deadline_s = routing.escalation.ack_deadline.get(Severity(incident.severity))
+    if incident.acked_at is not None:
+        deadline_s = None
     base = payload(incident, occasion.name, loc)
     rows = [_row(incident, d, occasion, base, deadline_s) for d in deliveries]
     # One batched INSERT … RETURNING for every row (ids in parameter order).
@@ -176,8 +185,46 @@ def stop_notifications(conn: Connection, incident_id: int) -> None:
         .where(n.incident_id == incident_id, n.status.in_(("pending", "retry")))
         .values(status="cancelled", next_attempt_at=None)
     )
-    conn.execute(
+    lift_deadlines(conn, incident_id)
+
+
+def lift_deadlines(conn: Connection, incident_id: int) -> int:
+    """Nobody is waited for any more: every deadline not met by an acknowledgement stops
+    counting (``ack_required`` false; ``ack_deadline`` stays, for the record). The number
+    of rows lifted."""
+    n = notifications.c
+    result = conn.execute(
         update(notifications)
         .where(n.incident_id == incident_id, n.ack_required.is_(True), n.acked_at.is_(None))
         .values(ack_required=False)
     )
+    return int(result.rowcount)
+
+
+def already_told(
+    conn: Connection, incident_id: int, *, occasion: str, besides: str | None = None
+) -> list[Delivery]:
+    """A notice for everyone already told of the incident, on each channel that reached
+    them (notices of this ``occasion`` do not count as telling); ``besides``: a recipient
+    (``kind/id``) left out."""
+    n = notifications.c
+    rows = conn.execute(
+        select(n.recipient_kind, n.recipient_id, n.recipient_name, n.target, n.channel)
+        .where(n.incident_id == incident_id, n.status == "sent", n.occasion != occasion)
+        .distinct()
+    ).all()
+    return [
+        Delivery(
+            route=occasion,
+            receiver=occasion,
+            recipient=Recipient(
+                r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)
+            ),
+            channel=r.channel,
+            ack_required=False,
+            group_wait=0.0,
+            repeat_interval=0.0,
+        )
+        for r in rows
+        if f"{r.recipient_kind}/{r.recipient_id}" != besides
+    ]

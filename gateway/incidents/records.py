@@ -70,11 +70,35 @@ class AckOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AckResult:
+    """A recipient's acknowledgement of its notifications."""
+
     outcome: AckOutcome
     notification_id: int | None = None
     incident_id: int | None = None
     target: str = ""
     detail: str = ""
+    took_incident: bool = False  # it was the incident's acknowledgement (``taking``)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentAck:
+    """An acknowledgement of the incident itself (确认接警). ``DUPLICATE``: it had been
+    acknowledged before, by ``acked_by`` at ``acked_at``, and nothing was recorded."""
+
+    outcome: AckOutcome
+    incident_id: int
+    stage: Stage
+    acked_at: datetime
+    acked_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Acted:
+    """The incident after a workflow action."""
+
+    stage: Stage
+    acknowledged: bool  # taken (``acked_at`` set): acknowledge is no longer offered
+    acknowledgement: IncidentAck | None = None  # of an acknowledge: recorded or duplicate
 
 
 class Stored(StrEnum):
@@ -116,12 +140,13 @@ class Written:
     rows: list[Outgoing] = field(default_factory=list)
     deadlines: list[tuple[datetime, int]] = field(default_factory=list)
     stage: Stage | None = None
+    acknowledged: bool = False  # of incident_id, after the write
     place: IncidentPlace | None = None  # of incident_id: scopes the console push
     stored: Stored | None = None
 
     def touched(self, incident: IncidentRecord, *, created: bool = False) -> Written:
         self.incident_id, self.place = incident.id, incident.console_place
-        self.created = created
+        self.created, self.acknowledged = created, incident.acked_at is not None
         return self
 
 
@@ -216,6 +241,7 @@ class IncidentRecord:
     score: int | None = None
     evaluation: str | None = None
     acked_at: datetime | None = None
+    acked_by: str | None = None
     closed_at: datetime | None = None
     last_notified_at: datetime | None = None
 

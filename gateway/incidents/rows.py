@@ -11,14 +11,21 @@ from gateway.incidents.records import IncidentDraft, IncidentNotFound, IncidentR
 from gateway.incidents.tables import incidents
 
 
-def find_incident(conn: Connection, incident_id: int) -> IncidentRecord | None:
-    row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
+def find_incident(
+    conn: Connection, incident_id: int, *, for_update: bool = False
+) -> IncidentRecord | None:
+    """The incident; ``for_update`` locks its row until the transaction ends (PostgreSQL:
+    gateways sharing the database take turns on it; SQLite has one writer anyway)."""
+    stmt = select(incidents).where(incidents.c.id == incident_id)
+    row = conn.execute(stmt.with_for_update() if for_update else stmt).first()
     return None if row is None else IncidentRecord.from_row(row)
 
 
-def load_incident(conn: Connection, incident_id: int) -> IncidentRecord:
+def load_incident(
+    conn: Connection, incident_id: int, *, for_update: bool = False
+) -> IncidentRecord:
     """The incident, or ``IncidentNotFound``."""
-    found = find_incident(conn, incident_id)
+    found = find_incident(conn, incident_id, for_update=for_update)
     if found is None:
         raise IncidentNotFound(incident_id)
     return found

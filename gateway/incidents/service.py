@@ -7,6 +7,7 @@ outbox rows out. A small facade over one module per job:
 ``reports``         manual reports and residents' 随手报
 ``actions``         workflow actions and attached photos (the stage machine: ``lifecycle``)
 ``acknowledgement`` a recipient's acknowledgement of its notifications
+``taking``          the incident acknowledged (确认接警): its escalation ladder stops
 ``escalation``      acknowledgement deadlines that passed
 ``outbox``          notifications queued with each change; ``timeline`` its entries
 ==================  =====================================================================
@@ -46,15 +47,18 @@ from gateway.incidents import (
     escalation,
     opening,
     reports,
+    taking,
     updates,
 )
 from gateway.incidents.acknowledgement import RecipientAck
 from gateway.incidents.categories import Source
-from gateway.incidents.lifecycle import Stage
+from gateway.incidents.lifecycle import Action, Stage
 from gateway.incidents.records import (
     AckOutcome,
     AckResult,
+    Acted,
     ActionInput,
+    IncidentAck,
     IncidentNotFound,
     Report,
     ServiceStats,
@@ -76,7 +80,9 @@ Clock = Callable[[], datetime]
 __all__ = [
     "AckOutcome",
     "AckResult",
+    "Acted",
     "ActionInput",
+    "IncidentAck",
     "IncidentNotFound",
     "IncidentService",
     "Report",
@@ -256,6 +262,14 @@ class IncidentService:
 
     async def act(self, incident_id: int, request: ActionInput) -> Stage:
         """Apply a workflow action; raises ``IncidentNotFound`` or ``IllegalTransition``."""
+        return (await self.apply(incident_id, request)).stage
+
+    async def apply(self, incident_id: int, request: ActionInput) -> Acted:
+        """``act``, saying also whether the incident is acknowledged and, for
+        ``acknowledge``, whether this one was recorded or a repeat."""
+        if request.action is Action.ACKNOWLEDGE:
+            ack = await self.acknowledge_incident(incident_id, request)
+            return Acted(ack.stage, acknowledged=True, acknowledgement=ack)
         written = await self._write(
             actions.store_action,
             incident_id=incident_id,
@@ -266,19 +280,42 @@ class IncidentService:
         )
         self._hand_over(written)
         assert written.stage is not None
-        return written.stage
+        return Acted(written.stage, acknowledged=written.acknowledged)
 
-    async def acknowledge(self, notification_id: int, actor: str) -> bool:
-        """A recipient's notification acknowledged; False when there is no such one."""
-        written = await self._write(
-            acknowledgement.store_ack,
-            notification_id=notification_id,
-            actor=actor,
+    async def acknowledge_incident(self, incident_id: int, request: ActionInput) -> IncidentAck:
+        """确认接警: take the incident, which stops its escalation ladder (``taking``); a
+        repeat records nothing and says by whom it was taken. ``IncidentNotFound``."""
+        result, written = await self._write(
+            taking.acknowledge_incident,
+            incident_id=incident_id,
+            request=request,
+            routing=self.routing,
+            grid=self.grid,
             now=self.clock(),
         )
         if written.incident_id is not None:
             self._hand_over(written)
-        return written.incident_id is not None
+        return result
+
+    async def acknowledge(self, notification_id: int, actor: str) -> bool:
+        """``acknowledge_notification``; False when there is no such notification."""
+        result = await self.acknowledge_notification(notification_id, actor)
+        return result.outcome is not AckOutcome.NOT_FOUND
+
+    async def acknowledge_notification(self, notification_id: int, actor: str) -> AckResult:
+        """A recipient's notification acknowledged (all its channels) by ``actor`` on its
+        behalf; a repeat is ``DUPLICATE`` and records nothing."""
+        result, written = await self._write(
+            acknowledgement.store_ack,
+            notification_id=notification_id,
+            actor=actor,
+            routing=self.routing,
+            grid=self.grid,
+            now=self.clock(),
+        )
+        if written.incident_id is not None:
+            self._hand_over(written)
+        return result
 
     async def acknowledge_as(
         self,
@@ -308,6 +345,8 @@ class IncidentService:
                 note=note,
                 via=via,
             ),
+            routing=self.routing,
+            grid=self.grid,
             now=self.clock(),
         )
         if written.incident_id is not None:

@@ -41,7 +41,8 @@ incidents = Table(
     Column("evaluation", Text),
     Column("opened_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Column("acked_at", UtcDateTime),
+    Column("acked_at", UtcDateTime),  # taken: the first acknowledgement with authority
+    Column("acked_by", String(100)),  # (migration 0007)
     Column("closed_at", UtcDateTime),
     Column("last_notified_at", UtcDateTime),
     Index("ix_incidents_stage", "stage"),

@@ -20,10 +20,7 @@ from gateway.incidents.rows import update_incident
 from gateway.incidents.signal_queue import Queued
 from gateway.incidents.tables import incident_signals, incidents
 from gateway.incidents.timeline import append, signal_update_entry
-from gateway.notify.tables import notifications
-from gateway.routing.model import RoutingConfig, Target
-from gateway.routing.planner import Delivery
-from gateway.routing.targets import Recipient
+from gateway.routing.model import RoutingConfig
 from rules.signal import Signal
 
 LOOKUP_CHUNK = 500  # signal ids per look-up (bound parameters stay few)
@@ -147,34 +144,9 @@ def apply_update(
             routing=routing,
             incident=found,
             loc=found.located_on(grid),
-            deliveries=told(conn, found.id, occasion="cancel"),
+            deliveries=outbox.already_told(conn, found.id, occasion="cancel"),
             occasion=outbox.Occasion(name="cancel", now=now),
             written=written,
         )
     written.stored = Stored.UPDATED
     return written.touched(found)
-
-
-def told(conn: Connection, incident_id: int, *, occasion: str) -> list[Delivery]:
-    """A notice for everyone already told of the incident, on each channel that reached
-    them (``occasion`` notices already sent are not counted as telling)."""
-    n = notifications.c
-    rows = conn.execute(
-        select(n.recipient_kind, n.recipient_id, n.recipient_name, n.target, n.channel)
-        .where(n.incident_id == incident_id, n.status == "sent", n.occasion != occasion)
-        .distinct()
-    ).all()
-    return [
-        Delivery(
-            route=occasion,
-            receiver=occasion,
-            recipient=Recipient(
-                r.recipient_kind, r.recipient_id, r.recipient_name, Target(r.target)
-            ),
-            channel=r.channel,
-            ack_required=False,
-            group_wait=0.0,
-            repeat_interval=0.0,
-        )
-        for r in rows
-    ]

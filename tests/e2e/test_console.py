@@ -124,6 +124,12 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
     desk.click("#current button[data-action=acknowledge]")
     resident.wait_for_selector("[data-testid=acked-by].acked", timeout=5000)
     assert "太平派出所值班台" in resident.inner_text("[data-testid=acked-by]")
+    # taken: the desk is no longer offered 确认接警 (a repeat would record nothing)
+    desk.wait_for_function(
+        "() => document.querySelector('#current button[data-action=dispatch]')"
+        " && !document.querySelector('#current button[data-action=acknowledge]')",
+        timeout=5000,
+    )
     shot(resident, "resident-acknowledged")
 
     desk.select_option("#current [data-testid=assignee]", "p-worker-1")
