@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from gateway.grid.directory import GridDirectory
-from gateway.incidents import outbox
+from gateway.incidents import grouping, outbox
 from gateway.incidents.lifecycle import (
     CLOSED_STAGES,
     OPEN_STAGES,
     Action,
+    IllegalTransition,
     Request,
     Stage,
     next_stage,
@@ -51,6 +52,8 @@ def store_action(
         before, request.action, Request(request.assignees, request.score, request.note)
     )
     check_attachments(conn, incident_id, request.attachments)
+    if request.action is Action.REOPEN:
+        _check_group_free(conn, incident, before)
     update_incident(conn, incident, **_changes(incident, request, before, after, now))
     moved = after is not before or request.action is Action.DISPATCH
     append(
@@ -86,6 +89,22 @@ def store_action(
         )
     written.stage = after
     return written.touched(incident)
+
+
+def _check_group_free(conn: Connection, incident: IncidentRecord, stage: Stage) -> None:
+    """A rule incident reopens only while no other incident is open for its group (one
+    open incident per group: ``grouping``); its signals went to that one meanwhile."""
+    if incident.rule_id is None or incident.group_key is None:
+        return
+    key = grouping.GroupKey(incident.rule_id, incident.group_key, incident.site)
+    other = grouping.find_open(conn, key)
+    if other is not None:
+        raise IllegalTransition(
+            Action.REOPEN,
+            stage,
+            f"incident {other.id} is open for the same alarm ({incident.rule_id}, "
+            f"{incident.group_key}); continue there",
+        )
 
 
 def _changes(

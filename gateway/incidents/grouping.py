@@ -1,5 +1,7 @@
 """Grouping: a new rule signal whose rule and group key match an open incident of the same
-site joins it instead of opening another.
+site joins it instead of opening another. The database holds at most one open incident per
+group (a partial unique index, migration 0007): when two gateways open the same group at
+once, the second insert yields and its signal joins the first's incident (``opening``).
 
 Joining appends the signal's events, counts the signal, raises the severity if the signal's
 is higher and records a ``signal`` timeline entry. Receivers are told again (a ``reminder``)
@@ -18,7 +20,7 @@ from gateway.api.queries import utc
 from gateway.incidents.lifecycle import OPEN_STAGES, Action
 from gateway.incidents.records import MAX_EVENT_IDS, SYSTEM, IncidentRecord
 from gateway.incidents.rows import update_incident
-from gateway.incidents.tables import incident_signals, incidents
+from gateway.incidents.tables import OPEN_GROUP, incident_signals, incidents
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.routing.planner import Delivery
 from rules.signal import Signal
@@ -33,30 +35,31 @@ def higher_severity(a: str, b: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class GroupKey:
-    """What makes signals one incident: the rule, its group key, the site."""
+    """What makes signals one incident: the rule, its group key, the incident's site (as
+    stored: the signal's, or the one its device is placed at). At most one open incident
+    per key, by constraint (``tables.OPEN_GROUP``), however many gateways share the
+    database."""
 
     rule_id: str
     group_key: str
     site: str | None
 
-    @classmethod
-    def of(cls, signal: Signal) -> GroupKey:
-        return cls(signal.rule_id, signal.group_key, signal.site)
-
 
 def find_open(conn: Connection, key: GroupKey) -> IncidentRecord | None:
-    """The newest open incident of the group, if any."""
+    """The open incident of the group, if any, locked until the transaction ends (another
+    gateway joining it waits its turn, so no signal's counts are lost)."""
     c = incidents.c
     row = conn.execute(
         select(incidents)
         .where(
             c.rule_id == key.rule_id,
             c.group_key == key.group_key,
-            c.site.is_(None) if key.site is None else c.site == key.site,
+            OPEN_GROUP[2] == (key.site or ""),
             c.stage.in_([s.value for s in OPEN_STAGES]),
         )
         .order_by(c.id.desc())
         .limit(1)
+        .with_for_update()
     ).first()
     return None if row is None else IncidentRecord.from_row(row)
 

@@ -1,5 +1,8 @@
 """A new rule signal: recognise a redelivery, join the open incident of its group, or open
-an incident; then queue its notifications. One transaction (the caller's)."""
+an incident; then queue its notifications. One transaction (the caller's).
+
+Two gateways on one database may both find no open incident of a group and both try to open
+one: the database keeps exactly one (``grouping``), and the other's signal joins it."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from gateway.incidents.records import (
     Stored,
     Written,
 )
-from gateway.incidents.rows import insert_incident
+from gateway.incidents.rows import insert_unless_grouped
 from gateway.incidents.tables import incident_signals
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.routing.model import RoutingConfig
@@ -40,23 +43,23 @@ def store_signal(
     if already_stored(conn, signal.signal_id):  # redelivered after a restart
         written.stored = Stored.IGNORED
         return written
-    joined = grouping.find_open(conn, grouping.GroupKey.of(signal))
-    if joined is not None:
-        last_notified_at = joined.last_notified_at
-        grouping.join(conn, joined, signal, now)
-        if grouping.reminder_due(last_notified_at, deliveries, now):
-            outbox.queue(
+    key = grouping.GroupKey(signal.rule_id, signal.group_key, loc.site or signal.site)
+    while True:  # again only if another gateway opened the group and closed it meanwhile
+        joined = grouping.find_open(conn, key)
+        if joined is not None:
+            return join(
                 conn,
-                routing=routing,
-                incident=joined,
+                joined,
+                signal=signal,
                 loc=loc,
                 deliveries=deliveries,
-                occasion=outbox.Occasion(name="reminder", now=now),
+                routing=routing,
+                now=now,
                 written=written,
             )
-        written.stored = Stored.GROUPED
-        return written.touched(joined)
-    opened = open_incident(conn, signal=signal, loc=loc, now=now)
+        opened = open_incident(conn, signal=signal, loc=loc, now=now)
+        if opened is not None:
+            break
     outbox.queue(
         conn,
         routing=routing,
@@ -70,6 +73,34 @@ def store_signal(
     return written.touched(opened, created=True)
 
 
+def join(
+    conn: Connection,
+    incident: IncidentRecord,
+    *,
+    signal: Signal,
+    loc: Location,
+    deliveries: list[Delivery],
+    routing: RoutingConfig,
+    now: datetime,
+    written: Written,
+) -> Written:
+    """The signal joins the open incident of its group; receivers are reminded if due."""
+    last_notified_at = incident.last_notified_at
+    grouping.join(conn, incident, signal, now)
+    if grouping.reminder_due(last_notified_at, deliveries, now):
+        outbox.queue(
+            conn,
+            routing=routing,
+            incident=incident,
+            loc=loc,
+            deliveries=deliveries,
+            occasion=outbox.Occasion(name="reminder", now=now),
+            written=written,
+        )
+    written.stored = Stored.GROUPED
+    return written.touched(incident)
+
+
 def already_stored(conn: Connection, signal_id: str) -> bool:
     c = incident_signals.c
     return conn.execute(select(c.incident_id).where(c.signal_id == signal_id)).first() is not None
@@ -77,10 +108,11 @@ def already_stored(conn: Connection, signal_id: str) -> bool:
 
 def open_incident(
     conn: Connection, *, signal: Signal, loc: Location, now: datetime
-) -> IncidentRecord:
-    """Insert the incident of a new signal with its ``open`` timeline entry."""
+) -> IncidentRecord | None:
+    """Insert the incident of a new signal with its ``open`` timeline entry; None when an
+    open incident of its group was committed meanwhile (by another gateway)."""
     event_ids = [e.event_id for e in signal.events]
-    incident = insert_incident(
+    incident = insert_unless_grouped(
         conn,
         IncidentDraft(
             source=Source.RULE,
@@ -105,6 +137,8 @@ def open_incident(
             signal_count=1,
         ),
     )
+    if incident is None:
+        return None
     grouping.record_signal(conn, signal, incident.id, now)
     append(
         conn,

@@ -1,6 +1,7 @@
 """Migration 0007 on databases written before it (SQLite and PostgreSQL): who took an
-acknowledged incident is read from its timeline, and the deadlines the old code left
-running on acknowledged incidents are lifted."""
+acknowledged incident is read from its timeline, the deadlines the old code left running on
+acknowledged incidents are lifted, and one open incident per group key is kept and then
+enforced."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from gateway.incidents.tables import incident_timeline, incidents
 from gateway.notify.tables import notifications
@@ -98,3 +100,41 @@ def test_0007_names_who_took_it_and_lifts_deadlines_left_running(before_0007: En
         running = dict(conn.execute(select(notifications.c.id, notifications.c.ack_required)).all())
     assert taken == {1: "p-desk", 2: None}
     assert running == {1: False, 2: True}
+
+
+def test_0007_keeps_one_open_incident_per_group_and_enforces_it(before_0007: Engine) -> None:
+    """Two open incidents of one group (the old look-up could make them): the newest keeps
+    the group, the older is detached with a timeline note; a closed one of the group and
+    another site's are left alone. Afterwards the database refuses a second open one."""
+    same = {"group_key": "device_id=panic-6-102"}
+    with before_0007.begin() as conn:
+        conn.execute(
+            insert(incidents),
+            [
+                old_incident(1, None, **same),
+                old_incident(2, None, **same, stage="false_alarm"),  # closed: not a rival
+                old_incident(3, None, **same, site="other-compound"),  # another site
+                old_incident(4, None, **same),  # the newest open one: new signals joined it
+                old_incident(5, None, **same, site=None),
+                old_incident(6, None, **same, site=None),  # no site: one group too
+            ],
+        )
+    alembic(before_0007, "upgrade", "head")
+    with before_0007.connect() as conn:
+        keys = dict(conn.execute(select(incidents.c.id, incidents.c.group_key)).all())
+        notes = conn.execute(
+            select(incident_timeline.c.incident_id, incident_timeline.c.data).where(
+                incident_timeline.c.action == "comment"
+            )
+        ).all()
+    assert keys == {1: None, 2: same["group_key"], 3: same["group_key"], 4: same["group_key"],
+                    5: None, 6: same["group_key"]}  # fmt: skip
+    assert sorted((n.incident_id, n.data["grouped_into"]) for n in notes) == [(1, 4), (5, 6)]
+    assert {n.data["detached_group_key"] for n in notes} == {same["group_key"]}
+    with pytest.raises(IntegrityError), before_0007.begin() as conn:
+        conn.execute(insert(incidents), [old_incident(7, None, **same)])
+    with before_0007.begin() as conn:  # closed incidents of the group are not limited
+        conn.execute(insert(incidents), [old_incident(8, None, **same, stage="verified")])
+    alembic(before_0007, "downgrade", "0006")
+    with before_0007.begin() as conn:  # before 0007 nothing held it
+        conn.execute(insert(incidents), [old_incident(9, None, **same)])
