@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from gateway.grid.directory import Location
+from gateway.grid.directory import GridDirectory, Location
 from gateway.incidents import grouping, outbox
 from gateway.incidents.categories import Source
 from gateway.incidents.lifecycle import Action, Stage
@@ -26,8 +26,31 @@ from gateway.incidents.rows import insert_unless_grouped
 from gateway.incidents.tables import incident_signals
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.routing.model import RoutingConfig
-from gateway.routing.planner import Delivery
+from gateway.routing.planner import Delivery, plan
+from gateway.routing.tree import RouteInput
 from rules.signal import Signal
+
+
+def plan_signal(
+    signal: Signal, routing: RoutingConfig, grid: GridDirectory
+) -> tuple[Location, list[Delivery]]:
+    """Where the signal is on the grid and whom to tell (in memory: no query)."""
+    loc = grid.locate(
+        site=signal.site,
+        device_id=signal.device_id,
+        household=signal.labels.get("device.household"),
+    )
+    route = RouteInput(
+        category=signal.category.value,
+        severity=signal.severity.value,
+        source=Source.RULE.value,
+        cell=loc.cell,
+        community=loc.community,
+        site=loc.site,
+        rule_id=signal.rule_id,
+        labels=signal.labels,
+    )
+    return loc, plan(routing, grid, route, loc)
 
 
 def store_signal(

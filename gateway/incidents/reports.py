@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from gateway.grid.directory import Location
+from gateway.grid.directory import GridDirectory, Location
 from gateway.incidents import outbox
 from gateway.incidents.lifecycle import Action, IllegalTransition, Stage
 from gateway.incidents.records import IncidentDraft, Report, Written
@@ -16,7 +16,32 @@ from gateway.incidents.rows import insert_incident
 from gateway.incidents.tables import incident_attachments
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.routing.model import RoutingConfig
-from gateway.routing.planner import Delivery
+from gateway.routing.planner import Delivery, plan
+from gateway.routing.tree import RouteInput
+
+
+def plan_report(
+    report: Report, routing: RoutingConfig, grid: GridDirectory
+) -> tuple[Location, list[Delivery]]:
+    """Where the report is on the grid and whom to tell (in memory: no query)."""
+    loc = grid.locate(
+        site=report.site,
+        device_id=report.device_id,
+        place=report.place,
+        household=report.household,
+        cell=report.cell,
+    )
+    route = RouteInput(
+        category=report.category.value,
+        severity=report.severity.value,
+        source=report.source.value,
+        cell=loc.cell,
+        community=loc.community,
+        site=loc.site,
+        rule_id=None,
+        labels={},
+    )
+    return loc, plan(routing, grid, route, loc)
 
 
 def store_report(

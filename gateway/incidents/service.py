@@ -51,7 +51,6 @@ from gateway.incidents import (
     updates,
 )
 from gateway.incidents.acknowledgement import RecipientAck
-from gateway.incidents.categories import Source
 from gateway.incidents.lifecycle import Action, Stage
 from gateway.incidents.records import (
     AckOutcome,
@@ -68,8 +67,6 @@ from gateway.incidents.signal_queue import Queued, SignalQueue
 from gateway.notify.console import NotificationHub
 from gateway.notify.dispatcher import Dispatcher
 from gateway.routing.model import RoutingConfig
-from gateway.routing.planner import plan
-from gateway.routing.tree import RouteInput
 from rules.signal import Signal
 
 log = logging.getLogger(__name__)
@@ -165,26 +162,12 @@ class IncidentService:
 
     async def _store_open(self, item: Queued) -> None:
         signal = item.signal
-        loc = self.grid.locate(
-            site=signal.site,
-            device_id=signal.device_id,
-            household=signal.labels.get("device.household"),
-        )
-        route = RouteInput(
-            category=signal.category.value,
-            severity=signal.severity.value,
-            source=Source.RULE.value,
-            cell=loc.cell,
-            community=loc.community,
-            site=loc.site,
-            rule_id=signal.rule_id,
-            labels=signal.labels,
-        )
+        loc, deliveries = opening.plan_signal(signal, self.routing, self.grid)
         written = await self._write(
             opening.store_signal,
             signal=signal,
             loc=loc,
-            deliveries=plan(self.routing, self.grid, route, loc),
+            deliveries=deliveries,
             routing=self.routing,
             now=item.at,
         )
@@ -231,28 +214,12 @@ class IncidentService:
 
     # -- reports and actions ---------------------------------------------------------------
     async def report(self, report: Report) -> int:
-        loc = self.grid.locate(
-            site=report.site,
-            device_id=report.device_id,
-            place=report.place,
-            household=report.household,
-            cell=report.cell,
-        )
-        route = RouteInput(
-            category=report.category.value,
-            severity=report.severity.value,
-            source=report.source.value,
-            cell=loc.cell,
-            community=loc.community,
-            site=loc.site,
-            rule_id=None,
-            labels={},
-        )
+        loc, deliveries = reports.plan_report(report, self.routing, self.grid)
         written = await self._write(
             reports.store_report,
             report=report,
             loc=loc,
-            deliveries=plan(self.routing, self.grid, route, loc),
+            deliveries=deliveries,
             routing=self.routing,
             now=self.clock(),
         )
