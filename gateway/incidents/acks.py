@@ -9,7 +9,8 @@ topic (config/mosquitto/lianfang.acl), so the topic is the authenticated part an
 is what the console says about its operator. The notification (or incident) must have been
 addressed to that recipient, else the acknowledgement is refused. An accepted one is
 recorded exactly like ``POST /api/notifications/{id}/ack`` (timeline, every row of that
-recipient acknowledged, escalation stopped) plus an audit row; a repeat records nothing.
+recipient acknowledged; the first from a recipient asked to acknowledge takes the incident,
+which stops its escalation: ``taking``) plus an audit row; a repeat records nothing.
 
 Nothing a console sends can stop the stream: malformed payloads and refusals are counted per
 reason, logged once per topic and reason, and audited; the message is then acknowledged to
@@ -180,6 +181,8 @@ class MqttAcks:
         }
         if result.detail:
             answer["detail"] = result.detail
+        if result.took_incident:
+            answer["took_incident"] = True  # the incident's acknowledgement: escalation stops
         await self._audit(
             topic, ack.actor, result.target, STATUS[result.outcome], _request(payload), answer
         )

@@ -60,7 +60,13 @@ from gateway.incidents.queries import (
     list_incidents,
     load_period,
 )
-from gateway.incidents.service import ActionInput, IncidentNotFound, IncidentService, Report
+from gateway.incidents.service import (
+    AckOutcome,
+    ActionInput,
+    IncidentNotFound,
+    IncidentService,
+    Report,
+)
 from gateway.notify.console import NotificationHub
 
 
@@ -158,10 +164,19 @@ class Created(BaseModel):
     id: int
 
 
+class AcknowledgementOut(BaseModel):
+    outcome: AckOutcome = Field(..., description="recorded, or duplicate: taken before")
+    acked_at: datetime
+    acked_by: str = Field(..., description="Who took the incident")
+
+
 class StageOut(BaseModel):
     id: int
     stage: Stage
     allowed: list[Action]
+    acknowledgement: AcknowledgementOut | None = Field(
+        None, description="acknowledge: recorded, or a repeat that recorded nothing"
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -255,7 +270,9 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         found = await database.run(get_incident, incident_id)
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
-        found["allowed"] = allowed(Stage(found["stage"]))
+        found["allowed"] = allowed(
+            Stage(found["stage"]), acknowledged=found["acked_at"] is not None
+        )
         return found
 
     @incidents_router.post(
@@ -296,11 +313,12 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
     ) -> StageOut | JSONResponse:
         """Workflow actions: dispatch, accept, feedback, verify, reject, evaluate, false_alarm,
         cancel, reopen, acknowledge, comment, attach. An action the stage does not allow is
-        refused with 409 and the reason."""
+        refused with 409 and the reason. ``acknowledge`` takes the incident (确认接警: its
+        escalation stops); a repeat records nothing and answers ``duplicate``."""
         if body.action not in USER_ACTIONS:
             raise invalid("action", f"{body.action.value} is recorded by the system only")
         try:
-            stage = await ctx.service.act(
+            acted = await ctx.service.apply(
                 incident_id,
                 ActionInput(
                     body.action,
@@ -323,7 +341,17 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
                 },
                 status_code=status.HTTP_409_CONFLICT,
             )
-        return StageOut(id=incident_id, stage=stage, allowed=allowed(stage))
+        ack = acted.acknowledgement
+        return StageOut(
+            id=incident_id,
+            stage=acted.stage,
+            allowed=allowed(acted.stage, acknowledged=acted.acknowledged),
+            acknowledgement=None
+            if ack is None
+            else AcknowledgementOut(
+                outcome=ack.outcome, acked_at=ack.acked_at, acked_by=ack.acked_by
+            ),
+        )
 
     @incidents_router.post(
         "/{incident_id}/attachments",
@@ -429,11 +457,19 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         body: AckIn,
         principal: CurrentPrincipal,
     ) -> dict[str, Any]:
-        """Acknowledge a notification (for its recipient: every channel it was sent on)."""
-        ok = await ctx.service.acknowledge(notification_id, principal.actor)
-        if not ok:
+        """Acknowledge a notification (for its recipient: every channel it was sent on).
+        ``outcome``: recorded, or duplicate (acknowledged before: nothing recorded);
+        ``took_incident``: it was the incident's acknowledgement (its escalation stops)."""
+        result = await ctx.service.acknowledge_notification(notification_id, principal.actor)
+        if result.outcome is AckOutcome.NOT_FOUND:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
-        return {"id": notification_id, "acknowledged": True}
+        return {
+            "id": notification_id,
+            "acknowledged": True,
+            "outcome": result.outcome.value,
+            "incident_id": result.incident_id,
+            "took_incident": result.took_incident,
+        }
 
     async def _items(push: LivePush) -> AsyncIterator[dict[str, Any]]:
         stream = ctx.hub.watch(push.admits)

@@ -112,10 +112,13 @@ class Request:
     note: str = ""
 
 
-def allowed(stage: Stage) -> list[Action]:
-    """Actions possible in ``stage`` (for the UI and for error messages)."""
+def allowed(stage: Stage, *, acknowledged: bool = False) -> list[Action]:
+    """Actions possible in ``stage`` (for the UI and for error messages). An incident
+    ``acknowledged`` already is not offered ``acknowledge`` again (a repeat is a no-op)."""
     return [a for a, table in TRANSITIONS.items() if stage in table] + sorted(
-        a for a in RECORD_ONLY if a in USER_ACTIONS
+        a
+        for a in RECORD_ONLY
+        if a in USER_ACTIONS and not (acknowledged and a is Action.ACKNOWLEDGE)
     )
 
 

@@ -6,7 +6,19 @@ holds the current stage and a few denormalised fields for listing.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    literal_column,
+    text,
+)
 
 from gateway.storage.tables import BigId, UtcDateTime, metadata
 
@@ -41,13 +53,33 @@ incidents = Table(
     Column("evaluation", Text),
     Column("opened_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
-    Column("acked_at", UtcDateTime),
+    Column("acked_at", UtcDateTime),  # taken: the first acknowledgement with authority
+    Column("acked_by", String(100)),  # (migration 0007)
     Column("closed_at", UtcDateTime),
     Column("last_notified_at", UtcDateTime),
     Index("ix_incidents_stage", "stage"),
     Index("ix_incidents_group", "rule_id", "group_key", "stage"),
     Index("ix_incidents_opened", "opened_at"),
     Index("ix_incidents_cell_opened", "cell", "opened_at"),
+)
+
+# Grouping, by constraint: at most one open incident per (rule, group key, site), whatever
+# number of gateways share the database (``grouping``). The predicate names the open stages
+# (``lifecycle.OPEN_STAGES``): a change to those needs a migration of this index.
+OPEN_STAGE_VALUES = ("discovered", "dispatched", "handling", "feedback")
+# Literal SQL (no bound parameters), so that ``INSERT … ON CONFLICT`` names this very index.
+OPEN_GROUP = (
+    incidents.c.rule_id,
+    incidents.c.group_key,
+    func.coalesce(incidents.c.site, literal_column("''")),
+)
+OPEN_GROUP_WHERE = text(f"stage IN ({', '.join(repr(v) for v in OPEN_STAGE_VALUES)})")
+Index(
+    "ux_incidents_open_group",
+    *OPEN_GROUP,
+    unique=True,
+    sqlite_where=OPEN_GROUP_WHERE,
+    postgresql_where=OPEN_GROUP_WHERE,
 )
 
 incident_signals = Table(

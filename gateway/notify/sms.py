@@ -28,6 +28,7 @@ OCCASION_ZH = {
     "escalation": "升级",
     "reminder": "提醒",
     "dispatch": "派单",
+    "acknowledged": "已接警",  # someone took the incident: nobody else need acknowledge
 }
 
 
@@ -56,8 +57,8 @@ class LogSmsDriver:
 
 
 def sms_text(payload: dict[str, object]) -> str:
-    """``【联防】P1 一键报警… 示范路88号``; a cancel, escalation, reminder or dispatch says so
-    after the tag."""
+    """``【联防】P1 一键报警… 示范路88号``; a cancel, escalation, reminder, dispatch or
+    acknowledged notice says so after the tag."""
     occasion = OCCASION_ZH.get(str(payload.get("occasion") or ""), "")
     parts = [
         occasion,

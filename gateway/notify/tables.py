@@ -17,7 +17,9 @@ notifications = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("incident_id", BigId, ForeignKey("incidents.id"), nullable=False),
-    Column("occasion", String(16), nullable=False),  # new|reminder|escalation|dispatch|cancel
+    Column(
+        "occasion", String(16), nullable=False
+    ),  # new|reminder|escalation|dispatch|cancel|acknowledged
     Column("route", String(100), nullable=False, default=""),
     Column("receiver", String(100), nullable=False, default=""),
     Column("target", String(32), nullable=False, default=""),

@@ -273,7 +273,7 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         """The incident (timeline, attachments, deliveries) plus the desk's context, and for
         callers with ``audit:read`` its rows of the audit log."""
         found = await scoped_incident(incident_id, user)
-        found["allowed"] = allowed(Stage(found["stage"]))
+        found["allowed"] = allowed(Stage(found["stage"]), acknowledged=bool(found["acked_at"]))
         found["context"] = _context(ctx, found)
         # The household's contacts as the households listing shows them (grid:read, within
         # the scope): name, relation and the stored masked number, no audit row needed. The

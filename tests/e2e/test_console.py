@@ -147,6 +147,12 @@ def test_resident_alarm_reaches_the_desk_and_is_acknowledged(login: Any, api: ht
         timeout=5000,
     )  # acknowledged: the banner goes (unless another alarm has arrived meanwhile)
     assert "太平派出所值班台" in resident.inner_text("[data-testid=acked-by]")
+    # taken: the desk is no longer offered 确认接警 (a repeat would record nothing)
+    desk.wait_for_function(
+        "() => document.querySelector('#current button[data-action=dispatch]')"
+        " && !document.querySelector('#current button[data-action=acknowledge]')",
+        timeout=5000,
+    )
     shot(resident, "resident-acknowledged")
 
     desk.select_option("#current [data-testid=assignee]", "p-worker-1")

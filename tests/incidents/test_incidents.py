@@ -162,14 +162,16 @@ async def test_grouped_signal_renotifies_only_after_repeat_interval(rt: Incident
     assert [m.payload["occasion"] for m in desk] == ["new", "reminder"]
 
 
-async def test_unacknowledged_grid_worker_escalates_to_the_grid_head(rt: IncidentsRuntime) -> None:
+async def test_unacknowledged_responders_escalate_up_the_ladder(rt: IncidentsRuntime) -> None:
+    """Nobody with a deadline acknowledges (the neighbours' "seen" does not count): at the
+    P1 deadline the grid worker's goes to the grid head, the desk's and the community's to
+    the command centre. Then the grid head acknowledges its escalation: the incident is
+    taken and nothing escalates any more."""
     clock: FakeClock = rt.clock  # type: ignore[assignment]
     await rt.emit(panic_signal())
     await rt.dispatcher.drain()
-    desk = mqtt(rt).to("police-desk/beat-taiping-2")[0]
-    community = mqtt(rt).to("community/shifan")[0]
-    await rt.service.acknowledge(desk.notification_id, "p-desk")
-    await rt.service.acknowledge(community.notification_id, "p-convener")
+    neighbours = mqtt(rt).to("neighbour-group/ng-3")[0]
+    await rt.service.acknowledge(neighbours.notification_id, "p-neighbour")
     clock.advance(59)
     await rt.dispatcher.tick()
     await rt.dispatcher.drain()
@@ -179,18 +181,23 @@ async def test_unacknowledged_grid_worker_escalates_to_the_grid_head(rt: Inciden
     await rt.dispatcher.drain()
     head = mqtt(rt).to("person/p-head-2")
     assert [m.payload["occasion"] for m in head] == ["escalation"]
-    # the desk acknowledged: it is not escalated; neighbours are never asked to acknowledge
-    assert not mqtt(rt).to("command-centre/taiping")
-    # the grid head does not acknowledge either: the command centre is next
-    clock.advance(61)
+    assert mqtt(rt).to("command-centre/taiping")
+    inc = await detail(rt, head[0].incident_id)
+    escalations = [e for e in inc["timeline"] if e["action"] == "escalate"]
+    assert sorted(e["data"]["from"] for e in escalations) == [
+        "community",
+        "grid_worker",
+        "police_desk",
+    ]
+    assert all("did not acknowledge" in e["note"] for e in escalations)
+    assert inc["acked_at"] is None
+    await rt.service.acknowledge(head[0].notification_id, "p-head-2")
+    clock.advance(61)  # the head's and the command centre's deadlines: settled
     await rt.dispatcher.tick()
     await rt.dispatcher.drain()
-    assert mqtt(rt).to("command-centre/taiping")
-    inc = await detail(rt, desk.incident_id)
-    escalations = [e for e in inc["timeline"] if e["action"] == "escalate"]
-    assert len(escalations) == 2
-    assert "did not acknowledge" in escalations[0]["note"]
-    assert inc["acked_at"] is not None
+    inc = await detail(rt, head[0].incident_id)
+    assert [e["action"] for e in inc["timeline"]].count("escalate") == 3
+    assert inc["acked_at"] is not None and inc["acked_by"] == "p-head-2"
 
 
 async def test_a_neighbours_acknowledgement_does_not_count_as_the_incidents(

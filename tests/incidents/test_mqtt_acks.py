@@ -224,7 +224,15 @@ async def test_panic_acknowledged_over_mqtt_stops_escalation(
         await r.dispatcher.drain()
         inc = await detail(r, incident_id)
         assert not [e for e in inc["timeline"] if e["action"] == "escalate"]
-        assert {d["occasion"] for d in inc["deliveries"]} == {"new"}
+        # the desk took it: the others already told were told so, the desk was not
+        assert {d["occasion"] for d in inc["deliveries"]} == {"new", "acknowledged"}
+        await until(
+            lambda: [m["occasion"] for m in worker.got] == ["new", "acknowledged"],
+            "the worker told the incident is taken",
+        )
+        assert [m["occasion"] for m in desk.got] == ["new"]
+        assert worker.got[1]["acknowledged"]["by"] == DESK
+        assert worker.got[1]["ack_required"] is False
         assert [row.action for row in audit_rows(audit)] == ["MQTT ack"] * 3
         assert {row.status for row in audit_rows(audit)} == {200}
         assert audit.verify().ok
@@ -282,13 +290,12 @@ async def test_wrong_recipient_and_garbage_are_refused_and_the_stream_goes_on(
         refused = [row.after["response"] for row in rows if row.status == 403]
         assert {x["outcome"] for x in refused} == {"not_addressed"}
 
-        clock.advance(61)  # the worker never acknowledged: escalated to the grid head
+        clock.advance(61)  # the worker never acknowledged, but the desk took the incident
         await r.dispatcher.tick()
         await r.dispatcher.drain()
         inc = await detail(r, incident_id)
-        escalated = [e for e in inc["timeline"] if e["action"] == "escalate"]
-        # the desk acknowledged; the community's console never did
-        assert sorted(e["data"]["from"] for e in escalated) == ["community", "grid_worker"]
+        assert inc["acked_by"] == DESK
+        assert not [e for e in inc["timeline"] if e["action"] == "escalate"]
     finally:
         desk.close()
         worker.close()
