@@ -97,8 +97,9 @@ class ReceiverSink:
         try:
             await asyncio.wait_for(asyncio.shield(ticket.future), timeout_s)
         except TimeoutError:
-            log.warning("%d event(s) not stored within %.1f s; not acknowledged", len(events),
-                        timeout_s)  # fmt: skip
+            log.warning(
+                "%d event(s) not stored within %.1f s; not acknowledged", len(events), timeout_s
+            )
             return False
         return True
 

@@ -120,8 +120,9 @@ def contact_id(data: str) -> list[PanelEvent]:
     if qualifier == "3" and type_ in _RESTORABLE:
         type_, label = EventType.RESTORE, f"restore: {label}"
     user = point if event in (121, 124, 125) else None  # duress reports the user
-    return [PanelEvent(type_, code, label, zone=None if user else point, user=user,
-                       partition=partition)]  # fmt: skip
+    return [
+        PanelEvent(type_, code, label, zone=None if user else point, user=user, partition=partition)
+    ]
 
 
 # SIA-DCS two-letter codes. First letter families, second letter A (alarm), R (restore),

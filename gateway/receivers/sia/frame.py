@@ -115,7 +115,7 @@ def parse_header(body: bytes) -> Header:
         raise FrameError(Reason.MALFORMED_FRAME, "non-ASCII bytes in the frame") from None
     m = _HEADER.match(text)
     if m is None:
-        raise FrameError(Reason.MALFORMED_FRAME, "header is not \"id\"seq[R]L#acct[")
+        raise FrameError(Reason.MALFORMED_FRAME, 'header is not "id"seq[R]L#acct[')
     return Header(
         message_id=m["id"],
         encrypted=bool(m["star"]),
@@ -177,17 +177,20 @@ def parse_message(header: Header, plaintext: str | None = None) -> Message:
     if tail:
         m = _TIMESTAMP.fullmatch(tail)
         if m is None:
-            raise FrameError(Reason.MALFORMED_FRAME, "trailing text is not a timestamp",
-                             header.account)  # fmt: skip
+            raise FrameError(
+                Reason.MALFORMED_FRAME, "trailing text is not a timestamp", header.account
+            )
         hh, mi, ss, mo, dd, yyyy = (int(g) for g in m.groups())
         try:
             timestamp = datetime(yyyy, mo, dd, hh, mi, ss, tzinfo=UTC)
         except ValueError:
-            raise FrameError(Reason.MALFORMED_FRAME, "impossible timestamp",
-                             header.account) from None  # fmt: skip
+            raise FrameError(
+                Reason.MALFORMED_FRAME, "impossible timestamp", header.account
+            ) from None
     if header.encrypted and timestamp is None:
-        raise FrameError(Reason.STALE_TIMESTAMP, "encrypted message without a timestamp",
-                         header.account)  # fmt: skip
+        raise FrameError(
+            Reason.STALE_TIMESTAMP, "encrypted message without a timestamp", header.account
+        )
     return Message(header, data, tuple(extended), timestamp)
 
 

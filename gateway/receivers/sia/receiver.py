@@ -92,6 +92,7 @@ class SiaReceiver:
         self.stats.frames += 1
         now = self.clock()
         source = f"{SOURCE}/{transport}/{peer}"
+        answer: bytes | None
         try:
             answer = await self._handle(raw, now, source, transport)
         except _Refused as refused:
@@ -112,8 +113,13 @@ class SiaReceiver:
         account = header.account
         source = f"{source}/{account}"
         if header.message_id not in f.MESSAGE_IDS:
-            self._reject(source, Reason.UNKNOWN_CODE,
-                         f"unsupported message id {header.message_id!r}", account, raw)  # fmt: skip
+            self._reject(
+                source,
+                Reason.UNKNOWN_CODE,
+                f"unsupported message id {header.message_id!r}",
+                account,
+                raw,
+            )
             return f.duh(header)
         found = self.panel(account)
         if found is None:
@@ -166,15 +172,18 @@ class SiaReceiver:
         self._reject(source, Reason.UNKNOWN_DEVICE, detail, f"sia:{account}", raw)
         return f.duh(header)
 
-    def _key(
-        self, device: DeviceConfig, header: f.Header, raw: bytes, source: str
-    ) -> bytes | None:
+    def _key(self, device: DeviceConfig, header: f.Header, raw: bytes, source: str) -> bytes | None:
         assert device.sia is not None
         env = device.sia.key_env
         if env is None:
             if header.encrypted:
-                self._reject(source, Reason.DECRYPT_FAILED,
-                             "encrypted message, but the account has no key_env", device.id, raw)  # fmt: skip
+                self._reject(
+                    source,
+                    Reason.DECRYPT_FAILED,
+                    "encrypted message, but the account has no key_env",
+                    device.id,
+                    raw,
+                )
                 raise _Refused(f.duh(header))
             return None
         text = os.environ.get(env, "")
@@ -183,13 +192,19 @@ class SiaReceiver:
         except ValueError:
             key = b""
         if len(key) not in (16, 24, 32):
-            log.error("SIA account %s: %s does not hold a 32, 48 or 64 hex-digit key",
-                      header.account, env)  # fmt: skip
+            log.error(
+                "SIA account %s: %s does not hold a 32, 48 or 64 hex-digit key", header.account, env
+            )
             self._reject(source, Reason.DECRYPT_FAILED, f"no usable key in {env}", device.id, raw)
             raise _Refused(f.duh(header))
         if not header.encrypted:
-            self._reject(source, Reason.AUTH_FAILED,
-                         "the account is encrypted; a plaintext message is refused", device.id, raw)  # fmt: skip
+            self._reject(
+                source,
+                Reason.AUTH_FAILED,
+                "the account is encrypted; a plaintext message is refused",
+                device.id,
+                raw,
+            )
             raise _Refused(f.duh(header))
         return key
 
@@ -215,14 +230,24 @@ class SiaReceiver:
             return
         ahead = (stamp - now).total_seconds()
         if ahead > self.config.timestamp_ahead_s or -ahead > self.config.timestamp_behind_s:
-            self._reject(source, Reason.STALE_TIMESTAMP,
-                         f"timestamp {stamp.isoformat()} is {ahead:+.0f} s from ours", device_id, raw)  # fmt: skip
+            self._reject(
+                source,
+                Reason.STALE_TIMESTAMP,
+                f"timestamp {stamp.isoformat()} is {ahead:+.0f} s from ours",
+                device_id,
+                raw,
+            )
             raise _Refused(f.nak(now))
 
     async def _repeat(
-        self, header: f.Header, seen: _Seen, key: bytes | None, raw: bytes, source: str,
+        self,
+        header: f.Header,
+        seen: _Seen,
+        key: bytes | None,
+        raw: bytes,
+        source: str,
         now: datetime,
-    ) -> bytes:  # fmt: skip
+    ) -> bytes:
         """A retransmission: answer as the first time once that one is stored."""
         self.stats.duplicates += 1
         stored = await asyncio.shield(seen.stored)
@@ -311,8 +336,9 @@ class SiaReceiver:
     ) -> None:
         self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
         log.warning("SIA %s from %s: %s", reason.value, source, detail)
-        self.sink.quarantine(source=source, reason=reason, detail=detail, device_id=device_id,
-                             raw=raw)  # fmt: skip
+        self.sink.quarantine(
+            source=source, reason=reason, detail=detail, device_id=device_id, raw=raw
+        )
 
     def _count(self, answer: bytes | None) -> None:
         if answer is None:

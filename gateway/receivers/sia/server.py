@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from gateway.ingest.reasons import Reason
 from gateway.receivers.sia import frame as f
@@ -60,8 +62,8 @@ class SiaServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._tcp.wait_closed(), 2)
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -94,9 +96,7 @@ class SiaServer:
     ) -> None:
         while True:
             try:
-                raw = await asyncio.wait_for(
-                    reader.readuntil(b"\r"), self.config.idle_timeout_s
-                )
+                raw = await asyncio.wait_for(reader.readuntil(b"\r"), self.config.idle_timeout_s)
             except TimeoutError:
                 return
             except asyncio.LimitOverrunError:

@@ -59,11 +59,18 @@ class Supervision:
                 last = self._last.get(device.id, self.started)
                 if now - last > timedelta(seconds=sia.null_interval_s + grace):
                     self.offline.add(device.id)
-                    log.warning("SIA panel %s missed its NULL (every %d s): offline",
-                                device.id, sia.null_interval_s)  # fmt: skip
+                    log.warning(
+                        "SIA panel %s missed its NULL (every %d s): offline",
+                        device.id,
+                        sia.null_interval_s,
+                    )
                     out.append(
-                        self._status(device, EventType.OFFLINE, now,
-                                     f"no message for {sia.null_interval_s + grace} s")  # fmt: skip
+                        self._status(
+                            device,
+                            EventType.OFFLINE,
+                            now,
+                            f"no message for {sia.null_interval_s + grace} s",
+                        )
                     )
         return out
 
