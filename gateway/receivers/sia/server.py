@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from gateway.ingest.reasons import Reason
 from gateway.receivers.sia import frame as f
@@ -125,8 +125,8 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.pending = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # (CPython's UDP transport is not a subclass of asyncio.DatagramTransport)
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         receiver = self.server.receiver
