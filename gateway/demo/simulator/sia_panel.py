@@ -35,7 +35,7 @@ class PanelStats:
 def _key(device: DeviceConfig) -> bytes | None:
     assert device.sia is not None
     env = device.sia.key_env
-    return bytes.fromhex(os.environ[env]) if env and os.environ.get(env) else None
+    return f.parse_key(os.environ.get(env, "")) if env else None
 
 
 async def send_frame(

@@ -31,8 +31,9 @@ class SiaPanelConfig(_Strict):
     account: str = Field(..., description="DC-09 account number (3-16 hex digits)")
     key_env: str | None = Field(
         None,
-        description="Environment variable holding the AES key as hex (32, 48 or 64 digits); "
-        "unset: the panel reports unencrypted",
+        description="Environment variable holding the AES key: 32, 48 or 64 hex digits, or "
+        "16, 24 or 32 characters (hex: or ascii: in front says which); unset: the panel "
+        "reports unencrypted",
     )
     zones: dict[str, str] = Field(
         default_factory=dict, description="Zone number → household id (十户联防 households)"

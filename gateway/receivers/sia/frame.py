@@ -194,6 +194,31 @@ def parse_message(header: Header, plaintext: str | None = None) -> Message:
     return Message(header, data, tuple(extended), timestamp)
 
 
+def parse_key(text: str) -> bytes | None:
+    """An AES key as panels are configured with it: 32, 48 or 64 hex digits (16, 24 or 32
+    bytes), or 16, 24 or 32 characters used as they are (some panels, and pysiaalarm, take
+    the key that way). ``hex:`` or ``ascii:`` in front says which when both could be meant.
+    None when it is neither."""
+    text = text.strip()
+    kind, colon, rest = text.partition(":")
+    if colon and kind in ("hex", "ascii"):
+        text = rest
+    else:
+        kind = (
+            "hex"
+            if re.fullmatch(r"(?:[0-9A-Fa-f]{32}){1}|[0-9A-Fa-f]{48}|[0-9A-Fa-f]{64}", text)
+            else "ascii"
+        )
+    if kind == "hex":
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            return None
+    else:
+        key = text.encode("ascii", "replace")
+    return key if len(key) in (16, 24, 32) else None
+
+
 # -- answers ------------------------------------------------------------------------------
 def _wrap(body: str) -> bytes:
     raw = body.encode("ascii")

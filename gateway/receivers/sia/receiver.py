@@ -186,15 +186,9 @@ class SiaReceiver:
                 )
                 raise _Refused(f.duh(header))
             return None
-        text = os.environ.get(env, "")
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-        if len(key) not in (16, 24, 32):
-            log.error(
-                "SIA account %s: %s does not hold a 32, 48 or 64 hex-digit key", header.account, env
-            )
+        key = f.parse_key(os.environ.get(env, ""))
+        if key is None:
+            log.error("SIA account %s: %s holds no AES key", header.account, env)
             self._reject(source, Reason.DECRYPT_FAILED, f"no usable key in {env}", device.id, raw)
             raise _Refused(f.duh(header))
         if not header.encrypted:
