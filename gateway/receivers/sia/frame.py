@@ -40,6 +40,7 @@ _HEADER = re.compile(
     r"#(?P<acct>[0-9A-Fa-f]{3,16})"
     r"\["
 )
+_HEX_KEY = re.compile(r"[0-9A-Fa-f]{32}|[0-9A-Fa-f]{48}|[0-9A-Fa-f]{64}")
 _TIMESTAMP = re.compile(r"_(\d{2}):(\d{2}):(\d{2}),(\d{2})-(\d{2})-(\d{4})$")
 
 
@@ -204,18 +205,16 @@ def parse_key(text: str) -> bytes | None:
     if colon and kind in ("hex", "ascii"):
         text = rest
     else:
-        kind = (
-            "hex"
-            if re.fullmatch(r"(?:[0-9A-Fa-f]{32}){1}|[0-9A-Fa-f]{48}|[0-9A-Fa-f]{64}", text)
-            else "ascii"
-        )
+        kind = "hex" if _HEX_KEY.fullmatch(text) else "ascii"
     if kind == "hex":
         try:
             key = bytes.fromhex(text)
         except ValueError:
             return None
+    elif text.isascii() and text.isprintable():
+        key = text.encode("ascii")
     else:
-        key = text.encode("ascii", "replace")
+        return None
     return key if len(key) in (16, 24, 32) else None
 
 

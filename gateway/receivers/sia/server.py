@@ -83,6 +83,8 @@ class SiaServer:
             await self._frames(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the receiver is stopping: the connection ends here (a leaf task)
         finally:
             self._connections -= 1
             if task is not None:
