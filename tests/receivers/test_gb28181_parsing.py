@@ -80,18 +80,29 @@ def test_tcp_framing_by_content_length() -> None:
 
 def test_manscdp_gb2312_alarm() -> None:
     body = manscdp.alarm_notify(
-        7, DEV, priority=1, method=5, alarm_type=6, time="2026-12-04T22:00:00", description="南门周界入侵"
+        7,
+        DEV,
+        priority=1,
+        method=5,
+        alarm_type=6,
+        time="2026-12-04T22:00:00",
+        description="南门周界入侵",
     )
     assert "南门".encode("gb2312") in body  # really GB2312 on the wire
     parsed = manscdp.parse(body)
-    assert (parsed.root, parsed.cmd_type, parsed.sn, parsed.device_id) == ("Notify", "Alarm", "7", DEV)
+    assert (parsed.root, parsed.cmd_type, parsed.sn, parsed.device_id) == (
+        "Notify",
+        "Alarm",
+        "7",
+        DEV,
+    )
     assert parsed.fields["AlarmType"] == "6" and parsed.fields["AlarmDescription"] == "南门周界入侵"
 
 
 def test_manscdp_utf8_declared_and_catalog_items() -> None:
     body = (
         '<?xml version="1.0" encoding="UTF-8"?><Response><CmdType>Catalog</CmdType><SN>3</SN>'
-        f"<DeviceID>{DEV}</DeviceID><SumNum>2</SumNum><DeviceList Num=\"2\">"
+        f'<DeviceID>{DEV}</DeviceID><SumNum>2</SumNum><DeviceList Num="2">'
         "<Item><DeviceID>31010800001310000001</DeviceID><Name>通道一</Name><Status>ON</Status></Item>"
         "<Item><DeviceID>31010800001310000002</DeviceID><Name>通道二</Name></Item>"
         "</DeviceList></Response>"
@@ -104,8 +115,14 @@ def test_manscdp_utf8_declared_and_catalog_items() -> None:
 @pytest.mark.parametrize(
     ("body", "forbidden"),
     [
-        (b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><Notify><CmdType>&x;</CmdType></Notify>', True),
-        (b'<!DOCTYPE Notify SYSTEM "file:///etc/passwd"><Notify><CmdType>Keepalive</CmdType></Notify>', True),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><Notify><CmdType>&x;</CmdType></Notify>',
+            True,
+        ),
+        (
+            b'<!DOCTYPE Notify SYSTEM "file:///etc/passwd"><Notify><CmdType>Keepalive</CmdType></Notify>',
+            True,
+        ),
         (
             b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
             b"<Notify><CmdType>&b;</CmdType></Notify>",
@@ -127,11 +144,19 @@ def test_digest() -> None:
     auth = DigestAuth("3101080000", ttl_s=300, clock=lambda: now[0])
     challenge = auth.challenge()
     nonce = challenge.split('nonce="')[1].split('"')[0]
-    header = authorization(username=DEV, realm="3101080000", nonce=nonce, method="REGISTER",
-                           uri="sip:31010800002000000001@3101080000", password="pw")
+    header = authorization(
+        username=DEV,
+        realm="3101080000",
+        nonce=nonce,
+        method="REGISTER",
+        uri="sip:31010800002000000001@3101080000",
+        password="pw",
+    )
     params = sip.digest_params(header)
     assert params is not None
-    check = lambda p, **kw: auth.check(p, method="REGISTER", username=kw.get("user", DEV), password=kw.get("pw", "pw"))  # noqa: E731
+    check = lambda p, **kw: auth.check(
+        p, method="REGISTER", username=kw.get("user", DEV), password=kw.get("pw", "pw")
+    )  # noqa: E731
     assert check(params) == "ok"
     assert check(params, pw="wrong") == "bad"
     assert check(params, user="31010800001320000002") == "bad"
@@ -142,7 +167,14 @@ def test_digest() -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(data=st.one_of(st.binary(max_size=600), st.builds(lambda a, b: REGISTER[:a] + b, st.integers(0, len(REGISTER)), st.binary(max_size=60))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=600),
+        st.builds(
+            lambda a, b: REGISTER[:a] + b, st.integers(0, len(REGISTER)), st.binary(max_size=60)
+        ),
+    )
+)
 def test_fuzz_sip_parser(data: bytes) -> None:
     try:
         message = sip.parse(data, 4096)
@@ -155,7 +187,14 @@ def test_fuzz_sip_parser(data: bytes) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(data=st.one_of(st.binary(max_size=400), st.text(max_size=200).map(lambda t: f"<Notify><CmdType>{t}</CmdType></Notify>".encode("utf-8", "replace"))))
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.text(max_size=200).map(
+            lambda t: f"<Notify><CmdType>{t}</CmdType></Notify>".encode("utf-8", "replace")
+        ),
+    )
+)
 def test_fuzz_manscdp(data: bytes) -> None:
     try:
         parsed = manscdp.parse(data)

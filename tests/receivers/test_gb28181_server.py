@@ -30,7 +30,9 @@ class Monotonic:
 
 
 @pytest.fixture
-async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Gb28181Server, FakeSink, Monotonic]]:
+async def rig(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[Gb28181Server, FakeSink, Monotonic]]:
     monkeypatch.setenv("LF_TEST_GB_PW", "s3cret")
     registry = SiteRegistry([
         SiteConfig(id="demo", devices=[
@@ -52,7 +54,9 @@ async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Gb28181Ser
         await server.stop()
 
 
-async def camera(server: Gb28181Server, device_id: str = DEV, password: str = "s3cret") -> SimulatedCamera:
+async def camera(
+    server: Gb28181Server, device_id: str = DEV, password: str = "s3cret"
+) -> SimulatedCamera:
     cam = SimulatedCamera(device_id, server_id=SERVER_ID, domain=DOMAIN, password=password,
                           host="127.0.0.1", port=server.transport.udp_port or 0)  # fmt: skip
     await cam.open()
@@ -86,7 +90,11 @@ async def test_register_challenge_then_ok_keepalive_alarm_catalog(rig) -> None: 
         await until(lambda: any(b"<CmdType>Alarm</CmdType>" in m.body for m in cam.received))
         response = next(m for m in cam.received if b"Alarm" in m.body)
         assert manscdp.parse(response.body).fields["Result"] == "OK"
-        assert [e.type for e in sink.events] == [EventType.ONLINE, EventType.HEARTBEAT, EventType.INTRUSION]
+        assert [e.type for e in sink.events] == [
+            EventType.ONLINE,
+            EventType.HEARTBEAT,
+            EventType.INTRUSION,
+        ]
     finally:
         cam.close()
 
@@ -103,7 +111,12 @@ async def test_wrong_password_and_unknown_devices_are_refused(rig) -> None:  # t
         assert await stranger.keepalive() == 403
         assert await wrong.keepalive() == 403  # known, but not registered
         assert sink.events == []
-        assert sink.reasons() == ["auth_failed", "unknown_device", "unknown_device", "unknown_device"]
+        assert sink.reasons() == [
+            "auth_failed",
+            "unknown_device",
+            "unknown_device",
+            "unknown_device",
+        ]
         # an unknown device's emergency alarm goes to the unregistered-panic entry point
         assert await stranger.alarm(method=1, alarm_type=None, priority=1) == 403
         assert [p["device_id"] for p in sink.panics] == ["31010800001320000999"]
@@ -233,7 +246,9 @@ async def test_tcp_register_and_alarm_on_one_connection(rig) -> None:  # type: i
                          uri=f"sip:{SERVER_ID}@{DOMAIN}", password="s3cret")  # fmt: skip
     writer.write(request("REGISTER", 2, auth=auth))
     assert (await answer()).status == 200
-    alarm = manscdp.alarm_notify(3, DEV, priority=2, method=5, alarm_type=5, time="2026-12-04T08:00:00")
+    alarm = manscdp.alarm_notify(
+        3, DEV, priority=2, method=5, alarm_type=5, time="2026-12-04T08:00:00"
+    )
     writer.write(request("MESSAGE", 3, alarm))
     assert (await answer()).status == 200
     writer.close()
