@@ -154,9 +154,10 @@ def test_digest() -> None:
     )
     params = sip.digest_params(header)
     assert params is not None
-    check = lambda p, **kw: auth.check(
-        p, method="REGISTER", username=kw.get("user", DEV), password=kw.get("pw", "pw")
-    )  # noqa: E731
+
+    def check(p: dict[str, str], user: str = DEV, pw: str = "pw") -> str:
+        return auth.check(p, method="REGISTER", username=user, password=pw)
+
     assert check(params) == "ok"
     assert check(params, pw="wrong") == "bad"
     assert check(params, user="31010800001320000002") == "bad"

@@ -69,7 +69,9 @@ async def run_sipp(
         stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 40)
-    errors = "".join(p.read_text(errors="replace") for p in tmp.glob("*_errors.log"))
+    errors = await asyncio.to_thread(
+        lambda: "".join(p.read_text(errors="replace") for p in tmp.glob("*_errors.log"))
+    )
     return proc.returncode or 0, out.decode(errors="replace")[-2000:] + errors[-2000:]
 
 
