@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOG_ONCE_KEYS = 10_000  # (source, reason) pairs already logged; reset when full
+
 
 class _Ticket:
     """One ``store`` call waiting on the event loop for its commit (and settlement)."""
@@ -79,6 +81,7 @@ class ReceiverSink:
         # Panics wait here for their incident, like MQTT PUBACKs (its own gate: its tokens
         # are tickets, the MQTT gate's are packet ids).
         self.gate = AckGate(self._release)
+        self._logged: set[tuple[str, str]] = set()
 
     async def store(self, events: list[Event], *, timeout_s: float) -> bool:
         """Publish and store ``events``; True once committed (and every panic among them
@@ -106,7 +109,19 @@ class ReceiverSink:
     def quarantine(
         self, *, source: str, reason: Reason, detail: str, device_id: str | None, raw: bytes
     ) -> None:
-        """Keep a record of what could not become an event (thread-safe)."""
+        """Keep a record of what could not become an event (thread-safe), and log it once
+        per device (or source) and reason: a flood of bad frames must not flood the log."""
+        key = (device_id or source, reason.value)
+        if key not in self._logged:
+            if len(self._logged) >= LOG_ONCE_KEYS:
+                self._logged.clear()
+            self._logged.add(key)
+            log.warning(
+                "quarantined %s from %s: %s (logged once per source and reason)",
+                reason.value,
+                device_id or source,
+                detail[:300],
+            )
         record = QuarantineRecord(
             received_at=utcnow(),
             topic=source[:512],

@@ -75,10 +75,16 @@ async def test_udp(server) -> None:  # type: ignore[no-untyped-def]
         transport="udp",
     )
     assert answer is not None and b'"ACK"0003' in answer
-    bad = await send_frame(
-        "127.0.0.1", srv.udp_port, b"\n0000" + b"x" * 20 + b"\r", transport="udp"
-    )
+    broken = bytearray(f.build_frame("ADM-CID", 4, "1234", "1120 01 015"))
+    broken[-3] ^= 1
+    bad = await send_frame("127.0.0.1", srv.udp_port, bytes(broken), transport="udp")
     assert bad is not None and b'"NAK"' in bad
+    # a short unreadable datagram gets no answer larger than itself (spoofed-source floods)
+    tiny = await send_frame(
+        "127.0.0.1", srv.udp_port, b"\n0000xx\r", transport="udp", timeout_s=0.5
+    )
+    assert tiny is None
+    assert sink.reasons() == ["bad_crc", "malformed_frame"]
     assert [e.type.value for e in sink.events] == ["panic"]
 
 

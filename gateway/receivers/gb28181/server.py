@@ -270,9 +270,12 @@ class Gb28181Server:
         self, peer: sip.Peer, reason: Reason, detail: str, device_id: str | None, raw: bytes
     ) -> None:
         self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
-        log.warning("GB28181 %s from %s: %s", reason.value, peer, detail)
         self.sink.quarantine(
-            source=f"{SOURCE}/{peer}", reason=reason, detail=detail, device_id=device_id, raw=raw
+            source=f"{SOURCE}/{peer.transport}:{peer.host}",
+            reason=reason,
+            detail=detail,
+            device_id=device_id,
+            raw=raw,
         )
 
     @staticmethod

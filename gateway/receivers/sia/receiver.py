@@ -91,7 +91,7 @@ class SiaReceiver:
         """The answer to one frame, or None for silence (not stored in time)."""
         self.stats.frames += 1
         now = self.clock()
-        source = f"{SOURCE}/{transport}/{peer}"
+        source = f"{SOURCE}/{transport}/{peer.rpartition(':')[0] or peer}"  # host, not port
         answer: bytes | None
         try:
             answer = await self._handle(raw, now, source, transport)
@@ -329,7 +329,6 @@ class SiaReceiver:
         self, source: str, reason: Reason, detail: str, device_id: str | None, raw: bytes
     ) -> None:
         self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
-        log.warning("SIA %s from %s: %s", reason.value, source, detail)
         self.sink.quarantine(
             source=source, reason=reason, detail=detail, device_id=device_id, raw=raw
         )

@@ -143,8 +143,11 @@ class _Datagrams(asyncio.DatagramProtocol):
             answer = await self.server.receiver.handle(data, transport="udp", peer=_peer(addr))
         finally:
             self.pending -= 1
-        if answer is not None:
-            self._send(answer, addr)
+        if answer is None:
+            return
+        if b'"NAK"' in answer[:16] and len(data) < len(answer):
+            return  # no answer larger than a short unreadable datagram (spoofed-source floods)
+        self._send(answer, addr)
 
     def _send(self, answer: bytes, addr: tuple[str | object, ...]) -> None:
         if self.transport is not None and not self.transport.is_closing():
