@@ -89,14 +89,24 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s")
         logging.getLogger("gateway.demo.simulator").setLevel(logging.INFO)
-        typer.echo(
-            f"simulating {site_config.name or site_config.id} ({len(site_config.devices)} devices)"
-            f" → {host}:{port} at {rate:g} events/s, seed {seed}; Ctrl-C stops"
-        )
         wire = _WireTargets(
             _address(sia, "--sia"), _address(sip, "--sip"), sip_server_id, sip_domain,
             device_password_env,
         )  # fmt: skip
+        targets = [f"MQTT {host}:{port}"] if mqtt else []
+        if wire.sia:
+            panels = sum(1 for d in site_config.devices if d.sia)
+            targets.append(f"{panels} SIA panel(s) → {wire.sia[0]}:{wire.sia[1]}")
+        if wire.sip:
+            cameras = sum(1 for d in site_config.devices if d.gb28181)
+            targets.append(f"{cameras} GB/T 28181 camera(s) → {wire.sip[0]}:{wire.sip[1]}")
+        if not targets:
+            typer.echo("nothing to simulate: --no-mqtt without --sia or --sip", err=True)
+            raise typer.Exit(1)
+        typer.echo(
+            f"simulating {site_config.name or site_config.id} ({len(site_config.devices)} devices)"
+            f": {'; '.join(targets)}, at {rate:g} events/s, seed {seed}; Ctrl-C stops"
+        )
         try:
             stats = asyncio.run(
                 _run(site_config, host, port, rate, seed, duration, username, password, mqtt, wire)
@@ -107,6 +117,9 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:  # a second Ctrl-C during the clean stop
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        if stats is None:  # --no-mqtt: the panels' and cameras' own logs said what happened
+            typer.echo("stopped")
+            return
         by_kind: dict[str, int] = {}
         for (kind, _type), n in stats.by_type.items():
             by_kind[kind] = by_kind.get(kind, 0) + n
@@ -148,8 +161,8 @@ async def _run(
     password: str | None,
     mqtt: bool,
     wire: _WireTargets,
-) -> SimulatorStats:
-    from gateway.demo.simulator import SimulatorStats, run_simulator
+) -> SimulatorStats | None:
+    from gateway.demo.simulator import run_simulator
     from gateway.demo.simulator.gb28181_camera import run_cameras
     from gateway.demo.simulator.sia_panel import run_panels
 
@@ -177,7 +190,7 @@ async def _run(
     try:
         if not mqtt:
             await stop.wait()
-            return SimulatorStats()
+            return None
         return await run_simulator(
             site,
             host=host,

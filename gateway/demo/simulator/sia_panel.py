@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -81,7 +82,9 @@ class SimulatedPanel:
         self.speed = max(rate, 0.01)
         self.rng = random.Random(f"{seed}:{device.id}")
         self.key = _key(device)
-        self.sequence = self.rng.randint(1, 9000)
+        # from the clock, like the MQTT simulator's seq: a second run (or the demo's own panel
+        # next to `lianfang simulate`) does not repeat the first one's sequence numbers
+        self.sequence = (int(time.time()) + self.rng.randint(0, 999)) % 9999
         self.stats = PanelStats()
 
     def frame(self, message_id: str, data: str) -> bytes:
@@ -129,4 +132,7 @@ async def run_panels(
 ) -> list[PanelStats]:
     panels = [SimulatedPanel(d, host, port, rate=rate, seed=seed) for d in site.devices if d.sia]
     await asyncio.gather(*(p.run(stop) for p in panels))
+    for panel in panels:
+        log.info("panel %s: %d frames sent, %d acknowledged, %d refused", panel.device.id,
+                 panel.stats.sent, panel.stats.acked, panel.stats.refused)  # fmt: skip
     return [p.stats for p in panels]
