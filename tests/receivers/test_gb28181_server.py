@@ -254,3 +254,74 @@ async def test_tcp_register_and_alarm_on_one_connection(rig) -> None:  # type: i
     writer.close()
     assert [e.type for e in sink.events] == [EventType.ONLINE, EventType.LINE_CROSSING]
     assert sink.events[-1].attributes.extra["transport"] == "tcp"
+
+
+# -- fuzzing the whole request path ---------------------------------------------------------
+def _seed_messages() -> list[bytes]:
+    def req(method: str, body: bytes = b"", extra: str = "") -> bytes:
+        head = (
+            f"{method} sip:{SERVER_ID}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKf\r\n"
+            f"From: <sip:{DEV}@{DOMAIN}>;tag=1\r\nTo: <sip:{SERVER_ID}@{DOMAIN}>\r\nCall-ID: fz\r\n"
+            f"CSeq: 1 {method}\r\n{extra}Content-Type: Application/MANSCDP+xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+
+    return [
+        req("REGISTER", extra="Expires: 3600\r\n"),
+        req(
+            "REGISTER",
+            extra='Authorization: Digest username="x", realm="3101080000", nonce="00", uri="sip:a", response="00"\r\n',
+        ),
+        req("MESSAGE", manscdp.notify("Keepalive", 1, DEV, Status="OK")),
+        req(
+            "MESSAGE",
+            manscdp.alarm_notify(
+                1, DEV, priority=1, method=5, alarm_type=6, time="2026-01-01T00:00:00"
+            ),
+        ),
+        req(
+            "NOTIFY",
+            manscdp.alarm_notify(2, PANIC_COLUMN, priority=1, method=1, alarm_type=None, time=""),
+        ),
+    ]
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SEEDS = _seed_messages()
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=st.sampled_from(SEEDS),
+    at=st.integers(0, 2000),
+    value=st.binary(min_size=0, max_size=8),
+    cut=st.integers(1, 2000),
+)
+def test_fuzz_requests_never_break_the_server(
+    monkeypatch: pytest.MonkeyPatch, base: bytes, at: int, value: bytes, cut: int
+) -> None:
+    monkeypatch.setenv("LF_TEST_GB_PW", "s3cret")
+    registry = SiteRegistry([SiteConfig(id="demo", devices=[
+        DeviceConfig(id=DEV, kind="perimeter", gb28181=Gb28181DeviceConfig()),
+        DeviceConfig(id=PANIC_COLUMN, kind="alarm", gb28181=Gb28181DeviceConfig()),
+    ])])  # fmt: skip
+    config = Gb28181ServerConfig(enabled=True, port=0, server_id=SERVER_ID, domain=DOMAIN,
+                                 password_env="LF_TEST_GB_PW", ack_timeout_s=1)  # fmt: skip
+    sink = FakeSink()
+    server = Gb28181Server(config, registry, sink)  # type: ignore[arg-type]
+    sent: list[bytes] = []
+    server.transport.send = lambda peer, data: sent.append(data) or True  # type: ignore[method-assign]
+    data = (base[:at] + value + base[at:])[:cut]
+    asyncio.run(server.handle(data, sip.Peer("udp", "127.0.0.1", 5999)))
+    for answer in sent:
+        status = sip.parse(answer, 65536).status
+        if status == 0:
+            continue  # a request of ours (the alarm response)
+        assert status in (200, 400, 401, 403, 405, 413, 415, 423, 500), status
+        if status == 200 and b"Alarm" in data:
+            assert sink.events or sink.panics  # never a 200 for an alarm that was not taken

@@ -48,11 +48,12 @@ class MessageHandler:
         if found is None:
             return await self._unknown(request, body, sender, peer, raw)
         site, device = found
-        if body.cmd_type == "Keepalive":
+        command = body.cmd_type.lower()  # devices in the field write "KeepAlive" too
+        if command == "keepalive":
             return await self._keepalive(request, sender, peer)
-        if body.cmd_type == "Alarm" and body.root == "Notify":
+        if command == "alarm" and body.root == "Notify":
             return await self._alarm(request, body, site, device, peer, raw)
-        if body.cmd_type == "Catalog" and body.root == "Response":
+        if command == "catalog" and body.root == "Response":
             self._catalog(sender, body)
         else:
             log.debug("GB28181 %s %s from %s: not used", body.root, body.cmd_type, sender)
@@ -69,7 +70,7 @@ class MessageHandler:
         srv = self.server
         detail = f"{body.cmd_type} from {sender!r}, not a registered GB/T 28181 device"
         fields = body.fields
-        looks_like_panic = body.cmd_type == "Alarm" and (
+        looks_like_panic = body.cmd_type.lower() == "alarm" and (
             fields.get("AlarmMethod") == "1" or fields.get("AlarmPriority") == "1"
         )
         if looks_like_panic:
