@@ -51,6 +51,12 @@ class EventType(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
     BATTERY_LOW = "battery_low"
+    # alarm panels (SIA DC-09: Contact ID and SIA-DCS codes)
+    FIRE = "fire"
+    TROUBLE = "trouble"
+    RESTORE = "restore"
+    ARMED = "armed"
+    DISARMED = "disarmed"
 
 
 class Direction(StrEnum):

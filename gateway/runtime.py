@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter
@@ -31,10 +30,14 @@ from gateway.events import Event
 from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
-from gateway.ingest.ack_gate import AckGate, settle_evaluated, settle_stored
+from gateway.ingest.ack_gate import AckGate
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
+from gateway.receivers.gb28181.server import Gb28181Server
+from gateway.receivers.sia.receiver import SiaReceiver
+from gateway.receivers.sia.server import SiaServer
+from gateway.receivers.sink import ReceiverSink, settle_on_all
 from gateway.reloading import ConfigReloader
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
@@ -114,8 +117,25 @@ class Gateway:
         # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate).
         self.ack_gate = AckGate(self.consumer.send_acks)
         self.consumer.gate = self.ack_gate
-        self.rules.on_evaluated = partial(settle_evaluated, self.ack_gate)
-        self.incidents.service.on_stored = partial(settle_stored, self.ack_gate)
+        # Push-protocol receivers (gateway/receivers): their answers wait the same way.
+        self.receiver_sink = ReceiverSink(
+            self.bus, self.writer, quarantine_raw_bytes=config.ingest.quarantine_raw_bytes
+        )
+        self.sia = (
+            SiaServer(SiaReceiver(config.sia, self.registry, self.receiver_sink))
+            if config.sia.enabled
+            else None
+        )
+        self.gb28181 = (
+            Gb28181Server(
+                config.gb28181, self.registry, self.receiver_sink, timezone=config.timezone
+            )
+            if config.gb28181.enabled
+            else None
+        )
+        self.rules.on_evaluated, self.incidents.service.on_stored = settle_on_all(
+            (self.ack_gate, self.receiver_sink.gate)
+        )
         self.evidence = IncidentEvidence(
             self.incidents.service,
             self.cameras.snapshots,
@@ -141,6 +161,10 @@ class Gateway:
         await self.rules.start(self.bus)
         self.writer.start()
         await self.cameras.start()
+        if self.sia is not None:
+            await self.sia.start()
+        if self.gb28181 is not None:
+            await self.gb28181.start()
         self.consumer.start()
         await self.reloader.start()
         log.info(
@@ -255,6 +279,10 @@ class Gateway:
         await self.reloader.stop()
         await self.retention.stop()
         await self.cameras.stop()
+        if self.sia is not None:
+            await self.sia.stop()
+        if self.gb28181 is not None:
+            await self.gb28181.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         await self.rules.stop()

@@ -34,7 +34,13 @@ class Ctx:
     def labels(self) -> Mapping[str, str]:
         if self._labels is None:
             found = self._lookup(self.event.device_id) if self._lookup is not None else None
-            self._labels = found if found is not None else _NO_LABELS
+            labels = found if found is not None else _NO_LABELS
+            # A device serving several households (an alarm panel: one zone per household)
+            # names the household per event; it locates the incident like a button's label.
+            household = getattr(self.event.attributes, "household", None)
+            if household and "household" not in labels:
+                labels = {**labels, "household": household}
+            self._labels = labels
         return self._labels
 
     @property

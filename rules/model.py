@@ -50,6 +50,7 @@ class Category(StrEnum):
     ACCESS = "access"
     VEHICLE = "vehicle"
     DEVICE_HEALTH = "device-health"
+    FIRE = "fire"  # an alarm panel's fire zone (SIA DC-09)
 
 
 class Weekday(StrEnum):

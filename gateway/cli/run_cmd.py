@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ from gateway.cli.startup import (
     StartupError,
     bind_api_socket,
     check_data_folder_free,
+    check_receiver_ports,
     data_folder_in_use,
 )
 from gateway.config.errors import ConfigErrors
@@ -127,6 +129,9 @@ def register(app: typer.Typer) -> None:
         banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
         try:
             check_data_folder_free(cfg.data_dir, cfg.mqtt.client_id)
+            for receiver, option in ((cfg.sia, "sia.port"), (cfg.gb28181, "gb28181.port")):
+                if receiver.enabled and receiver.port:
+                    check_receiver_ports(receiver.host, {option: receiver.port})
             sock = bind_api_socket(cfg.api.host, cfg.api.port)
             asyncio.run(
                 serve(cfg, protocol="v311" if mqtt_v311 else "v5", banner=banner, sock=sock)
@@ -152,12 +157,20 @@ def register(app: typer.Typer) -> None:
             "--camera-port",
             help="First of the 4 simulated cameras' ports (taken: free ones; 0: free ones)",
         ),
+        sia_port: int = typer.Option(
+            0, "--sia-port", help="SIA DC-09 receiver, TCP and UDP (0: a free one, printed)"
+        ),
+        sip_port: int = typer.Option(
+            0, "--sip-port", help="GB/T 28181 SIP server, UDP and TCP (0: a free one, printed)"
+        ),
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
         try:
             check_data_folder_free(data_dir.resolve(), DEMO_CLIENT_ID)
             sock = bind_api_socket("127.0.0.1", port)
+            ports = _DemoPorts(sia_port or free_port(), sip_port or free_port())
+            check_receiver_ports("127.0.0.1", {"--sia-port": ports.sia, "--sip-port": ports.sip})
             asyncio.run(
                 _demo(
                     sock,
@@ -167,10 +180,17 @@ def register(app: typer.Typer) -> None:
                     rate,
                     seed,
                     camera_port,
+                    ports,
                 )
             )
         except StartupError as exc:
             raise _exit_on_startup_error(exc) from None
+
+
+@dataclass(frozen=True)
+class _DemoPorts:
+    sia: int
+    sip: int
 
 
 async def _demo(
@@ -181,14 +201,19 @@ async def _demo(
     rate: float,
     seed: int,
     camera_port: int,
+    receivers: _DemoPorts,
 ) -> None:
     from gateway.config.sites import load_sites
     from gateway.demo import cameras as demo_cameras
     from gateway.demo.broker import EmbeddedBroker
-    from gateway.demo.config import demo_config
+    from gateway.demo.config import SIP_DOMAIN, SIP_SERVER_ID, demo_config, demo_receivers
+    from gateway.demo.devices import PASSWORD_ENV, demo_device_password
     from gateway.demo.simulator import run_simulator
+    from gateway.demo.simulator.gb28181_camera import run_cameras
+    from gateway.demo.simulator.sia_panel import run_panels
 
     demo_cameras.demo_password()
+    device_password = demo_device_password(data_dir)
     # The demo's administrator: a fresh password per run (never one in the repository); it is
     # created on the first run of a data folder, so later runs keep the first password.
     os.environ.setdefault("LIANFANG_ADMIN_USER", "admin")
@@ -198,7 +223,12 @@ async def _demo(
     cameras_file = await asyncio.to_thread(demo_cameras.write_cameras_file, data_dir, cameras)
     onvif_file = await asyncio.to_thread(demo_cameras.write_onvif_file, data_dir, cameras)
     cfg = demo_config(
-        data_dir, port=port, mqtt_port=mqtt_port, cameras_file=cameras_file, onvif_file=onvif_file
+        data_dir,
+        port=port,
+        mqtt_port=mqtt_port,
+        cameras_file=cameras_file,
+        onvif_file=onvif_file,
+        **demo_receivers(receivers.sia, receivers.sip, PASSWORD_ENV),
     )
     site = load_sites(cfg.sites_dir).sites["demo-compound"]
     broker = EmbeddedBroker(host="127.0.0.1", port=mqtt_port)
@@ -212,6 +242,10 @@ async def _demo(
         f"  compound 小区:      {site.name} ({len(site.devices)} devices)",
         f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
         f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1 ports {camera_ports}",
+        f"  SIA DC-09 报警主机:  127.0.0.1:{receivers.sia} (TCP and UDP), panel account 1234",
+        f"  GB/T 28181 国标:    127.0.0.1:{receivers.sip} (UDP and TCP), server {SIP_SERVER_ID}"
+        f" domain {SIP_DOMAIN}",
+        f"  device password 设备密码: {device_password} ({PASSWORD_ENV})",
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  console 控制台:     {base}/",
         f"  health 健康状态:    {base}/api/health",
@@ -238,6 +272,13 @@ async def _demo(
         run_simulator(site, host="127.0.0.1", port=mqtt_port, rate=rate, seed=seed, stop=stop)
     )
     started = False
+    wire = asyncio.gather(
+        run_panels(site, "127.0.0.1", receivers.sia, rate=rate, seed=seed, stop=stop),
+        run_cameras(
+            site, "127.0.0.1", receivers.sip, server_id=SIP_SERVER_ID, domain=SIP_DOMAIN,
+            rate=rate, seed=seed, stop=stop, default_password_env=PASSWORD_ENV,
+        ),
+    )  # fmt: skip
     try:
         await serve(cfg, protocol="v311", banner=banner, sock=sock)
         started = True
@@ -247,6 +288,9 @@ async def _demo(
             await asyncio.wait_for(sim, timeout=10)
         except (TimeoutError, asyncio.CancelledError):
             sim.cancel()
+        wire.cancel()
+        with contextlib.suppress(BaseException):
+            await wire
         activity.cancel()
         await cameras.stop()
         await broker.stop()

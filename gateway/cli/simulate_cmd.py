@@ -5,6 +5,7 @@
     lianfang simulate                                   # demo-compound → 127.0.0.1:1883
     lianfang simulate --rate 200 --duration 60          # load for a minute
     lianfang simulate --host mqtt.lan --username sim --password-env SIM_MQTT_PASSWORD
+    lianfang simulate --no-mqtt --sia 127.0.0.1:12000 --sip 127.0.0.1:5060   # push protocols only
 
 Ctrl-C (or SIGTERM) stops cleanly: every device's retained status becomes ``offline``.
 """
@@ -15,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,8 +52,23 @@ def register(app: typer.Typer) -> None:
         password_env: str | None = typer.Option(
             None, "--password-env", help="Environment variable holding the MQTT password"
         ),
+        mqtt: bool = typer.Option(True, "--mqtt/--no-mqtt", help="Simulate the MQTT devices"),
+        sia: str | None = typer.Option(
+            None, "--sia", help="HOST:PORT of a SIA DC-09 receiver: simulate the site's panels"
+        ),
+        sip: str | None = typer.Option(
+            None, "--sip", help="HOST:PORT of a GB/T 28181 SIP server: simulate its cameras"
+        ),
+        sip_server_id: str = typer.Option("31010800002000000001", "--sip-server-id"),
+        sip_domain: str = typer.Option("3101080000", "--sip-domain"),
+        device_password_env: str = typer.Option(
+            "LIANFANG_DEMO_DEVICE_PASSWORD",
+            "--device-password-env",
+            help="Password of GB/T 28181 devices without their own password_env",
+        ),
     ) -> None:
-        """Simulate every registered device of a site (access, gates, perimeter, panic)."""
+        """Simulate every registered device of a site (access, gates, perimeter, panic), over
+        MQTT and — with --sia / --sip — the alarm panels and GB/T 28181 cameras too."""
         from gateway.config.sites import load_sites
 
         try:
@@ -72,13 +89,27 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(message)s")
         logging.getLogger("gateway.demo.simulator").setLevel(logging.INFO)
+        wire = _WireTargets(
+            _address(sia, "--sia"), _address(sip, "--sip"), sip_server_id, sip_domain,
+            device_password_env,
+        )  # fmt: skip
+        targets = [f"MQTT {host}:{port}"] if mqtt else []
+        if wire.sia:
+            panels = sum(1 for d in site_config.devices if d.sia)
+            targets.append(f"{panels} SIA panel(s) → {wire.sia[0]}:{wire.sia[1]}")
+        if wire.sip:
+            cameras = sum(1 for d in site_config.devices if d.gb28181)
+            targets.append(f"{cameras} GB/T 28181 camera(s) → {wire.sip[0]}:{wire.sip[1]}")
+        if not targets:
+            typer.echo("nothing to simulate: --no-mqtt without --sia or --sip", err=True)
+            raise typer.Exit(1)
         typer.echo(
             f"simulating {site_config.name or site_config.id} ({len(site_config.devices)} devices)"
-            f" → {host}:{port} at {rate:g} events/s, seed {seed}; Ctrl-C stops"
+            f": {'; '.join(targets)}, at {rate:g} events/s, seed {seed}; Ctrl-C stops"
         )
         try:
             stats = asyncio.run(
-                _run(site_config, host, port, rate, seed, duration, username, password)
+                _run(site_config, host, port, rate, seed, duration, username, password, mqtt, wire)
             )
         except ConnectionError as exc:
             typer.echo(str(exc), err=True)
@@ -86,6 +117,9 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:  # a second Ctrl-C during the clean stop
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        if stats is None:  # --no-mqtt: the panels' and cameras' own logs said what happened
+            typer.echo("stopped")
+            return
         by_kind: dict[str, int] = {}
         for (kind, _type), n in stats.by_type.items():
             by_kind[kind] = by_kind.get(kind, 0) + n
@@ -97,6 +131,25 @@ def register(app: typer.Typer) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _WireTargets:
+    sia: tuple[str, int] | None
+    sip: tuple[str, int] | None
+    sip_server_id: str
+    sip_domain: str
+    password_env: str
+
+
+def _address(value: str | None, option: str) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        typer.echo(f"{option} takes HOST:PORT, not {value!r}", err=True)
+        raise typer.Exit(1)
+    return host, int(port)
+
+
 async def _run(
     site: SiteConfig,
     host: str,
@@ -106,8 +159,12 @@ async def _run(
     duration: float | None,
     username: str | None,
     password: str | None,
-) -> SimulatorStats:
+    mqtt: bool,
+    wire: _WireTargets,
+) -> SimulatorStats | None:
     from gateway.demo.simulator import run_simulator
+    from gateway.demo.simulator.gb28181_camera import run_cameras
+    from gateway.demo.simulator.sia_panel import run_panels
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,7 +175,22 @@ async def _run(
             installed.append(sig)
         except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
             pass
+    side: list[asyncio.Future[object]] = []
+    if wire.sia is not None:
+        side.append(
+            asyncio.ensure_future(run_panels(site, *wire.sia, rate=rate, seed=seed, stop=stop))
+        )
+    if wire.sip is not None:
+        side.append(asyncio.ensure_future(run_cameras(
+            site, *wire.sip, server_id=wire.sip_server_id, domain=wire.sip_domain, rate=rate,
+            seed=seed, stop=stop, default_password_env=wire.password_env,
+        )))  # fmt: skip
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, stop.set)
     try:
+        if not mqtt:
+            await stop.wait()
+            return None
         return await run_simulator(
             site,
             host=host,
@@ -131,5 +203,7 @@ async def _run(
             password=password,
         )
     finally:
+        stop.set()
+        await asyncio.gather(*side, return_exceptions=True)
         for sig in installed:
             loop.remove_signal_handler(sig)

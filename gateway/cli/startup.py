@@ -88,3 +88,18 @@ def check_data_folder_free(data_dir: Path, client_id: str) -> None:
     except ConsumerLockError as exc:
         raise data_folder_in_use(exc.path, data_dir) from None
     lock.release()
+
+
+def check_receiver_ports(host: str, ports: dict[str, int]) -> None:
+    """Fail now when a receiver's port (TCP and UDP: SIA DC-09, GB/T 28181) is taken; the
+    option that sets it is named (``{"--sia-port": 7000}``)."""
+    for option, port in ports.items():
+        for kind, name in ((socket.SOCK_STREAM, "TCP"), (socket.SOCK_DGRAM, "UDP")):
+            with socket.socket(socket.AF_INET, kind) as probe:
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise StartupError(
+                        f"端口 {port} 已被占用 / {name} port {port} on {host} is not free "
+                        f"({exc.strerror or exc}): choose another with {option}"
+                    ) from None

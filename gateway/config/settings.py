@@ -19,6 +19,8 @@ from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.notify.template import TemplateError, placeholders
+from gateway.receivers.gb28181.config import Gb28181ServerConfig
+from gateway.receivers.sia.config import SiaReceiverConfig
 
 
 class Strict(BaseModel):
@@ -279,6 +281,12 @@ class GatewayConfig(Strict):
     auth: AuthConfig = AuthConfig()
     retention: RetentionConfig = RetentionConfig()
     sms: SmsConfig = Field(SmsConfig(), description="SMS/voice driver (default: log only)")
+    sia: SiaReceiverConfig = Field(
+        SiaReceiverConfig(), description="SIA DC-09 alarm-panel receiver (off by default)"
+    )
+    gb28181: Gb28181ServerConfig = Field(
+        Gb28181ServerConfig(), description="GB/T 28181 SIP server (off by default)"
+    )
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
     rules_dir: Path = Path("rules")

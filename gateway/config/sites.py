@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.events import DeviceKind
+from gateway.receivers.gb28181.config import Gb28181DeviceConfig
+from gateway.receivers.sia.config import SiaPanelConfig
 
 
 class _Strict(BaseModel):
@@ -31,6 +33,11 @@ class DeviceConfig(_Strict):
     household: str | None = Field(None, description="Household id, for panic buttons")
     camera: str | None = Field(None, description="Linked camera device id (evidence snapshots)")
     heartbeat_s: int | None = Field(None, ge=1, description="Expected heartbeat period")
+    # Devices that push over their own protocols (gateway/receivers).
+    sia: SiaPanelConfig | None = Field(None, description="Alarm panel reporting over SIA DC-09")
+    gb28181: Gb28181DeviceConfig | None = Field(
+        None, description="Camera or NVR registering over GB/T 28181 (id: its 20-digit code)"
+    )
 
 
 class PlaceConfig(_Strict):
@@ -52,10 +59,15 @@ class SiteConfig(_Strict):
     @model_validator(mode="after")
     def _unique(self) -> SiteConfig:
         seen: set[str] = set()
+        accounts: set[str] = set()
         for d in self.devices:
             if d.id in seen:
                 raise ValueError(f"device id {d.id!r} appears twice")
             seen.add(d.id)
+            if d.sia is not None:
+                if d.sia.account in accounts:
+                    raise ValueError(f"SIA account {d.sia.account!r} appears twice")
+                accounts.add(d.sia.account)
         return self
 
 

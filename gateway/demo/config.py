@@ -8,6 +8,28 @@ from typing import Any
 
 from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
 from gateway.paths import default_config_dir
+from gateway.receivers.gb28181.config import Gb28181ServerConfig
+from gateway.receivers.sia.config import SiaReceiverConfig
+
+# The demo's GB/T 28181 SIP server (the demo camera registers with it).
+SIP_SERVER_ID = "31010800002000000001"
+SIP_DOMAIN = "3101080000"
+
+
+def demo_receivers(sia_port: int, sip_port: int, password_env: str) -> dict[str, Any]:
+    """``sia`` and ``gb28181`` sections for the demo: both on loopback, the demo devices'
+    password from ``password_env``."""
+    return {
+        "sia": SiaReceiverConfig(enabled=True, host="127.0.0.1", port=sia_port),
+        "gb28181": Gb28181ServerConfig(
+            enabled=True,
+            host="127.0.0.1",
+            port=sip_port,
+            server_id=SIP_SERVER_ID,
+            domain=SIP_DOMAIN,
+            password_env=password_env,
+        ),
+    }
 
 
 def demo_config(

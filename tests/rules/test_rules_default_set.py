@@ -124,6 +124,30 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         at(27 * 3600),
         [("new", "panic_button_offline", "P3", "firing")],
     ),
+    "alarm panel: fire, burglary, trouble; restores and routine raise nothing": (
+        [
+            ev(
+                "fire",
+                0,
+                "panel1",
+                kind="alarm",
+                zone="007",
+                household="3-201",
+                extra={"code": "1111", "label": "smoke"},
+            ),
+            ev("intrusion", 10, "panel1", kind="alarm", zone="004", extra={"label": "burglary"}),
+            ev("trouble", 20, "panel1", kind="alarm", extra={"code": "1301", "label": "AC loss"}),
+            ev("restore", 30, "panel1", kind="alarm", zone="007"),
+            ev("armed", 40, "panel1", kind="alarm"),
+            ev("heartbeat", 50, "panel1", kind="alarm"),
+        ],
+        None,
+        [
+            ("new", "panel_fire", "P1", "firing"),
+            ("new", "panel_burglary", "P2", "firing"),
+            ("new", "panel_trouble", "P3", "firing"),
+        ],
+    ),
     "panic button battery low": (
         [
             ev("battery_low", 0, "btn1", kind="alarm", household="3-201", battery_pct=9),

@@ -180,6 +180,9 @@ class FleetModel:
                 seq=seq_start,
             )
             for d in site.devices
+            # Alarm panels (SIA DC-09) and GB/T 28181 cameras speak their own protocols:
+            # gateway.demo.simulator.sia_panel and .gb28181_camera simulate them.
+            if d.sia is None and d.gb28181 is None
         ]
         self.by_kind: dict[DeviceKind, list[_Device]] = {k: [] for k in DeviceKind}
         for dev in self.devices:
