@@ -16,3 +16,9 @@ class Reason(StrEnum):
     INVALID_EVENT = "invalid_event"  # a mapping matched but produced invalid values
     UNKNOWN_DEVICE = "unknown_device"  # device not in the site registry
     ADAPTER_ERROR = "adapter_error"  # a Python adapter raised unexpectedly
+    # HTTP push receivers (gateway/receivers: GA/T 1400, Hikvision ISAPI)
+    DUPLICATE_KEY = "duplicate_key"  # a JSON object naming one key twice
+    MALFORMED_XML = "malformed_xml"  # not well-formed XML
+    FORBIDDEN_XML = "forbidden_xml"  # XML with a DTD, entity or external reference (refused)
+    MALFORMED_BODY = "malformed_body"  # a body whose envelope (multipart, list object) is unreadable
+    UNAUTHENTICATED = "unauthenticated"  # wrong credentials, or not registered
