@@ -19,6 +19,8 @@ from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.notify.template import TemplateError, placeholders
+from gateway.receivers.gat1400.config import Gat1400Config
+from gateway.receivers.isapi.config import IsapiConfig
 
 
 class Strict(BaseModel):
@@ -266,6 +268,12 @@ class GatewayConfig(Strict):
     auth: AuthConfig = AuthConfig()
     retention: RetentionConfig = RetentionConfig()
     sms: SmsConfig = Field(SmsConfig(), description="SMS/voice driver (default: log only)")
+    gat1400: Gat1400Config = Field(
+        Gat1400Config(), description="GA/T 1400 视图库 server under /VIID (off by default)"
+    )
+    isapi: IsapiConfig = Field(
+        IsapiConfig(), description="Hikvision ISAPI HTTP push listener (off by default)"
+    )
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")
     rules_dir: Path = Path("rules")

@@ -31,6 +31,12 @@ class DeviceConfig(_Strict):
     household: str | None = Field(None, description="Household id, for panic buttons")
     camera: str | None = Field(None, description="Linked camera device id (evidence snapshots)")
     heartbeat_s: int | None = Field(None, ge=1, description="Expected heartbeat period")
+    password_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="Environment variable holding the device's password, for the push "
+        "protocols' authentication (GA/T 1400, ISAPI digest); never the password itself",
+    )
 
 
 class PlaceConfig(_Strict):

@@ -20,5 +20,7 @@ class Reason(StrEnum):
     DUPLICATE_KEY = "duplicate_key"  # a JSON object naming one key twice
     MALFORMED_XML = "malformed_xml"  # not well-formed XML
     FORBIDDEN_XML = "forbidden_xml"  # XML with a DTD, entity or external reference (refused)
-    MALFORMED_BODY = "malformed_body"  # a body whose envelope (multipart, list object) is unreadable
+    MALFORMED_BODY = (
+        "malformed_body"  # a body whose envelope (multipart, list object) is unreadable
+    )
     UNAUTHENTICATED = "unauthenticated"  # wrong credentials, or not registered

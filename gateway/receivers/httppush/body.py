@@ -25,3 +25,14 @@ async def read_bounded(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise Refused(413, Reason.OVERSIZE, f"more than {limit} bytes")
     return bytes(body)
+
+
+async def read_head(request: Request, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the body (what a refused push keeps in the
+    quarantine); the rest is not read."""
+    head = bytearray()
+    async for chunk in request.stream():
+        head += chunk[: limit - len(head)]
+        if len(head) >= limit:
+            break
+    return bytes(head)

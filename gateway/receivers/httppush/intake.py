@@ -52,6 +52,7 @@ class PushImage:
     name: str
     data: bytes
     captured_at: datetime | None = None
+    problem: str | None = None  # why it cannot be kept, found while reading the push
 
     def __repr__(self) -> str:  # keep the bytes out of logs
         return f"PushImage(name={self.name!r}, bytes={len(self.data)})"
@@ -276,6 +277,8 @@ class PushIntake:
         return kept
 
     def _image_problem(self, image: PushImage) -> str | None:
+        if image.problem is not None:
+            return image.problem
         if len(image.data) > self.max_image_bytes:
             return f"{len(image.data)} bytes > limit {self.max_image_bytes}"
         if not image.data.startswith(JPEG_MAGIC):
