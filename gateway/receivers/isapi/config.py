@@ -30,7 +30,10 @@ class IsapiConfig(BaseModel):
         "the profile that takes it maps the event",
     )
     event_topics: dict[str, str] = Field(
-        default_factory=lambda: {"ANPR": "hikvision/{device}/anpr"},
+        default_factory=lambda: {
+            "ANPR": "hikvision/{device}/alert",
+            "videoloss": "hikvision/{device}/alert",
+        },
         description="Topic per ISAPI eventType, where another profile reads it",
     )
     unauthenticated: dict[str, str] = Field(
