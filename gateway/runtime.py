@@ -34,6 +34,11 @@ from gateway.ingest.ack_gate import AckGate, settle_evaluated, settle_stored
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
+from gateway.receivers.gat1400.routes import gat1400_router
+from gateway.receivers.gat1400.service import Gat1400Service
+from gateway.receivers.httppush.intake import PushIntake, release_replies
+from gateway.receivers.isapi.routes import isapi_router
+from gateway.receivers.isapi.service import IsapiService
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.registry import (
@@ -46,6 +51,7 @@ from gateway.storage.registry import (
 )
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
+from rules.signal import Signal
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +113,25 @@ class Gateway:
             sms=config.sms,
         )
         self.rules.sink = self.incidents.sink
-        # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate).
+        # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate);
+        # so does the HTTP answer to a device that pushed one (a gate of its own).
         self.ack_gate = AckGate(self.consumer.send_acks)
         self.consumer.gate = self.ack_gate
-        self.rules.on_evaluated = partial(settle_evaluated, self.ack_gate)
-        self.incidents.service.on_stored = partial(settle_stored, self.ack_gate)
+        self.push_gate = AckGate(release_replies)
+        gates = (self.ack_gate, self.push_gate)
+        self.rules.on_evaluated = partial(_settle_evaluated, gates)
+        self.incidents.service.on_stored = partial(_settle_stored, gates)
+        # HTTP push receivers on the API's port (docs/receivers-gat1400.md, -isapi.md).
+        self.gat1400: Gat1400Service | None = None
+        self.isapi: IsapiService | None = None
+        if config.gat1400.enabled:
+            g = config.gat1400
+            intake = self._push_intake("gat1400", g.max_image_kb, g.max_images_per_record)
+            self.gat1400 = Gat1400Service(g, self.registry, intake, timezone=config.timezone)
+        if config.isapi.enabled:
+            i = config.isapi
+            intake = self._push_intake("isapi", i.max_image_kb, i.max_images_per_record)
+            self.isapi = IsapiService(i, self.registry, intake)
         self.evidence = IncidentEvidence(
             self.incidents.service,
             self.cameras.snapshots,
@@ -125,6 +145,20 @@ class Gateway:
         )
         self._lock = SingleConsumerLock(
             config.data_dir / f"mqtt-consumer-{config.mqtt.client_id}.lock"
+        )
+
+    def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
+        return PushIntake(
+            receiver,
+            self.adapters,
+            self.registry,
+            self.config.ingest,
+            publish=self.bus.publish_many,
+            submit=self.writer.submit_many,
+            evidence=self.cameras.store,
+            gate=self.push_gate,
+            max_image_bytes=max_image_kb * 1024,
+            max_images_per_record=max_images,
         )
 
     async def start(self) -> None:
@@ -210,6 +244,9 @@ class Gateway:
 
     def _device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)
+        for receiver in (self.gat1400, self.isapi):
+            if receiver is not None:
+                receiver.intake.forget_device(device_id)
         self._labels = labels_from_registry(self.registry)  # its cache may hold the old entry
 
     def device_labels(self, device_id: str) -> Mapping[str, str] | None:
@@ -240,6 +277,17 @@ class Gateway:
             build_device_edit_router(self),
         ]
 
+    @property
+    def device_routers(self) -> list[APIRouter]:
+        """Routers devices call (GA/T 1400, ISAPI push): mounted without the API's login,
+        each behind its own device authentication."""
+        routers = []
+        if self.gat1400 is not None:
+            routers.append(gat1400_router(self.gat1400))
+        if self.isapi is not None:
+            routers.append(isapi_router(self.isapi))
+        return routers
+
     async def stop(self) -> None:
         await self.retention.stop()
         await self.cameras.stop()
@@ -264,3 +312,13 @@ class Gateway:
                 panic_acks_held=len(self.ack_gate),
             ),
         )
+
+
+def _settle_evaluated(gates: tuple[AckGate, ...], event: Event, signals: list[Signal]) -> None:
+    for gate in gates:
+        settle_evaluated(gate, event, signals)
+
+
+def _settle_stored(gates: tuple[AckGate, ...], signal: Signal) -> None:
+    for gate in gates:
+        settle_stored(gate, signal)
