@@ -91,6 +91,8 @@ def _images(sub_images: Any, zone: ZoneInfo, max_bytes: int) -> list[PushImage]:
         except (binascii.Error, ValueError):
             out.append(PushImage(_name(info), b"", problem="Data is not base64"))
             continue
+        if not jpeg:
+            continue  # an empty Data: no picture
         out.append(PushImage(_name(info), jpeg, _shot_time(info.get("ShotTime"), zone)))
     return out
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
-from urllib.request import parse_http_list, parse_keqv_list
+from urllib.request import parse_http_list
 
 Algorithm = Literal["MD5", "SHA-256"]
 _HASHES: dict[str, Callable[[bytes], hashlib._Hash]] = {
@@ -56,12 +56,18 @@ def parse_authorization(header: str | None) -> DigestCredentials | None:
     missing a required field."""
     if not header or header[:7].lower() != "digest ":
         return None
-    try:
-        fields = parse_keqv_list(parse_http_list(header[7:]))
-    except ValueError:
-        return None
+    fields: dict[str, str] = {}
+    for item in parse_http_list(header[7:]):
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not key or key in fields:
+            return None  # not key=value, or a field given twice: not a header we trust
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        fields[key] = value
     required = ("username", "realm", "nonce", "uri", "response")
-    if any(not isinstance(fields.get(k), str) for k in required):
+    if any(not fields.get(k) for k in required):
         return None
     return DigestCredentials(
         username=fields["username"],
