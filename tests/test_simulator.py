@@ -26,6 +26,7 @@ from gateway.config.sites import SiteConfig, SiteRegistry, load_sites
 from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.simulator import SCENARIOS, FleetModel, OutMessage, run_simulator
 from gateway.demo.simulator import payloads as p
+from gateway.demo.simulator.model import mqtt_devices
 from gateway.events import DeviceKind, Direction, Event, EventType, PlateColour
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +206,7 @@ def test_twenty_minutes_of_traffic_normalise(
                 assert seq > last_seq[m.device_id]  # every device counts its own messages
                 last_seq[m.device_id] = seq
         # Every registered device, and only those, speaks.
-        assert {m.device_id for m in messages} == {d.id for d in site.devices}
+        assert {m.device_id for m in messages} == {d.id for d in mqtt_devices(site)}
     for kind in (DeviceKind.ACCESS, DeviceKind.GATE, DeviceKind.PERIMETER, DeviceKind.ALARM):
         assert (kind, EventType.HEARTBEAT) in seen
         assert (kind, EventType.ONLINE) in seen
@@ -276,7 +277,7 @@ def test_offline_device_is_silent_until_back(site: SiteConfig) -> None:
 def test_stop_marks_every_device_offline(site: SiteConfig) -> None:
     model = FleetModel(site, rate=1.0, seed=1, start=DAY)
     stop = model.stop_messages()
-    assert {m.device_id for m in stop} == {d.id for d in site.devices}
+    assert {m.device_id for m in stop} == {d.id for d in mqtt_devices(site)}
     assert all(m.retain and m.payload == b"offline" for m in stop)
 
 
@@ -343,7 +344,7 @@ async def test_fleet_publishes_all_kinds_to_a_broker(
         # After a clean stop every device's retained status is offline.
         offline: set[str] = set()
         async with asyncio.timeout(WAIT):
-            while len(offline) < len(site.devices):
+            while len(offline) < len(mqtt_devices(site)):
                 await asyncio.sleep(0.05)
                 for m in recorder.drain():
                     got.append(m)
@@ -351,7 +352,7 @@ async def test_fleet_publishes_all_kinds_to_a_broker(
                         offline.add(m.topic.split("/")[2])
         recorder.close()
 
-    assert offline == {d.id for d in site.devices}
+    assert offline == {d.id for d in mqtt_devices(site)}
     assert stats.published == stats.acknowledged
     assert stats.published >= len(got)
     now = datetime.now(UTC)

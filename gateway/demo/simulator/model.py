@@ -76,6 +76,16 @@ SCENARIOS: dict[str, Scenario] = {
 STATUS = "status"
 
 
+# Devices of these profiles speak Lianfang device JSON over MQTT; the others (GA/T 1400 and
+# ISAPI push devices, …) have simulators of their own (gateway.demo.push).
+MQTT_PROFILES = frozenset({None, "lianfang"})
+
+
+def mqtt_devices(site: SiteConfig) -> list[DeviceConfig]:
+    """The devices of ``site`` this simulator plays."""
+    return [d for d in site.devices if d.profile in MQTT_PROFILES]
+
+
 def is_night(ts: datetime) -> bool:
     hour = ts.astimezone(p.CHINA_TZ).hour
     return hour >= 22 or hour < 6
@@ -152,7 +162,7 @@ class FleetModel:
             raise ValueError(f"rate must be positive, not {rate}")
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        if not site.devices:
+        if not mqtt_devices(site):
             raise ValueError(f"site {site.id!r} has no devices to simulate")
         self.site = site
         self.rate = rate
@@ -179,7 +189,7 @@ class FleetModel:
                 / speed,
                 seq=seq_start,
             )
-            for d in site.devices
+            for d in mqtt_devices(site)
         ]
         self.by_kind: dict[DeviceKind, list[_Device]] = {k: [] for k in DeviceKind}
         for dev in self.devices:

@@ -9,6 +9,7 @@ also offered to ``listeners`` (an uplink to a higher 视图库 would be one: it 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from gateway.receivers.gat1400.records import Item, list_items, to_item
 from gateway.receivers.gat1400.registrations import Registrations
 from gateway.receivers.httppush.digest import DigestAuthority, Verdict, parse_authorization
 from gateway.receivers.httppush.errors import Refused
-from gateway.receivers.httppush.intake import NotStored, PushIntake, RecordOutcome
+from gateway.receivers.httppush.intake import NotStored, PushIntake, PushRecord, RecordOutcome
 from gateway.receivers.httppush.strict_json import parse_json
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,17 @@ class Gat1400Service:
             return None
         return password
 
-    def register(self, call: Call, body: bytes) -> Answer:
+    async def _system_event(self, device_id: str, action: str) -> None:
+        """Register, Keepalive, UnRegister as the device's online, heartbeat and offline
+        events (the ``gat1400`` profile's ``system`` mapping): device health sees them."""
+        document = {"Action": action, "DeviceID": device_id, "Time": utcnow().isoformat()}
+        record = PushRecord(f"gat1400/{device_id}/System", json.dumps(document).encode())
+        try:
+            await self.intake.take([record])
+        except NotStored:  # its state only: the call itself succeeded
+            log.warning("gat1400: %s of %s not stored in time", action, device_id)
+
+    async def register(self, call: Call, body: bytes) -> Answer:
         """``POST /VIID/System/Register``: digest over the device's password, then live."""
         credentials = parse_authorization(call.authorization)
         if credentials is None:  # the first step of every registration: the challenge
@@ -156,18 +167,20 @@ class Gat1400Service:
             return self.refused(call, other, body, device_id)
         self.registrations.register(device_id, call.address)
         log.info("gat1400: %s registered from %s", device_id, call.address)
+        await self._system_event(device_id, "Register")
         return self.answer(call, 200, p.StatusCode.OK, device_id)
 
-    def keepalive(self, call: Call, body: bytes) -> Answer:
+    async def keepalive(self, call: Call, body: bytes) -> Answer:
         """``POST /VIID/System/Keepalive``: a live registration from the same address."""
         device_id = self._named(call, body, "KeepaliveObject")
         if device_id is None or not self.registrations.touch(device_id, call.address):
             return self.answer(
                 call, 401, p.StatusCode.INVALID_OPERATION, device_id or "", "not registered"
             )
+        await self._system_event(device_id, "Keepalive")
         return self.answer(call, 200, p.StatusCode.OK, device_id)
 
-    def unregister(self, call: Call, body: bytes) -> Answer:
+    async def unregister(self, call: Call, body: bytes) -> Answer:
         """``POST /VIID/System/UnRegister``: only the registered device itself."""
         device_id = self._named(call, body, "UnRegisterObject")
         if device_id is None or not self.registrations.live(device_id, call.address):
@@ -176,6 +189,7 @@ class Gat1400Service:
             )
         self.registrations.unregister(device_id)
         log.info("gat1400: %s unregistered", device_id)
+        await self._system_event(device_id, "UnRegister")
         return self.answer(call, 200, p.StatusCode.OK, device_id)
 
     def time(self) -> Answer:
