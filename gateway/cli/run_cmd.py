@@ -130,9 +130,13 @@ async def _demo(
     from gateway.demo import cameras as demo_cameras
     from gateway.demo.broker import EmbeddedBroker
     from gateway.demo.config import demo_config
+    from gateway.demo.devices import PASSWORD_ENV, demo_device_password
     from gateway.demo.simulator import run_simulator
+    from gateway.demo.simulator.http_push import push_devices, run_push_devices
 
     demo_cameras.demo_password()
+    device_password_given = bool(os.environ.get(PASSWORD_ENV))
+    device_password = demo_device_password(data_dir)
     # The demo's administrator: a fresh password per run (never one in the repository); it is
     # created on the first run of a data folder, so later runs keep the first password.
     os.environ.setdefault("LIANFANG_ADMIN_USER", "admin")
@@ -156,6 +160,15 @@ async def _demo(
         f"  compound 小区:      {site.name} ({len(site.devices)} devices)",
         f"  MQTT broker:        127.0.0.1:{mqtt_port} (embedded, anonymous, loopback only)",
         f"  ONVIF cameras 摄像机: {len(demo_cameras.CAMERAS)} simulated, 127.0.0.1 ports {camera_ports}",
+        f"  GA/T 1400 视图库:   {base}/VIID (digest; devices: "
+        + ", ".join(d.id for d in push_devices(site) if d.profile == "gat1400") + ")",
+        f"  ISAPI push 海康推送: {base}/isapi/events/<device id> (digest; devices: "
+        + ", ".join(d.id for d in push_devices(site) if d.profile != "gat1400") + ")",
+        (
+            f"  device password 设备密码: (from {PASSWORD_ENV})"
+            if device_password_given
+            else f"  device password 设备密码: {device_password} (kept in {data_dir}; or set {PASSWORD_ENV})"
+        ),
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  console 控制台:     {base}/",
         (
@@ -179,14 +192,18 @@ async def _demo(
     sim = asyncio.create_task(
         run_simulator(site, host="127.0.0.1", port=mqtt_port, rate=rate, seed=seed, stop=stop)
     )
+    pushers = asyncio.create_task(
+        run_push_devices(site, base, device_password, rate=rate, seed=seed, stop=stop)
+    )
     try:
         await serve(cfg, protocol="v311", banner=banner)
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(sim, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            sim.cancel()
+        for task in (sim, pushers):
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
         activity.cancel()
         await cameras.stop()
         await broker.stop()

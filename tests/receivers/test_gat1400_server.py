@@ -291,8 +291,9 @@ async def test_unregister_and_time(viid: Viid) -> None:
         clock = await http.get("/VIID/System/Time")
         gone = await http.post("/VIID/System/UnRegister",
                                json={"UnRegisterObject": {"DeviceID": PLATE_CAMERA}}, headers=ident)  # fmt: skip
-        after = await http.post("/VIID/MotorVehicles", json=vehicles(vehicle()), headers=ident)
         unknown_path = await http.post("/VIID/Subscribes", json={})
+    async with client(viid.app) as plain:  # the standard's way: User-Identify only
+        after = await plain.post("/VIID/MotorVehicles", json=vehicles(vehicle()), headers=ident)
     time_object = clock.json()["SystemTimeObject"]
     assert len(time_object["LocalTime"]) == 14 and time_object["TimeZone"] == "Asia/Shanghai"
     assert gone.status_code == 200 and status(gone)["StatusCode"] == "0"
@@ -306,3 +307,27 @@ async def test_keepalive_without_registration(viid: Viid) -> None:
         answer = await http.post("/VIID/System/Keepalive",
                                  content=json.dumps({"KeepaliveObject": {"DeviceID": PLATE_CAMERA}}))  # fmt: skip
     assert answer.status_code == 401 and status(answer)["StatusCode"] == "4"
+
+
+async def test_no_sender_without_user_identify_or_credentials(viid: Viid) -> None:
+    """Registered from this address, a post naming nobody is still refused: another device
+    (or anyone) behind the same address must not pass for the registered one."""
+    async with viid.device() as http:
+        assert (await viid.register(http)).status_code == 200
+    async with client(viid.app) as anonymous:
+        posted = await anonymous.post("/VIID/MotorVehicles", json=vehicles(vehicle()))
+    assert posted.status_code == 401
+    assert records(viid.stack) == []
+
+
+async def test_digest_on_the_post_itself_is_accepted(viid: Viid) -> None:
+    async with viid.device() as http:  # httpx answers the 401 challenge of the post itself
+        posted = await http.post("/VIID/MotorVehicles", json=vehicles(vehicle()))
+    assert posted.status_code == 200
+    assert [e["attributes"]["plate"] for e in records(viid.stack)] == ["沪A12345"]
+    async with viid.device(password="wrong") as http:
+        refused = await http.post(
+            "/VIID/MotorVehicles",
+            json=vehicles(vehicle("310108000011900000020220261122210300000010200077")),
+        )
+    assert refused.status_code == 401

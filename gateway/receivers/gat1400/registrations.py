@@ -51,13 +51,5 @@ class Registrations:
         self._by_device[device_id].last_seen = self._clock()
         return True
 
-    def at(self, address: str) -> list[str]:
-        """Live registrations from ``address`` (for senders that omit ``User-Identify``)."""
-        return [
-            d
-            for d, r in list(self._by_device.items())
-            if r.address == address and self.live(d, address)
-        ]
-
     def __len__(self) -> int:
         return len(self._by_device)

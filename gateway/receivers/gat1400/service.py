@@ -208,16 +208,25 @@ class Gat1400Service:
     # -- records ---------------------------------------------------------------------
 
     def sender(self, call: Call) -> str | None:
-        """The registered device making this call: ``User-Identify`` (or the only live
-        registration from the address when the header is missing), live from this address."""
-        if call.user_identify:
-            return (
-                call.user_identify
-                if self.registrations.touch(call.user_identify, call.address)
-                else None
+        """The device making this call: valid digest credentials on the call itself, or the
+        ``User-Identify`` of a live registration from this same address. There is no
+        fallback on the address alone: devices behind one address (NAT, loopback) would
+        pass for each other."""
+        credentials = parse_authorization(call.authorization)
+        if credentials is not None:
+            password = self.password_of(credentials.username)
+            if password is None:
+                return None
+            verdict = self.digest.verify(
+                credentials, method=call.method, path=call.path, password=password
             )
-        live = self.registrations.at(call.address)
-        return live[0] if len(live) == 1 else None
+            if verdict is not Verdict.OK:
+                return None
+            self.registrations.touch(credentials.username, call.address)
+            return credentials.username
+        if call.user_identify and self.registrations.touch(call.user_identify, call.address):
+            return call.user_identify
+        return None
 
     async def records(self, kind: p.ObjectKind, call: Call, body: bytes) -> Answer:
         """``POST /VIID/<kind>``: every record to an event; one status per record."""
