@@ -5,6 +5,7 @@
     lianfang simulate                                   # demo-compound → 127.0.0.1:1883
     lianfang simulate --rate 200 --duration 60          # load for a minute
     lianfang simulate --host mqtt.lan --username sim --password-env SIM_MQTT_PASSWORD
+    lianfang simulate --protocol http-push --url http://127.0.0.1:8000   # GA/T 1400 + ISAPI
 
 Ctrl-C (or SIGTERM) stops cleanly: every device's retained status becomes ``offline``.
 """
@@ -12,6 +13,7 @@ Ctrl-C (or SIGTERM) stops cleanly: every device's retained status becomes ``offl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ from gateway.paths import default_config_dir
 if TYPE_CHECKING:
     from gateway.config.sites import SiteConfig
     from gateway.demo.simulator import SimulatorStats
+    from gateway.demo.simulator.http_push import PushStats
 
 DEFAULT_SITES_DIR = default_config_dir() / "sites"
 
@@ -50,9 +53,27 @@ def register(app: typer.Typer) -> None:
         password_env: str | None = typer.Option(
             None, "--password-env", help="Environment variable holding the MQTT password"
         ),
+        protocol: str = typer.Option(
+            "mqtt",
+            "--protocol",
+            help="mqtt: the Lianfang-JSON devices to a broker; http-push: the GA/T 1400 and "
+            "ISAPI devices to a gateway's API port (--url)",
+        ),
+        url: str = typer.Option(
+            "http://127.0.0.1:8000", "--url", help="Gateway API base URL (http-push)"
+        ),
+        device_password_env: str = typer.Option(
+            "LIANFANG_DEMO_DEVICE_PASSWORD",
+            "--device-password-env",
+            help="Environment variable holding the push devices' password (http-push)",
+        ),
     ) -> None:
         """Simulate every registered device of a site (access, gates, perimeter, panic)."""
         from gateway.config.sites import load_sites
+
+        if protocol not in ("mqtt", "http-push"):
+            typer.echo(f"unknown protocol {protocol!r} (mqtt, http-push)", err=True)
+            raise typer.Exit(2)
 
         try:
             registry = load_sites(sites)
@@ -64,6 +85,18 @@ def register(app: typer.Typer) -> None:
             known = ", ".join(sorted(registry.sites)) or f"none in {sites}"
             typer.echo(f"unknown site {site!r} (known: {known})", err=True)
             raise typer.Exit(1)
+        if protocol == "http-push":
+            device_password = os.environ.get(device_password_env)
+            if not device_password:
+                typer.echo(f"environment variable {device_password_env} is not set", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"simulating the push devices of {site_config.id} → {url}; Ctrl-C stops")
+            push = asyncio.run(_run_push(site_config, url, device_password, rate, seed, duration))
+            typer.echo(
+                f"stopped: {push.posted} pushes, {push.accepted} accepted, {push.refused} "
+                f"refused, {push.failed} unanswered"
+            )
+            raise typer.Exit(0 if push.refused == 0 else 1)
         password = None
         if password_env:
             password = os.environ.get(password_env)
@@ -95,6 +128,21 @@ def register(app: typer.Typer) -> None:
             f"stopped after {stats.elapsed_s:.1f}s: {stats.published} messages"
             f" ({stats.acknowledged} acknowledged); {kinds}; anomalies: {scenarios}"
         )
+
+
+async def _run_push(
+    site: SiteConfig, url: str, password: str, rate: float, seed: int, duration: float | None
+) -> PushStats:
+    from gateway.demo.simulator.http_push import run_push_devices
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, not main thread
+            loop.add_signal_handler(sig, stop.set)
+    return await run_push_devices(
+        site, url, password, rate=rate, seed=seed, stop=stop, duration=duration
+    )
 
 
 async def _run(
