@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         protocol: str = typer.Option(
             "mqtt",
             "--protocol",
-            help="mqtt: the Lianfang-JSON devices to a broker; http-push: the GA/T 1400 and "
-            "ISAPI devices to a gateway's API port (--url)",
+            help="mqtt: the Lianfang-JSON devices to a broker; gat1400, isapi or http-push "
+            "(both): the push devices to a gateway's API port (--url)",
         ),
         url: str = typer.Option(
             "http://127.0.0.1:8000", "--url", help="Gateway API base URL (http-push)"
@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
         """Simulate every registered device of a site (access, gates, perimeter, panic)."""
         from gateway.config.sites import load_sites
 
-        if protocol not in ("mqtt", "http-push"):
-            typer.echo(f"unknown protocol {protocol!r} (mqtt, http-push)", err=True)
+        if protocol not in ("mqtt", "gat1400", "isapi", "http-push"):
+            typer.echo(f"unknown protocol {protocol!r} (mqtt, gat1400, isapi, http-push)", err=True)
             raise typer.Exit(2)
 
         try:
@@ -85,13 +85,17 @@ def register(app: typer.Typer) -> None:
             known = ", ".join(sorted(registry.sites)) or f"none in {sites}"
             typer.echo(f"unknown site {site!r} (known: {known})", err=True)
             raise typer.Exit(1)
-        if protocol == "http-push":
+        if protocol != "mqtt":
             device_password = os.environ.get(device_password_env)
             if not device_password:
                 typer.echo(f"environment variable {device_password_env} is not set", err=True)
                 raise typer.Exit(1)
-            typer.echo(f"simulating the push devices of {site_config.id} → {url}; Ctrl-C stops")
-            push = asyncio.run(_run_push(site_config, url, device_password, rate, seed, duration))
+            typer.echo(
+                f"simulating the {protocol} devices of {site_config.id} → {url}; Ctrl-C stops"
+            )
+            push = asyncio.run(
+                _run_push(site_config, url, device_password, rate, seed, duration, protocol)
+            )
             typer.echo(
                 f"stopped: {push.posted} pushes, {push.accepted} accepted, {push.refused} "
                 f"refused, {push.failed} unanswered"
@@ -131,7 +135,13 @@ def register(app: typer.Typer) -> None:
 
 
 async def _run_push(
-    site: SiteConfig, url: str, password: str, rate: float, seed: int, duration: float | None
+    site: SiteConfig,
+    url: str,
+    password: str,
+    rate: float,
+    seed: int,
+    duration: float | None,
+    protocol: str,
 ) -> PushStats:
     from gateway.demo.simulator.http_push import run_push_devices
 
@@ -141,7 +151,7 @@ async def _run_push(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, not main thread
             loop.add_signal_handler(sig, stop.set)
     return await run_push_devices(
-        site, url, password, rate=rate, seed=seed, stop=stop, duration=duration
+        site, url, password, rate=rate, seed=seed, stop=stop, duration=duration, protocol=protocol
     )
 
 

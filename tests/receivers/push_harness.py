@@ -94,10 +94,10 @@ class Stack:
 
 
 @contextmanager
-def stack(tmp: Path, loop_bus: bool = True) -> Iterator[Stack]:
+def stack(tmp: Path, *, batch_size: int = 500, interval_s: float = 0.02) -> Iterator[Stack]:
     engine = make_engine(f"sqlite:///{tmp / 'push.db'}")
     migrate(engine)
-    writer = BatchWriter(engine, batch_size=500, interval_s=0.02)
+    writer = BatchWriter(engine, batch_size=batch_size, interval_s=interval_s)
     writer.start()
     bus = EventBus()
     store = EvidenceStore(tmp / "evidence")

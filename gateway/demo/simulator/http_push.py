@@ -250,9 +250,16 @@ KINDS: dict[str, type[PushDevice]] = {
 }
 
 
-def push_devices(site: SiteConfig) -> list[DeviceConfig]:
-    """The devices of ``site`` this simulator plays."""
-    return [d for d in site.devices if d.profile in KINDS]
+PROTOCOLS = {
+    "gat1400": frozenset({"gat1400"}),
+    "isapi": frozenset({"hikvision-acs", "hikvision-anpr"}),
+    "http-push": frozenset(KINDS),
+}
+
+
+def push_devices(site: SiteConfig, protocol: str = "http-push") -> list[DeviceConfig]:
+    """The devices of ``site`` this simulator plays (of one protocol, or all)."""
+    return [d for d in site.devices if d.profile in PROTOCOLS[protocol]]
 
 
 async def run_push_devices(
@@ -265,9 +272,11 @@ async def run_push_devices(
     stop: asyncio.Event,
     duration: float | None = None,
     clock: Callable[[], datetime] | None = None,
+    protocol: str = "http-push",
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> PushStats:
     """Play every push device of ``site`` against the gateway at ``base_url`` until ``stop``
-    (or ``duration`` seconds). Each device beats every ``heartbeat_s / max(rate, 1)`` seconds
+    (or ``duration`` seconds); ``transport`` for tests (in-process ASGI). Each device beats every ``heartbeat_s / max(rate, 1)`` seconds
     and sends an ordinary event about every ``30 / rate`` seconds."""
     now = clock or utcnow
     rng = random.Random(seed)
@@ -276,12 +285,13 @@ async def run_push_devices(
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     devices: list[tuple[PushDevice, httpx.AsyncClient, float]] = []
-    for config in push_devices(site):
+    for config in push_devices(site, protocol):
         client = httpx.AsyncClient(
             base_url=base_url,
             auth=httpx.DigestAuth(config.id, password),
             timeout=10,
             trust_env=False,
+            transport=transport,
         )
         device = KINDS[config.profile or ""](config, client, random.Random(rng.random()), stats)
         devices.append((device, client, (config.heartbeat_s or 60) / speed))
@@ -305,7 +315,9 @@ async def run_push_devices(
 
     async def gateway_up() -> None:
         """Wait until the gateway answers HTTP at all (the demo starts it alongside)."""
-        async with httpx.AsyncClient(base_url=base_url, timeout=2, trust_env=False) as probe:
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=2, trust_env=False, transport=transport
+        ) as probe:
             while not stop.is_set():
                 try:
                     await probe.get("/")

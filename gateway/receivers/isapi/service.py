@@ -92,7 +92,11 @@ class IsapiService:
         is read for that)."""
         pinned = self.config.unauthenticated.get(push.device_id)
         if pinned is not None:
-            if push.address == pinned and self.registry.device(push.device_id) is not None:
+            if self.registry.device(push.device_id) is None:
+                return Refused(
+                    403, Reason.UNKNOWN_DEVICE, f"device {push.device_id[:40]!r} is not registered"
+                )
+            if push.address == pinned:
                 return None
             return Refused(
                 403, Reason.UNAUTHENTICATED,
