@@ -6,8 +6,10 @@ pushed over ISAPI is answered only once its incident is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from gateway.auth.roles import AccountRole
 from gateway.auth.service import CLI
 from gateway.config.settings import load_gateway_config
 from gateway.demo.broker import EmbeddedBroker
-from gateway.incidents.tables import incidents
+from gateway.incidents.tables import incident_attachments, incidents
 from gateway.runtime import Gateway
 from gateway.server import build_app
 from tests.receivers.push_harness import PASSWORD, PASSWORD_ENV, ROOT, jpeg
@@ -166,3 +168,24 @@ async def test_isapi_panic_answered_after_its_incident_is_stored(running: Runnin
         stored = [list(r.event_ids) for r in conn.execute(select(incidents.c.event_ids))]
     assert [f"test-isapi-panic:{PANIC_UNIT}:4242"] in stored
     assert len(running.gateway.push_gate) == 0
+
+
+async def test_pushed_picture_follows_its_event_into_the_incident(running: Running) -> None:
+    """A watch-listed plate (config/rules/watchlists/plates.txt) read by a GA/T 1400 camera
+    opens an incident; the record's picture is attached to it, as camera snapshots are."""
+    body = motor_vehicles()
+    record = body["MotorVehicleListObject"]["MotorVehicleObject"][0]
+    record["PlateNo"] = "浙A0000X"
+    posted = await running.client.post(
+        "/VIID/MotorVehicles", json=body, auth=httpx.DigestAuth(CAMERA, PASSWORD)
+    )
+    assert posted.json()["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"] == "0"
+    deadline = time.monotonic() + 20
+    attached: list[Any] = []
+    while not attached:
+        assert time.monotonic() < deadline, "the picture was not attached to the incident"
+        await asyncio.sleep(0.1)
+        with running.gateway.engine.connect() as conn:
+            attached = list(conn.execute(select(incident_attachments)))
+    (attachment,) = attached
+    assert attachment.size == len(jpeg(5000))
