@@ -34,6 +34,7 @@ class EventType(StrEnum):
     DOOR_FORCED_OPEN = "door_forced_open"
     DOOR_HELD_OPEN = "door_held_open"
     TAMPER = "tamper"
+    PERSON_CAPTURED = "person_captured"  # a capture camera recorded a face or person
     # vehicles
     PLATE_READ = "plate_read"
     VEHICLE_DENIED = "vehicle_denied"

@@ -34,7 +34,12 @@ from gateway.ingest.ack_gate import AckGate
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
 from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
+from gateway.receivers.gat1400.routes import gat1400_router
+from gateway.receivers.gat1400.service import Gat1400Service
 from gateway.receivers.gb28181.server import Gb28181Server
+from gateway.receivers.httppush.intake import PushIntake, release_replies
+from gateway.receivers.isapi.routes import isapi_router
+from gateway.receivers.isapi.service import IsapiService
 from gateway.receivers.sia.receiver import SiaReceiver
 from gateway.receivers.sia.server import SiaServer
 from gateway.receivers.sink import ReceiverSink, settle_on_all
@@ -114,7 +119,8 @@ class Gateway:
             sms=config.sms,
         )
         self.rules.sink = self.incidents.sink
-        # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate).
+        # A panic's MQTT acknowledgement waits for its incident (gateway.ingest.ack_gate);
+        # so does the HTTP answer to a device that pushed one (a gate of its own).
         self.ack_gate = AckGate(self.consumer.send_acks)
         self.consumer.gate = self.ack_gate
         # Push-protocol receivers (gateway/receivers): their answers wait the same way.
@@ -133,9 +139,21 @@ class Gateway:
             if config.gb28181.enabled
             else None
         )
+        self.push_gate = AckGate(release_replies)
         self.rules.on_evaluated, self.incidents.service.on_stored = settle_on_all(
-            (self.ack_gate, self.receiver_sink.gate)
+            (self.ack_gate, self.receiver_sink.gate, self.push_gate)
         )
+        # HTTP push receivers on the API's port (docs/receivers-gat1400.md, -isapi.md).
+        self.gat1400: Gat1400Service | None = None
+        self.isapi: IsapiService | None = None
+        if config.gat1400.enabled:
+            g = config.gat1400
+            intake = self._push_intake("gat1400", g.max_image_kb, g.max_images_per_record)
+            self.gat1400 = Gat1400Service(g, self.registry, intake, timezone=config.timezone)
+        if config.isapi.enabled:
+            i = config.isapi
+            intake = self._push_intake("isapi", i.max_image_kb, i.max_images_per_record)
+            self.isapi = IsapiService(i, self.registry, intake)
         self.evidence = IncidentEvidence(
             self.incidents.service,
             self.cameras.snapshots,
@@ -149,6 +167,20 @@ class Gateway:
         )
         self.reloader = ConfigReloader(self)
         self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
+
+    def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
+        return PushIntake(
+            receiver,
+            self.adapters,
+            self.registry,
+            self.config.ingest,
+            publish=self.bus.publish_many,
+            submit=self.writer.submit_many,
+            evidence=self.cameras.store,
+            gate=self.push_gate,
+            max_image_bytes=max_image_kb * 1024,
+            max_images_per_record=max_images,
+        )
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -244,6 +276,9 @@ class Gateway:
 
     def device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)
+        for receiver in (self.gat1400, self.isapi):
+            if receiver is not None:
+                receiver.intake.forget_device(device_id)
         self._labels = labels_from_registry(self.registry)  # its cache may hold the old entry
 
     def device_labels(self, device_id: str) -> Mapping[str, str] | None:
@@ -274,6 +309,17 @@ class Gateway:
             build_device_edit_router(self),
             build_config_reload_router(self.reloader),
         ]
+
+    @property
+    def device_routers(self) -> list[APIRouter]:
+        """Routers devices call (GA/T 1400, ISAPI push): mounted without the API's login,
+        each behind its own device authentication."""
+        routers = []
+        if self.gat1400 is not None:
+            routers.append(gat1400_router(self.gat1400))
+        if self.isapi is not None:
+            routers.append(isapi_router(self.isapi))
+        return routers
 
     async def stop(self) -> None:
         await self.reloader.stop()

@@ -26,5 +26,7 @@ async def build_app(gateway: Gateway) -> FastAPI:
         cors_origins=config.auth.cors_origins,
     )
     app.include_router(web.pages_router)  # not behind the API login: it holds the sign-in page
+    for router in gateway.device_routers:  # GA/T 1400, ISAPI push: their own device auth
+        app.include_router(router)
     app.state.rules = gateway.rules
     return app

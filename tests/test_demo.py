@@ -33,6 +33,8 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         health: dict = {}  # type: ignore[type-arg]
         kinds: set[str] = set()
         online = 0
+        pushed: set[str] = set()  # GA/T 1400 and ISAPI devices seen online
+        push_devices = {"31010800001190000002", "hik-acs-south-ped", "hik-anpr-south"}
         auth: dict[str, str] = {}
         while time.monotonic() < deadline:
             try:
@@ -50,6 +52,7 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                     f"{base}/api/devices", params={"limit": 500}, headers=auth, timeout=5
                 ).json()
                 online = sum(1 for d in devices["items"] if d["online"])
+                pushed = {d["id"] for d in devices["items"] if d["online"]} & push_devices
             except httpx.HTTPError:
                 pass
             # last-seen state is written once a second: wait for it like for the events
@@ -57,6 +60,7 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                 health.get("status") == "ok"
                 and {"access", "gate", "perimeter", "alarm"} <= kinds
                 and online >= 20
+                and pushed == push_devices
             ):
                 break
             time.sleep(0.5)
@@ -64,6 +68,7 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         assert {"access", "gate", "perimeter", "alarm"} <= kinds
         assert set(health["pipeline"]) == {"rules_backlog", "signals_pending", "panic_acks_held"}
         assert online >= 20
+        assert pushed == push_devices  # they reach the API port over GA/T 1400 and ISAPI
         assert httpx.get(f"{base}/api/rules", headers=auth, timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)

@@ -26,18 +26,13 @@ from gateway.config.sites import SiteConfig, SiteRegistry, load_sites
 from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.simulator import SCENARIOS, FleetModel, OutMessage, run_simulator
 from gateway.demo.simulator import payloads as p
+from gateway.demo.simulator.model import mqtt_devices
 from gateway.events import DeviceKind, Direction, Event, EventType, PlateColour
 
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = datetime(2026, 11, 22, 2, 0, tzinfo=p.CHINA_TZ)
 DAY = datetime(2026, 11, 22, 10, 0, tzinfo=p.CHINA_TZ)
 WAIT = 20.0  # upper bound against hangs only
-
-
-def mqtt_device_ids(site: SiteConfig) -> set[str]:
-    """The devices the MQTT simulator plays: alarm panels (SIA DC-09) and GB/T 28181 cameras
-    have simulators of their own."""
-    return {d.id for d in site.devices if d.sia is None and d.gb28181 is None}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +206,7 @@ def test_twenty_minutes_of_traffic_normalise(
                 assert seq > last_seq[m.device_id]  # every device counts its own messages
                 last_seq[m.device_id] = seq
         # Every registered device, and only those, speaks.
-        assert {m.device_id for m in messages} == mqtt_device_ids(site)
+        assert {m.device_id for m in messages} == {d.id for d in mqtt_devices(site)}
     for kind in (DeviceKind.ACCESS, DeviceKind.GATE, DeviceKind.PERIMETER, DeviceKind.ALARM):
         assert (kind, EventType.HEARTBEAT) in seen
         assert (kind, EventType.ONLINE) in seen
@@ -282,7 +277,7 @@ def test_offline_device_is_silent_until_back(site: SiteConfig) -> None:
 def test_stop_marks_every_device_offline(site: SiteConfig) -> None:
     model = FleetModel(site, rate=1.0, seed=1, start=DAY)
     stop = model.stop_messages()
-    assert {m.device_id for m in stop} == mqtt_device_ids(site)
+    assert {m.device_id for m in stop} == {d.id for d in mqtt_devices(site)}
     assert all(m.retain and m.payload == b"offline" for m in stop)
 
 
@@ -349,7 +344,7 @@ async def test_fleet_publishes_all_kinds_to_a_broker(
         # After a clean stop every device's retained status is offline.
         offline: set[str] = set()
         async with asyncio.timeout(WAIT):
-            while len(offline) < len(mqtt_device_ids(site)):
+            while len(offline) < len(mqtt_devices(site)):
                 await asyncio.sleep(0.05)
                 for m in recorder.drain():
                     got.append(m)
@@ -357,7 +352,7 @@ async def test_fleet_publishes_all_kinds_to_a_broker(
                         offline.add(m.topic.split("/")[2])
         recorder.close()
 
-    assert offline == mqtt_device_ids(site)
+    assert offline == {d.id for d in mqtt_devices(site)}
     assert stats.published == stats.acknowledged
     assert stats.published >= len(got)
     now = datetime.now(UTC)
@@ -397,3 +392,12 @@ def test_simulate_command_needs_the_password_variable() -> None:
     )
     assert result.exit_code == 1
     assert "LIANFANG_TEST_UNSET_VARIABLE" in result.output
+
+
+def test_devices_of_other_protocols_are_not_played_over_mqtt(registry: SiteRegistry) -> None:
+    site = registry.sites["demo-compound"]
+    played = {d.id for d in mqtt_devices(site)}
+    others = {"panel-1234", "31010800001320000001", "31010800001190000002", "hik-acs-south-ped"}
+    assert others <= {d.id for d in site.devices}
+    assert not played & others
+    assert {d.id for d in site.devices if d.profile in (None, "lianfang")} - others <= played

@@ -29,6 +29,9 @@ SELF_AUDITED = frozenset({"/api/auth/login"})
 # ``request.state.<AUDIT_BEFORE>``: what a route removed or replaced, recorded as the row's
 # *before* (for answers that carry no body, like a 204).
 AUDIT_BEFORE = "audit_before"
+# ``request.state.<UNAUDITED>``: set by device endpoints (gateway/receivers), whose requests
+# are devices' pushes at device rates, quarantined when refused rather than audited.
+UNAUDITED = "unaudited"
 MAX_CAPTURE = 8 * 1024
 _SECRET_KEYS = re.compile(
     r"pass(word)?|secret|token|phone|mobile|id_?(number|card)|card|sdp|plate", re.I
@@ -128,6 +131,8 @@ class AuditMiddleware:
             )
 
     async def _record(self, scope: Scope, status: int | None, request: Any, answer: Any) -> None:
+        if scope.get("state", {}).get(UNAUDITED):
+            return  # device traffic (GA/T 1400, ISAPI push), not a person's action
         principal = scope.get("state", {}).get("principal")
         # A route whose answer does not show what it changed (a 204) may say it here.
         before = scope.get("state", {}).get(AUDIT_BEFORE)

@@ -210,9 +210,11 @@ async def _demo(
     from gateway.demo.devices import PASSWORD_ENV, demo_device_password
     from gateway.demo.simulator import run_simulator
     from gateway.demo.simulator.gb28181_camera import run_cameras
+    from gateway.demo.simulator.http_push import push_devices, run_push_devices
     from gateway.demo.simulator.sia_panel import run_panels
 
     demo_cameras.demo_password()
+    device_password_given = bool(os.environ.get(PASSWORD_ENV))
     device_password = demo_device_password(data_dir)
     # The demo's administrator: a fresh password per run (never one in the repository); it is
     # created on the first run of a data folder, so later runs keep the first password.
@@ -245,7 +247,15 @@ async def _demo(
         f"  SIA DC-09 报警主机:  127.0.0.1:{receivers.sia} (TCP and UDP), panel account 1234",
         f"  GB/T 28181 国标:    127.0.0.1:{receivers.sip} (UDP and TCP), server {SIP_SERVER_ID}"
         f" domain {SIP_DOMAIN}",
-        f"  device password 设备密码: {device_password} ({PASSWORD_ENV})",
+        f"  GA/T 1400 视图库:   {base}/VIID (digest; devices: "
+        + ", ".join(d.id for d in push_devices(site) if d.profile == "gat1400") + ")",
+        f"  ISAPI push 海康推送: {base}/isapi/events/<device id> (digest; devices: "
+        + ", ".join(d.id for d in push_devices(site) if d.profile != "gat1400") + ")",
+        (
+            f"  device password 设备密码: (from {PASSWORD_ENV})"
+            if device_password_given
+            else f"  device password 设备密码: {device_password} (kept in {data_dir}; or set {PASSWORD_ENV})"
+        ),
         f"  database:           {data_dir / 'lianfang.db'}",
         f"  console 控制台:     {base}/",
         f"  health 健康状态:    {base}/api/health",
@@ -279,15 +289,19 @@ async def _demo(
             rate=rate, seed=seed, stop=stop, default_password_env=PASSWORD_ENV,
         ),
     )  # fmt: skip
+    pushers = asyncio.create_task(
+        run_push_devices(site, base, device_password, rate=rate, seed=seed, stop=stop)
+    )
     try:
         await serve(cfg, protocol="v311", banner=banner, sock=sock)
         started = True
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(sim, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            sim.cancel()
+        for task in (sim, pushers):
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
         wire.cancel()
         with contextlib.suppress(BaseException):
             await wire

@@ -5,7 +5,8 @@
     lianfang simulate                                   # demo-compound → 127.0.0.1:1883
     lianfang simulate --rate 200 --duration 60          # load for a minute
     lianfang simulate --host mqtt.lan --username sim --password-env SIM_MQTT_PASSWORD
-    lianfang simulate --no-mqtt --sia 127.0.0.1:12000 --sip 127.0.0.1:5060   # push protocols only
+    lianfang simulate --no-mqtt --sia 127.0.0.1:12000 --sip 127.0.0.1:5060   # SIA and SIP only
+    lianfang simulate --protocol http-push --url http://127.0.0.1:8000   # GA/T 1400 + ISAPI
 
 Ctrl-C (or SIGTERM) stops cleanly: every device's retained status becomes ``offline``.
 """
@@ -13,6 +14,7 @@ Ctrl-C (or SIGTERM) stops cleanly: every device's retained status becomes ``offl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +30,7 @@ from gateway.paths import default_config_dir
 if TYPE_CHECKING:
     from gateway.config.sites import SiteConfig
     from gateway.demo.simulator import SimulatorStats
+    from gateway.demo.simulator.http_push import PushStats
 
 DEFAULT_SITES_DIR = default_config_dir() / "sites"
 
@@ -61,15 +64,30 @@ def register(app: typer.Typer) -> None:
         ),
         sip_server_id: str = typer.Option("31010800002000000001", "--sip-server-id"),
         sip_domain: str = typer.Option("3101080000", "--sip-domain"),
+        protocol: str = typer.Option(
+            "mqtt",
+            "--protocol",
+            help="mqtt: the Lianfang-JSON devices to a broker (with --sia/--sip: panels and "
+            "GB/T 28181 cameras too); gat1400, isapi or http-push (both): the push devices to "
+            "a gateway's API port (--url)",
+        ),
+        url: str = typer.Option(
+            "http://127.0.0.1:8000", "--url", help="Gateway API base URL (http-push)"
+        ),
         device_password_env: str = typer.Option(
             "LIANFANG_DEMO_DEVICE_PASSWORD",
             "--device-password-env",
-            help="Password of GB/T 28181 devices without their own password_env",
+            help="Environment variable holding the push devices' password, and of GB/T 28181 "
+            "devices without their own password_env",
         ),
     ) -> None:
         """Simulate every registered device of a site (access, gates, perimeter, panic), over
         MQTT and — with --sia / --sip — the alarm panels and GB/T 28181 cameras too."""
         from gateway.config.sites import load_sites
+
+        if protocol not in ("mqtt", "gat1400", "isapi", "http-push"):
+            typer.echo(f"unknown protocol {protocol!r} (mqtt, gat1400, isapi, http-push)", err=True)
+            raise typer.Exit(2)
 
         try:
             registry = load_sites(sites)
@@ -81,6 +99,22 @@ def register(app: typer.Typer) -> None:
             known = ", ".join(sorted(registry.sites)) or f"none in {sites}"
             typer.echo(f"unknown site {site!r} (known: {known})", err=True)
             raise typer.Exit(1)
+        if protocol != "mqtt":
+            device_password = os.environ.get(device_password_env)
+            if not device_password:
+                typer.echo(f"environment variable {device_password_env} is not set", err=True)
+                raise typer.Exit(1)
+            typer.echo(
+                f"simulating the {protocol} devices of {site_config.id} → {url}; Ctrl-C stops"
+            )
+            push = asyncio.run(
+                _run_push(site_config, url, device_password, rate, seed, duration, protocol)
+            )
+            typer.echo(
+                f"stopped: {push.posted} pushes, {push.accepted} accepted, {push.refused} "
+                f"refused, {push.failed} unanswered"
+            )
+            raise typer.Exit(0 if push.refused == 0 else 1)
         password = None
         if password_env:
             password = os.environ.get(password_env)
@@ -148,6 +182,27 @@ def _address(value: str | None, option: str) -> tuple[str, int] | None:
         typer.echo(f"{option} takes HOST:PORT, not {value!r}", err=True)
         raise typer.Exit(1)
     return host, int(port)
+
+
+async def _run_push(
+    site: SiteConfig,
+    url: str,
+    password: str,
+    rate: float,
+    seed: int,
+    duration: float | None,
+    protocol: str,
+) -> PushStats:
+    from gateway.demo.simulator.http_push import run_push_devices
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, not main thread
+            loop.add_signal_handler(sig, stop.set)
+    return await run_push_devices(
+        site, url, password, rate=rate, seed=seed, stop=stop, duration=duration, protocol=protocol
+    )
 
 
 async def _run(

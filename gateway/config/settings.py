@@ -19,7 +19,9 @@ from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.notify.template import TemplateError, placeholders
+from gateway.receivers.gat1400.config import Gat1400Config
 from gateway.receivers.gb28181.config import Gb28181ServerConfig
+from gateway.receivers.isapi.config import IsapiConfig
 from gateway.receivers.sia.config import SiaReceiverConfig
 
 
@@ -286,6 +288,12 @@ class GatewayConfig(Strict):
     )
     gb28181: Gb28181ServerConfig = Field(
         Gb28181ServerConfig(), description="GB/T 28181 SIP server (off by default)"
+    )
+    gat1400: Gat1400Config = Field(
+        Gat1400Config(), description="GA/T 1400 视图库 server under /VIID (off by default)"
+    )
+    isapi: IsapiConfig = Field(
+        IsapiConfig(), description="Hikvision ISAPI HTTP push listener (off by default)"
     )
     profiles_dir: Path = Path("profiles")
     sites_dir: Path = Path("sites")

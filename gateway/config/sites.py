@@ -38,6 +38,12 @@ class DeviceConfig(_Strict):
     gb28181: Gb28181DeviceConfig | None = Field(
         None, description="Camera or NVR registering over GB/T 28181 (id: its 20-digit code)"
     )
+    password_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="Environment variable holding the device's password, for the push "
+        "protocols' authentication (GA/T 1400, ISAPI digest); never the password itself",
+    )
 
 
 class PlaceConfig(_Strict):

@@ -8,7 +8,9 @@ from typing import Any
 
 from gateway.config.settings import ApiConfig, DatabaseConfig, GatewayConfig, MqttConfig
 from gateway.paths import default_config_dir
+from gateway.receivers.gat1400.config import Gat1400Config
 from gateway.receivers.gb28181.config import Gb28181ServerConfig
+from gateway.receivers.isapi.config import IsapiConfig
 from gateway.receivers.sia.config import SiaReceiverConfig
 
 # The demo's GB/T 28181 SIP server (the demo camera registers with it).
@@ -43,6 +45,9 @@ def demo_config(
     **overrides: Any,
 ) -> GatewayConfig:
     config_dir = default_config_dir()
+    # The push receivers are on in the demo (off by default in production).
+    overrides.setdefault("gat1400", Gat1400Config(enabled=True))
+    overrides.setdefault("isapi", IsapiConfig(enabled=True))
     return GatewayConfig(
         data_dir=data_dir,
         mqtt=MqttConfig(host="127.0.0.1", port=mqtt_port, client_id=client_id),

@@ -40,7 +40,7 @@ class Snapshot:
     camera_id: str
     captured_at: datetime
     jpeg: bytes
-    method: Literal["http", "stream", "fence"]
+    method: Literal["http", "stream", "fence", "push"]  # push: sent by the device itself
     reason: str = ""
 
     def __repr__(self) -> str:  # keep the bytes out of logs

@@ -90,7 +90,7 @@ class EvidenceStore:
         with self._lock:
             self._index.clear()
             self._total = 0
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             for sidecar in sorted(self.root.glob("*/*.json")):
                 try:
                     meta = StoredSnapshot.from_json(json.loads(sidecar.read_text("utf-8")))
@@ -155,7 +155,7 @@ class EvidenceStore:
             pinned=pin,
         )
         jpeg_path = self._jpeg_path(meta)
-        jpeg_path.parent.mkdir(parents=True, exist_ok=True)
+        jpeg_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_atomic(jpeg_path, snapshot.jpeg)
         _write_atomic(jpeg_path.with_suffix(".json"), json.dumps(meta.to_json()).encode())
         with self._lock:
@@ -220,7 +220,9 @@ class EvidenceStore:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    # Owner-only: pictures show people and plates (pushed face captures among them).
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)

@@ -16,7 +16,7 @@ class Reason(StrEnum):
     INVALID_EVENT = "invalid_event"  # a mapping matched but produced invalid values
     UNKNOWN_DEVICE = "unknown_device"  # device not in the site registry
     ADAPTER_ERROR = "adapter_error"  # a Python adapter raised unexpectedly
-    # push-protocol receivers (gateway/receivers: SIA DC-09, GB/T 28181)
+    # push-protocol receivers (gateway/receivers: SIA DC-09, GB/T 28181, GA/T 1400, ISAPI)
     MALFORMED_FRAME = "malformed_frame"  # not a frame of the protocol (framing, grammar)
     BAD_CRC = "bad_crc"  # the frame's checksum does not match its content
     BAD_LENGTH = "bad_length"  # the frame's length field does not match its content
@@ -24,6 +24,11 @@ class Reason(StrEnum):
     DECRYPT_FAILED = "decrypt_failed"  # encrypted content that the account's key does not open
     UNKNOWN_CODE = "unknown_code"  # an event code the receiver does not know
     DUPLICATE = "duplicate"  # a retransmission of a message already stored (answered again)
-    MALFORMED_XML = "malformed_xml"  # a body that is not well-formed XML of the expected shape
-    FORBIDDEN_XML = "forbidden_xml"  # XML with a DTD, entities or processing we refuse
-    AUTH_FAILED = "auth_failed"  # wrong or missing credentials
+    DUPLICATE_KEY = "duplicate_key"  # a JSON object naming one key twice
+    MALFORMED_XML = "malformed_xml"  # not well-formed XML, or not of the expected shape
+    FORBIDDEN_XML = "forbidden_xml"  # XML with a DTD, entity or external reference (refused)
+    MALFORMED_BODY = (
+        "malformed_body"  # a body whose envelope (multipart, list object) is unreadable
+    )
+    UNAUTHENTICATED = "unauthenticated"  # wrong or missing credentials, or not registered
+    AUTH_FAILED = "unauthenticated"  # the same reason (an alias used by the SIA/SIP code)

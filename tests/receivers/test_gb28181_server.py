@@ -112,7 +112,7 @@ async def test_wrong_password_and_unknown_devices_are_refused(rig) -> None:  # t
         assert await wrong.keepalive() == 403  # known, but not registered
         assert sink.events == []
         assert sink.reasons() == [
-            "auth_failed",
+            "unauthenticated",
             "unknown_device",
             "unknown_device",
             "unknown_device",

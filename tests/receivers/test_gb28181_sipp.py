@@ -99,4 +99,4 @@ async def test_sipp_wrong_password_is_refused(server, tmp_path: Path) -> None:  
         "register_wrong_password.xml", srv.transport.udp_port, "u1", "wrong", tmp_path
     )
     assert code == 0, output  # the scenario expects the 403
-    assert sink.events == [] and sink.reasons() == ["auth_failed"]
+    assert sink.events == [] and sink.reasons() == ["unauthenticated"]

@@ -180,7 +180,7 @@ async def test_encrypted_account(rig) -> None:  # type: ignore[no-untyped-def]
     # a captured frame replayed after the window: NAK
     clock.now += timedelta(minutes=10)
     assert kind_of(await send(receiver, raw)) == "NAK"
-    assert sink.reasons() == ["auth_failed", "decrypt_failed", "stale_timestamp"]
+    assert sink.reasons() == ["unauthenticated", "decrypt_failed", "stale_timestamp"]
     assert [e.type for e in sink.events] == [EventType.PANIC]
 
 

@@ -76,6 +76,21 @@ SCENARIOS: dict[str, Scenario] = {
 STATUS = "status"
 
 
+# Devices of these profiles speak Lianfang device JSON over MQTT; the others (GA/T 1400 and
+# ISAPI push devices, …) have simulators of their own (gateway.demo.push).
+MQTT_PROFILES = frozenset({None, "lianfang"})
+
+
+def mqtt_devices(site: SiteConfig) -> list[DeviceConfig]:
+    """The devices of ``site`` this simulator plays: not the alarm panels (SIA DC-09) and
+    GB/T 28181 cameras, nor the HTTP push devices, which have simulators of their own."""
+    return [
+        d
+        for d in site.devices
+        if d.profile in MQTT_PROFILES and d.sia is None and d.gb28181 is None
+    ]
+
+
 def is_night(ts: datetime) -> bool:
     hour = ts.astimezone(p.CHINA_TZ).hour
     return hour >= 22 or hour < 6
@@ -152,7 +167,7 @@ class FleetModel:
             raise ValueError(f"rate must be positive, not {rate}")
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        if not site.devices:
+        if not mqtt_devices(site):
             raise ValueError(f"site {site.id!r} has no devices to simulate")
         self.site = site
         self.rate = rate
@@ -179,10 +194,7 @@ class FleetModel:
                 / speed,
                 seq=seq_start,
             )
-            for d in site.devices
-            # Alarm panels (SIA DC-09) and GB/T 28181 cameras speak their own protocols:
-            # gateway.demo.simulator.sia_panel and .gb28181_camera simulate them.
-            if d.sia is None and d.gb28181 is None
+            for d in mqtt_devices(site)
         ]
         self.by_kind: dict[DeviceKind, list[_Device]] = {k: [] for k in DeviceKind}
         for dev in self.devices:
