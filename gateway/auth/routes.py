@@ -29,6 +29,7 @@ from gateway.auth.service import (
     LoginFailed,
     NotFound,
 )
+from gateway.ids import Id, Name
 
 
 def _client(request: Request) -> str:
@@ -77,35 +78,35 @@ class MeOut(BaseModel):
 
 
 class Scopes(BaseModel):
-    streets: list[str] = Field(default_factory=list, max_length=200)
-    communities: list[str] = Field(default_factory=list, max_length=200)
-    cells: list[str] = Field(default_factory=list, max_length=500)
-    beats: list[str] = Field(default_factory=list, max_length=200)
-    sites: list[str] = Field(default_factory=list, max_length=500)
+    streets: list[Id] = Field(default_factory=list, max_length=200)
+    communities: list[Id] = Field(default_factory=list, max_length=200)
+    cells: list[Id] = Field(default_factory=list, max_length=500)
+    beats: list[Id] = Field(default_factory=list, max_length=200)
+    sites: list[Id] = Field(default_factory=list, max_length=500)
 
 
 class UserIn(BaseModel):
-    username: str = Field(..., min_length=1, max_length=64)
+    username: Id = Field(..., description="a-z 0-9 . _ - @ (the id grammar, lower case)")
     password: str | None = Field(None, max_length=256, description="None: token-only account")
     role: AccountRole
-    display_name: str = Field("", max_length=100)
-    person_id: str | None = Field(None, max_length=64, description="Grid person (their scopes)")
-    household_id: str | None = Field(None, max_length=64, description="Residents")
+    display_name: Name = Field("", max_length=100)
+    person_id: Id | None = Field(None, description="Grid person (their scopes)")
+    household_id: Id | None = Field(None, description="Residents")
     scopes: Scopes = Field(default_factory=Scopes)
 
 
 class UserPatch(BaseModel):
     role: AccountRole | None = None
-    display_name: str | None = Field(None, max_length=100)
-    person_id: str | None = Field(None, max_length=64)
-    household_id: str | None = Field(None, max_length=64)
+    display_name: Name | None = Field(None, max_length=100)
+    person_id: Id | None = None
+    household_id: Id | None = None
     scopes: Scopes | None = None
     active: bool | None = None
     password: str | None = Field(None, max_length=256)
 
 
 class TokenIn(BaseModel):
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
     permissions: list[Permission] | None = Field(
         None, description="A subset of your role's permissions; omitted: all of them"
     )

@@ -36,6 +36,7 @@ from gateway.auth.roles import AccountRole, permissions_of
 from gateway.auth.scope import SCOPE_KEYS, resolve_scope
 from gateway.auth.tables import api_tokens, auth_sessions, users
 from gateway.grid.directory import GridDirectory
+from gateway.ids import is_id, name_problem
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,12 @@ class AuthService:
         scopes: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
         username = username.strip().lower()
-        if not (1 <= len(username) <= 64) or not set(username) <= USERNAME_CHARS:
-            raise InvalidAccount("用户名无效 / invalid username (a-z 0-9 . _ - @)")
+        if not is_id(username) or not set(username) <= USERNAME_CHARS:
+            raise InvalidAccount(
+                "用户名无效 / invalid username (a-z 0-9 . _ - @, starting with a letter or digit)"
+            )
+        if (problem := name_problem(display_name)) is not None:
+            raise InvalidAccount(f"显示名无效 / display_name: {problem}")
         if password is not None:
             self._check_password(password)
         if role is AccountRole.RESIDENT and not household_id:
@@ -210,6 +215,8 @@ class AuthService:
             raise InvalidAccount(f"cannot change {sorted(bad)}")
         if "role" in changes:
             changes["role"] = AccountRole(changes["role"]).value
+        if (problem := name_problem(str(changes.get("display_name") or ""))) is not None:
+            raise InvalidAccount(f"显示名无效 / display_name: {problem}")
         values: dict[str, Any] = dict(changes)
         if password is not None:
             self._check_password(password)

@@ -48,6 +48,7 @@ from gateway.auth.guards import (
     report_rate,
 )
 from gateway.auth.principal import Permission
+from gateway.ids import DeviceId, Id
 from gateway.incidents import attachments as att
 from gateway.incidents import stats as st
 from gateway.incidents.categories import IncidentCategory, Severity, Source
@@ -118,11 +119,11 @@ class ReportIn(BaseModel):
     title_zh: str = Field(..., min_length=1, max_length=300)
     title_en: str = Field("", max_length=300)
     description: str = Field("", max_length=4000)
-    site: str | None = None
-    cell: str | None = None
-    place: str | None = None
-    device_id: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    place: Id | None = None
+    device_id: DeviceId | None = None
+    household: Id | None = None
     location: GeoPoint | None = None
     actor: str | None = Field(None, max_length=100, description="Who files it (person id)")
     role: str = Field("", max_length=32)
@@ -134,9 +135,9 @@ class HazardIn(BaseModel):
     text: str = Field(..., min_length=1, max_length=2000)
     location: GeoPoint
     category: IncidentCategory = IncidentCategory.HAZARD
-    site: str | None = None
-    cell: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    household: Id | None = None
     reporter: str | None = Field(None, max_length=100)
 
 
@@ -145,7 +146,9 @@ class ActionIn(BaseModel):
     actor: str | None = Field(None, max_length=100)
     role: str = Field("", max_length=32)
     note: str = Field("", max_length=4000)
-    assignees: list[str] = Field(default_factory=list, max_length=20)
+    assignees: list[Id] = Field(
+        default_factory=list, max_length=20, description="Grid people in the incident's scope"
+    )
     score: int | None = Field(None, description="evaluate: 1–5")
     attachments: list[str] = Field(default_factory=list, max_length=20)
 

@@ -28,6 +28,7 @@ from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Role
 from gateway.grid.store import list_households
+from gateway.ids import DeviceId, Id
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import OPEN_STAGES, Stage, allowed
 from gateway.incidents.queries import IncidentFilter, get_incident, list_incidents
@@ -43,7 +44,7 @@ class ProfileTestIn(BaseModel):
     profile: str = Field(..., min_length=1, max_length=100)
     topic: str = Field(..., min_length=1, max_length=500)
     payload: str = Field(..., min_length=1, max_length=64 * 1024)
-    site: str | None = Field(None, max_length=64, description="Registry site for the device")
+    site: Id | None = Field(None, description="Registry site for the device")
     kind: DeviceKind | None = None
 
 
@@ -51,10 +52,10 @@ class RoutesTestIn(BaseModel):
     category: IncidentCategory
     severity: Severity = Severity.P1
     source: Source = Source.RULE
-    site: str | None = None
-    cell: str | None = None
-    device_id: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    device_id: DeviceId | None = None
+    household: Id | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
 
