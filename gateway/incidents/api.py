@@ -29,6 +29,7 @@ from fastapi import (
     status,
 )
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -46,11 +47,14 @@ from gateway.auth.guards import (
     household_allowed,
     own_household,
     report_rate,
+    visible_incident,
 )
 from gateway.auth.principal import Permission
+from gateway.grid.directory import GridDirectory
 from gateway.ids import DeviceId, Id
 from gateway.incidents import attachments as att
 from gateway.incidents import stats as st
+from gateway.incidents.assignees import unassignable
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import USER_ACTIONS, Action, IllegalTransition, Stage, allowed
 from gateway.incidents.queries import (
@@ -100,6 +104,9 @@ class IncidentsContext(Protocol):
 
     @property
     def timezone(self) -> str: ...
+
+    @property
+    def grid(self) -> GridDirectory: ...
 
 
 # -- request bodies ---------------------------------------------------------------------
@@ -295,13 +302,35 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         responses={409: {"description": "Not allowed in the incident's stage"}},
     )
     async def act(
-        incident_id: int, body: ActionIn, principal: CurrentPrincipal
+        incident_id: int,
+        body: ActionIn,
+        principal: CurrentPrincipal,
+        place: Annotated[dict[str, Any], Depends(visible_incident)],
     ) -> StageOut | JSONResponse:
         """Workflow actions: dispatch, accept, feedback, verify, reject, evaluate, false_alarm,
         cancel, reopen, acknowledge, comment, attach. An action the stage does not allow is
         refused with 409 and the reason."""
         if body.action not in USER_ACTIONS:
             raise invalid("action", f"{body.action.value} is recorded by the system only")
+        wrong = unassignable(
+            ctx.grid,
+            body.assignees,
+            cell=place["cell"],
+            site=place["site"],
+            household=place["household"],
+        )
+        if wrong:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("body", "assignees"),
+                        "msg": "不是本事件范围内的网格人员 / not a grid person in the "
+                        f"incident's scope: {', '.join(wrong)}",
+                        "input": wrong,
+                    }
+                ]
+            )
         try:
             stage = await ctx.service.act(
                 incident_id,
