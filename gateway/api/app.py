@@ -14,7 +14,7 @@ from gateway.api.deps import get_current_principal
 from gateway.api.docs import CSP, OPENAPI_URL, render_docs
 from gateway.api.routes import api_router
 from gateway.api.runtime import Runtime
-from gateway.api.security import SecureHeadersMiddleware
+from gateway.api.security import SecureHeadersMiddleware, WebSocketOriginMiddleware
 
 if TYPE_CHECKING:
     from gateway.auth.service import AuthService
@@ -76,6 +76,7 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(SecureHeadersMiddleware)
+    app.add_middleware(WebSocketOriginMiddleware, allowed_origins=list(cors_origins))
 
     @app.get("/docs", include_in_schema=False, dependencies=seam)
     async def docs(request: Request) -> HTMLResponse:

@@ -133,13 +133,11 @@ def build_pages(ctx: WebContext) -> APIRouter:
         from gateway.incidents.queries import get_incident
 
         found = await Database(ctx.engine).run(get_incident, incident_id)
-        if found is None:
+        if found is None or not can_see(user, found, ctx.grid):  # alike: ids cannot be probed
             return render(
                 request, "message.html", user=user, page="notfound", status_code=404,
                 title_key="notfound.title", text_key="notfound.title",
             )  # fmt: skip
-        if not can_see(user, found, ctx.grid):
-            return forbidden(request, user)
         return render(request, "incident.html", user=user, page="incident", incident_id=incident_id)
 
     @router.get("/console/{page}")
