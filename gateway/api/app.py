@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import __version__
 from gateway.api.deps import get_current_principal
@@ -32,6 +33,7 @@ def create_app(
     extra_routers: Sequence[APIRouter] = (),
     auth: AuthService | None = None,
     cors_origins: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
     """The API for one running gateway. ``extra_routers`` (incidents, …) are mounted as
     given, behind the same authentication as the built-in routes.
@@ -39,7 +41,11 @@ def create_app(
     ``auth`` (the accounts service) enables logins, sessions and tokens, the account and
     audit routes, and the audit middleware. When not given, a configured ``Gateway`` gets
     one on its own database; any other runtime gets none and every call is refused (401).
-    CORS is closed unless ``cors_origins`` lists the console's origins."""
+    CORS is closed unless ``cors_origins`` lists the console's origins.
+
+    The client's address (rate limits, audit rows, sessions) is the connection's peer;
+    ``X-Forwarded-For``/``-Proto`` are believed only from ``trusted_proxies`` (addresses or
+    networks of the reverse proxies in front), never by default."""
     app = FastAPI(
         title=TITLE,
         version=__version__,
@@ -77,6 +83,8 @@ def create_app(
         )
     app.add_middleware(SecureHeadersMiddleware)
     app.add_middleware(WebSocketOriginMiddleware, allowed_origins=list(cors_origins))
+    if trusted_proxies:  # outermost: everything inside sees the client behind the proxy
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))
 
     @app.get("/docs", include_in_schema=False, dependencies=seam)
     async def docs(request: Request) -> HTMLResponse:

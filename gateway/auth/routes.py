@@ -22,13 +22,13 @@ from gateway.auth.roles import AccountRole
 from gateway.auth.scope import SCOPE_KEYS
 from gateway.auth.service import (
     SESSION_PREFIX,
-    AccountLocked,
     Actor,
     AuthService,
     InvalidAccount,
     LoginFailed,
     NotFound,
 )
+from gateway.auth.signin import LoginThrottled
 from gateway.ids import Id, Name
 
 
@@ -163,12 +163,16 @@ public_router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 @public_router.post(
     "/login",
-    responses={401: {}, 423: {"description": "Account locked"}, 429: {}},
+    responses={
+        401: {"description": "Wrong user name or password (alike)"},
+        429: {"description": "Too many tries from this address, or failed ones: Retry-After"},
+    },
 )
 async def login(body: LoginIn, request: Request, response: Response, auth: AuthDep) -> LoginOut:
     """Log in with user name and password: sets the HttpOnly, SameSite=Strict session cookie
     for the console and returns the same session id for use as a bearer token. Limited per
-    client address; repeated failures lock the account for a while (both audited)."""
+    client address; failures delay further tries from the failing address (growing delays,
+    429 with Retry-After), never locking the account: its owner signs in from elsewhere."""
     limiter = limiter_of(request)
     ip = _client(request)
     wait = limiter.hit(auth.config.login_rate, "login", ip)
@@ -178,8 +182,8 @@ async def login(body: LoginIn, request: Request, response: Response, auth: AuthD
         token, principal = await anyio.to_thread.run_sync(
             auth.login, body.username, body.password, ip
         )
-    except AccountLocked as exc:
-        raise HTTPException(status.HTTP_423_LOCKED, str(exc)) from None
+    except LoginThrottled as exc:
+        raise too_many(exc.retry_after_s) from None
     except LoginFailed as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
@@ -351,6 +355,30 @@ async def update_user(
     except (InvalidAccount, NotFound) as exc:
         raise _bad(exc) from None
     return UserOut(**user)
+
+
+class UnlockOut(BaseModel):
+    id: str
+    username: str
+    cleared: int = Field(..., description="Throttle keys cleared (name × address, name)")
+
+
+@users_router.post("/{user_id}/unlock", responses={404: {}})
+async def unlock_user(
+    user_id: Annotated[str, Path(max_length=32)],
+    request: Request,
+    principal: CurrentPrincipal,
+    auth: AuthDep,
+) -> UnlockOut:
+    """Clear an account's failed sign-ins: every address's delay for it ends now
+    (audited as ``user.unlock``). Sessions are not touched."""
+    try:
+        done = await anyio.to_thread.run_sync(
+            lambda: auth.unlock(user_id, Actor.of(principal, _client(request)))
+        )
+    except NotFound as exc:
+        raise _bad(exc) from None
+    return UnlockOut(**done)
 
 
 @users_router.get("/{user_id}/tokens", responses={404: {}})

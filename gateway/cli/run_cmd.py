@@ -45,7 +45,7 @@ async def serve(
     import uvicorn
 
     from gateway.runtime import Gateway
-    from gateway.server import build_app
+    from gateway.server import build_app, uvicorn_config
     from gateway.tuning import tune_interpreter
 
     class Server(uvicorn.Server):
@@ -59,11 +59,7 @@ async def serve(
     await gateway.start()
     app = await build_app(gateway)
     tune_interpreter()  # GIL switch interval and garbage collector: gateway/tuning.py
-    server = Server(
-        uvicorn.Config(
-            app, host=config.api.host, port=config.api.port, log_level="warning", lifespan="on"
-        )
-    )
+    server = Server(uvicorn_config(app, config.api))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
