@@ -21,7 +21,7 @@ from gateway.api.schemas import (
     PipelineHealth,
     WriterHealth,
 )
-from gateway.audit.chain import AuditLog, load_audit_key
+from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
@@ -103,7 +103,7 @@ class Gateway:
             rule_dir=config.rules_dir,
             routing_path=config.routing_file,
             grid_dir=config.grid_dir,
-            audit=AuditLog(self.engine, load_audit_key(config.data_dir)),
+            audit=open_audit_log(self.engine, config.data_dir, config.audit),
             sms=config.sms,
         )
         self.rules.sink = self.incidents.sink

@@ -37,15 +37,15 @@ async def build_app(gateway: Gateway) -> FastAPI:
     )
     app.include_router(web.pages_router)  # not behind the API login: it holds the sign-in page
     app.state.rules = gateway.rules
-    app.router.lifespan_context = partial(_housekeeping, auth)
+    app.router.lifespan_context = partial(_housekeeping, auth, config.audit.checkpoint_log_s)
     return app
 
 
 @asynccontextmanager
-async def _housekeeping(auth: AuthService, _app: object) -> AsyncIterator[None]:
+async def _housekeeping(auth: AuthService, log_every_s: float, _app: object) -> AsyncIterator[None]:
     """While the server runs: failed sign-ins aggregated and the audit head checkpointed
-    in the background; everything pending written when it stops."""
-    job = AuthHousekeeping(auth)
+    to the log in the background; everything pending written when it stops."""
+    job = AuthHousekeeping(auth, log_every_s=log_every_s)
     job.start()
     try:
         yield

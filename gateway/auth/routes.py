@@ -148,6 +148,7 @@ class VerifyOut(BaseModel):
     checked: int
     bad_row: int | None = None
     reason: str = ""
+    checkpoint: str = Field("", description="How the chain's end compared with the checkpoint")
 
 
 def _bad(exc: Exception) -> HTTPException:
@@ -412,10 +413,15 @@ async def list_audit(
 
 @audit_router.get("/verify")
 async def verify_audit(auth: AuthDep) -> VerifyOut:
-    """Walk the hash chain; report the first altered, moved or missing row."""
+    """Walk the hash chain; report the first altered, moved or missing row, and rows cut
+    from the end after the last checkpoint."""
     result = await anyio.to_thread.run_sync(auth.audit.verify)
     return VerifyOut(
-        ok=result.ok, checked=result.checked, bad_row=result.bad_row, reason=result.reason
+        ok=result.ok,
+        checked=result.checked,
+        bad_row=result.bad_row,
+        reason=result.reason,
+        checkpoint=result.checkpoint,
     )
 
 

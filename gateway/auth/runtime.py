@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.audit.chain import AuditLog, load_audit_key
+from gateway.audit.chain import open_audit_log
 from gateway.auth.service import AuthService
 from gateway.auth.throttle import Alert
 from gateway.config.settings import GatewayConfig
@@ -30,7 +31,7 @@ def accounts_for(
     """The accounts service on the gateway's (migrated) database; creates the first
     administrator from ``LIANFANG_ADMIN_USER`` / ``LIANFANG_ADMIN_PASSWORD`` if there is
     no account yet."""
-    audit = AuditLog(engine, load_audit_key(config.data_dir))
+    audit = open_audit_log(engine, config.data_dir, config.audit)
     auth = AuthService(engine, audit, config.auth, grid=grid)
     auth.bootstrap_admin_from_env()
     if not auth.has_users():
@@ -74,9 +75,11 @@ class AuthHousekeeping:
     """Background work of the accounts: the aggregated failed sign-ins are written when their
     interval ends (and at stop), and the audit log's head is checkpointed."""
 
-    def __init__(self, auth: AuthService, every_s: float = 30.0) -> None:
+    def __init__(self, auth: AuthService, every_s: float = 30.0, log_every_s: float = 60.0) -> None:
         self.auth = auth
-        self.every_s = every_s
+        self.every_s = min(every_s, log_every_s)
+        self.log_every_s = log_every_s
+        self._next_log = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -92,6 +95,9 @@ class AuthHousekeeping:
 
     def tick(self, *, final: bool = False) -> None:
         self.auth.flush_failed_logins(force=final)
+        if final or time.monotonic() >= self._next_log:
+            self._next_log = time.monotonic() + self.log_every_s
+            self.auth.audit.checkpoint_to_log()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import Engine
 
+from gateway.audit.chain import AuditKeyError, AuditLog
 from gateway.config import ConfigErrors
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="lianfang.yaml (database, data dir)")
@@ -29,3 +30,20 @@ def open_database(
     engine = make_engine(database or cfg.sqlite_url_resolved())
     migrate(engine)
     return engine, data_dir or cfg.data_dir
+
+
+def open_audit(
+    config: Path | None, database: str | None, data_dir: Path | None
+) -> tuple[Engine, AuditLog]:
+    """The database and its audit log (key and checkpoint file as the gateway has them);
+    exit 2 when the key cannot be loaded."""
+    from gateway.audit.chain import open_audit_log
+    from gateway.config.settings import GatewayConfig, load_gateway_config
+
+    engine, data = open_database(config, database, data_dir)
+    cfg = load_gateway_config(config) if config is not None else GatewayConfig()
+    try:
+        return engine, open_audit_log(engine, data, cfg.audit)
+    except AuditKeyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc

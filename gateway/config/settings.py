@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
@@ -281,6 +282,7 @@ class GatewayConfig(Strict):
     ingest: IngestConfig = IngestConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
+    audit: AuditConfig = Field(AuditConfig(), description="Audit key file and checkpoints")
     retention: RetentionConfig = RetentionConfig()
     sms: SmsConfig = Field(SmsConfig(), description="SMS/voice driver (default: log only)")
     profiles_dir: Path = Path("profiles")

@@ -17,7 +17,7 @@ from gateway.audit.tables import audit_log
 from gateway.auth.guards import live_push
 from gateway.auth.principal import EVERYTHING, Principal
 from gateway.auth.roles import AccountRole
-from gateway.auth.runtime import push_security_alert
+from gateway.auth.runtime import AuthHousekeeping, push_security_alert
 from gateway.auth.service import CLI
 from gateway.auth.throttle import Alert, LoginThrottle, ThrottleSettings
 from gateway.notify.console import NotificationHub
@@ -236,3 +236,14 @@ async def test_the_alert_is_pushed_to_administrators_only() -> None:
     assert (await anext(views["command_operator"]))["type"] == "update"
     for stream in views.values():
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_housekeeping_writes_what_is_pending_when_the_server_stops(
+    world: World, clients: dict[str, Any]
+) -> None:
+    await _login(clients[ATTACKER], "someone", "wrong")
+    assert not _rows(world, "auth.login_failed")
+    job = AuthHousekeeping(world.auth, every_s=3600)
+    job.start()
+    await job.stop()
+    assert len(_rows(world, "auth.login_failed")) == 1
