@@ -38,6 +38,10 @@ ID_RULE = (
     "(no spaces, quotes, slashes or MQTT wildcards)"
 )
 
+# What no database column can take: NUL (PostgreSQL refuses it in text) and lone UTF-16
+# surrogates (not encodable as UTF-8). Refused at the HTTP edge (gateway.api.storable).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
@@ -78,6 +82,11 @@ def first_bad_device_id(device_ids: Iterable[str]) -> str | None:
         if problem is not None:
             return f"device id {device_id[: DEVICE_ID_MAX + 1]!r}: {problem}"
     return None
+
+
+def storable(value: str) -> str:
+    """``value`` with unstorable characters replaced by U+FFFD (for records of refusals)."""
+    return UNSTORABLE.sub("\ufffd", value)
 
 
 def name_problem(value: str) -> str | None:

@@ -36,6 +36,7 @@ from gateway.ingest.pipeline import Normaliser
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
+from gateway.storage.files import secure_data_dir
 from gateway.storage.registry import (
     CONSOLE,
     console_devices,
@@ -55,6 +56,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, protocol: Literal["v5", "v311"] = "v5") -> None:
         self.config = config
+        secure_data_dir(config.data_dir)  # owner-only data files, checked at every start
         set_pii_key(load_pii_key(config.data_dir))
         install_log_redaction()  # no phone or ID-card number reaches a log
         self.registry = load_sites(config.sites_dir)

@@ -10,9 +10,10 @@ from functools import partial
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from gateway.api.app import create_app
+from gateway.api.storable import storable_input
 from gateway.auth.runtime import AuthHousekeeping, accounts_for, push_security_alert
 from gateway.auth.service import AuthService
 from gateway.config.settings import ApiConfig
@@ -35,7 +36,8 @@ async def build_app(gateway: Gateway) -> FastAPI:
         cors_origins=config.auth.cors_origins,
         trusted_proxies=config.api.trusted_proxies,
     )
-    app.include_router(web.pages_router)  # not behind the API login: it holds the sign-in page
+    # not behind the API login (it holds the sign-in page); unstorable text refused alike
+    app.include_router(web.pages_router, dependencies=[Depends(storable_input)])
     app.state.rules = gateway.rules
     app.router.lifespan_context = partial(_housekeeping, auth, config.audit.checkpoint_log_s)
     return app

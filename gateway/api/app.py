@@ -16,6 +16,7 @@ from gateway.api.docs import CSP, OPENAPI_URL, render_docs
 from gateway.api.routes import api_router
 from gateway.api.runtime import Runtime
 from gateway.api.security import SecureHeadersMiddleware, WebSocketOriginMiddleware
+from gateway.api.storable import storable_input
 
 if TYPE_CHECKING:
     from gateway.auth.service import AuthService
@@ -61,7 +62,8 @@ def create_app(
         auth = accounts_of_runtime(runtime)  # a configured gateway always gets accounts
     app.state.runtime = runtime
     app.state.auth = auth
-    seam = [Depends(get_current_principal)]
+    # Who is calling, then text the database cannot store refused (422) on every route.
+    seam = [Depends(get_current_principal), Depends(storable_input)]
     app.include_router(api_router, dependencies=seam)
     for router in extra_routers:
         app.include_router(router, dependencies=seam)
@@ -69,7 +71,7 @@ def create_app(
         from gateway.audit.middleware import AuditMiddleware
         from gateway.auth import routes as auth_routes
 
-        app.include_router(auth_routes.public_router)
+        app.include_router(auth_routes.public_router, dependencies=[Depends(storable_input)])
         for router in auth_routes.routers:
             app.include_router(router, dependencies=seam)
         app.add_middleware(AuditMiddleware, audit=auth.audit)

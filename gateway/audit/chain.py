@@ -95,10 +95,14 @@ def load_audit_key(data_dir: Path | None = None, key_file: Path | None = None) -
     return _read_secret(path, "audit key")
 
 
-def open_audit_log(engine: Engine, data_dir: Path, config: AuditConfig | None = None) -> AuditLog:
+def open_audit_log(
+    engine: Engine, data_dir: Path, config: AuditConfig | None = None, *, checkpoints: bool = True
+) -> AuditLog:
     """The audit log of a gateway: its key and its checkpoint file from ``config``."""
     config = config or AuditConfig()
     key = load_audit_key(data_dir, config.key_file)
+    if not checkpoints:
+        return AuditLog(engine, key)
     path = config.checkpoint_file or data_dir / CHECKPOINT_NAME
     return AuditLog(engine, key, checkpoints=Checkpoints(path, key))
 

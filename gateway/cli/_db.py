@@ -36,14 +36,16 @@ def open_audit(
     config: Path | None, database: str | None, data_dir: Path | None
 ) -> tuple[Engine, AuditLog]:
     """The database and its audit log (key and checkpoint file as the gateway has them);
-    exit 2 when the key cannot be loaded."""
+    exit 2 when the key cannot be loaded. A ``--database`` named without ``--config`` or
+    ``--data-dir`` has no known checkpoint file: its chain is checked without one."""
     from gateway.audit.chain import open_audit_log
     from gateway.config.settings import GatewayConfig, load_gateway_config
 
     engine, data = open_database(config, database, data_dir)
     cfg = load_gateway_config(config) if config is not None else GatewayConfig()
+    known = config is not None or data_dir is not None or database is None
     try:
-        return engine, open_audit_log(engine, data, cfg.audit)
+        return engine, open_audit_log(engine, data, cfg.audit, checkpoints=known)
     except AuditKeyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
         _setup_logging(cfg.log_level)
+        os.umask(0o077)  # every file the gateway creates is its owner's only
         banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
         asyncio.run(serve(cfg, protocol="v311" if mqtt_v311 else "v5", banner=banner))
 
@@ -114,6 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
+        os.umask(0o077)  # every file the gateway creates is its owner's only
         asyncio.run(
             _demo(port, mqtt_port or free_port(), data_dir.resolve(), rate, seed, camera_port)
         )
