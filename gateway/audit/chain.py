@@ -179,7 +179,7 @@ class AuditLog:
                     head = conn.info.pop(_HEAD, None)
             if head is not None and self.checkpoints is not None:
                 try:
-                    self.checkpoints.record(*head)
+                    self.checkpoints.record(head[0], head[1], holds=self._holds)
                 except OSError:  # the row is committed; a missing checkpoint is reported
                     log.exception("audit: could not write the checkpoint of row %s", head[0])
 
@@ -223,12 +223,34 @@ class AuditLog:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
 
+    def _holds(self, cp: Checkpoint) -> bool:
+        """Whether the chain still has the checkpointed row, unchanged."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.id == cp.id)).scalar()
+        return stored == cp.hash
+
     def checkpoint_to_log(self) -> bool:
         """Write the head to the log when it moved since the last time (the copy that
-        leaves the machine with the logs)."""
+        leaves the machine with the logs). A database head behind the checkpoint file is
+        logged as an error instead (rows were cut), never copied as the new head."""
         if self.checkpoints is None:
             return False
-        return self.checkpoints.log_head(*self.head())
+        row_id, row_hash = self.head()
+        try:
+            saved = self.checkpoints.read()
+        except CheckpointError as exc:
+            log.error("audit checkpoint file %s: %s", self.checkpoints.path, exc)
+            saved = None
+        if saved is not None and (
+            saved.id > row_id or (saved.id == row_id and saved.hash != row_hash)
+        ):
+            log.error(
+                "audit log: the database ends at row %d but the checkpoint of %s names row %d "
+                "(rows were cut or replaced): run `lianfang audit verify`",
+                row_id, saved.at.isoformat(), saved.id,
+            )  # fmt: skip
+            return False
+        return self.checkpoints.log_head(row_id, row_hash)
 
     def verify(self, *, batch: int = 1000, expect: Checkpoint | None = None) -> VerifyResult:
         """Walk the chain, then compare its end with the checkpoint file (and with
@@ -267,7 +289,7 @@ class AuditLog:
         if cp.id > rows:
             return VerifyResult(
                 False, rows, rows + 1,
-                f"rows {rows + 1}–{cp.id} are missing: the checkpoint of "
+                f"{_rows_named(rows + 1, cp.id)} missing: the checkpoint of "
                 f"{cp.at.isoformat()} names row {cp.id} (rows were cut from the end)",
             )  # fmt: skip
         if cp.id > 0:
@@ -319,6 +341,10 @@ class AuditLog:
                     expected_id += 1
                     checked += 1
                     after = rid
+
+
+def _rows_named(first: int, last: int) -> str:
+    return f"row {first} is" if first == last else f"rows {first}–{last} are"
 
 
 @dataclass(frozen=True, slots=True)

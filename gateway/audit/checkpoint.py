@@ -21,7 +21,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,20 +111,32 @@ class Checkpoints:
         finally:
             os.close(fd)
 
-    def record(self, row_id: int, row_hash: str) -> None:
-        """Write the head after a commit, unless the file already names a later row."""
+    def record(
+        self, row_id: int, row_hash: str, holds: Callable[[Checkpoint], bool] | None = None
+    ) -> bool:
+        """Write the head after a commit, unless the file already names a later row, or the
+        chain no longer holds the row the file names (``holds``): then the file is kept as
+        the evidence of a cut, and an error logged. Returns whether it was written."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked():
             with contextlib.suppress(CheckpointError):
                 current = self.read()
                 if current is not None and current.id >= row_id:
-                    return
+                    return False
+                if current is not None and holds is not None and not holds(current):
+                    log.error(
+                        "audit log: row %d is not the row checkpointed at %s (rows were cut or "
+                        "replaced); the checkpoint is kept: run `lianfang audit verify`",
+                        current.id, current.at.isoformat(),
+                    )  # fmt: skip
+                    return False
             cp = self.sign(row_id, row_hash)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(cp.to_json(), fh)
             os.replace(tmp, self.path)
+        return True
 
     def log_head(self, row_id: int, row_hash: str) -> bool:
         """Write the head to the log (for a copy off the machine) when it has moved."""

@@ -193,6 +193,10 @@ def test_cutting_and_appending_again_is_reported(checkpointed: tuple[Engine, Aud
         plain.append(AuditEntry(actor="mallory", action="innocent", after={"n": n}))
     result = log.verify()
     assert not result.ok and result.bad_row == 7 and "not the row checkpointed" in result.reason
+    # the gateway's next rows do not move the checkpoint past the evidence
+    log.append(AuditEntry(actor="user8", action="incident.act"))
+    assert log.checkpoints is not None and log.checkpoints.read().id == 7  # type: ignore[union-attr]
+    assert log.verify().bad_row == 7
 
 
 def test_an_altered_checkpoint_is_reported(
@@ -224,6 +228,16 @@ def test_a_replayed_old_checkpoint_is_caught_by_the_logs_copy(
     assert log.verify().ok  # the file alone cannot tell
     result = log.verify(expect=parse_log_line(line))
     assert not result.ok and result.bad_row == 8
+
+
+def test_a_cut_tail_is_logged_as_an_error_not_as_the_new_head(
+    checkpointed: tuple[Engine, AuditLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, log = checkpointed
+    _unlocked(engine, "DELETE FROM audit_log WHERE id = 7")
+    with caplog.at_level(logging.INFO):
+        assert not log.checkpoint_to_log()
+    assert "ends at row 6" in caplog.text and LOG_PREFIX not in caplog.text
 
 
 def test_cli_verify_reports_a_cut_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
