@@ -3,6 +3,7 @@ database and its WAL files are created owner-only (0600)."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             private_dir(Path(database).parent)
             for suffix in ("", "-wal", "-shm"):  # owner-only, also when made by an older run
                 path = Path(database + suffix)
-                if suffix == "" or path.exists():
+                if suffix == "" and not path.exists():
                     touch_private(path)
-                    if path.stat().st_mode & 0o077:
+                elif path.exists() and path.stat().st_mode & 0o077:
+                    with contextlib.suppress(PermissionError):  # another owner's: theirs to fix
                         path.chmod(0o600)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
