@@ -176,9 +176,10 @@ async def login(body: LoginIn, request: Request, response: Response, auth: AuthD
     429 with Retry-After), never locking the account: its owner signs in from elsewhere."""
     limiter = limiter_of(request)
     ip = _client(request)
-    wait = limiter.hit(auth.config.login_rate, "login", ip)
-    if wait is not None:
-        raise too_many(wait)
+    if not auth.signin.throttle.known(body.username.strip().lower()[:64], ip):
+        wait = limiter.hit(auth.config.login_rate, "login", ip)
+        if wait is not None:
+            raise too_many(wait)
     try:
         token, principal = await anyio.to_thread.run_sync(
             auth.login, body.username, body.password, ip

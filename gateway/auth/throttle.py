@@ -12,7 +12,10 @@ Failed sign-ins are counted under three keys, each with its own growing delay:
   an address that has not failed for it (its owner) is never held back by this key.
 
 Keys use the name as typed (lower-cased), whether or not the account exists, so unknown
-and existing names get the same answers. A success clears its account × address key. Counts
+and existing names get the same answers. A success clears its account × address key and
+makes the pair *known* for ``known_s`` (30 days): a known pair is not held by the address
+key (nor by the login rate limit per address, ``gateway.auth.routes``), so others failing
+from a shared address (an office behind one NAT) do not shut the owner out. Counts
 are forgotten after ``window_s`` without a failure. Nothing here ends a session or locks an
 account; an administrator can clear an account's keys (``unlock``). When a name or an
 address crosses ``alert_after`` failures in a window, ``failed`` returns an ``Alert`` once.
@@ -40,6 +43,7 @@ class ThrottleSettings:
     max_delay_s: float = 900.0
     window_s: float = 3600.0
     alert_after: int = 20
+    known_s: float = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,8 @@ class LoginThrottle:
         self._lock = threading.Lock()
         self._counts: OrderedDict[tuple[str, str], _Count] = OrderedDict()
         self._addresses: dict[str, set[str]] = {}  # account → addresses that failed for it
+        # (account, address) pairs that signed in: exempt from the per-address keys
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     # -- reading --------------------------------------------------------------------------
     def _get(self, kind: str, key: str, now: float) -> _Count | None:
@@ -87,16 +93,23 @@ class LoginThrottle:
         s = self.settings
         return count.last + min(s.max_delay_s, s.base_delay_s * 2.0 ** min(count.n - free, 30))
 
+    def known(self, account: str, address: str) -> bool:
+        """Whether this account signed in from this address within ``known_s``: the owner
+        at their usual place, whom another name's failures there must not shut out."""
+        with self._lock:
+            at = self._known.get((account, address))
+            return at is not None and self.clock() - at <= self.settings.known_s
+
     def wait(self, account: str, address: str) -> float:
         """Seconds before this address may try this account name again (0: now)."""
         now = self.clock()
         s = self.settings
+        known = self.known(account, address)
         with self._lock:
             pair = self._get("pair", f"{account}\n{address}", now)
-            until = [
-                self._until(pair, s.free),
-                self._until(self._get("address", address, now), s.address_free),
-            ]
+            until = [self._until(pair, s.free)]
+            if not known:  # others' failures from the same address do not hold the owner
+                until.append(self._until(self._get("address", address, now), s.address_free))
             if pair is not None:  # only an address that failed for it meets the account key
                 until.append(self._until(self._get("account", account, now), s.account_free))
         return max(0.0, max(until) - now)
@@ -137,6 +150,10 @@ class LoginThrottle:
     def succeeded(self, account: str, address: str) -> None:
         with self._lock:
             self._counts.pop(("pair", f"{account}\n{address}"), None)
+            self._known[(account, address)] = self.clock()
+            self._known.move_to_end((account, address))
+            while len(self._known) > MAX_KEYS:
+                self._known.popitem(last=False)
 
     def unlock(self, account: str) -> int:
         """Forget every failure recorded for this account name; returns how many keys."""

@@ -247,3 +247,23 @@ async def test_housekeeping_writes_what_is_pending_when_the_server_stops(
     job.start()
     await job.stop()
     assert len(_rows(world, "auth.login_failed")) == 1
+
+
+async def test_others_failing_at_the_owners_address_do_not_shut_the_owner_out(
+    world: World, clients: dict[str, Any]
+) -> None:
+    """An office behind one address: someone hammers other names there (address key and
+    login rate limit reached); the owner, who has signed in from there, still gets in."""
+    world.auth.config = world.auth.config.model_copy(
+        update={"login_rate": "12/minute", "address_failures": 5}
+    )
+    world.auth.create_user("li", PASSWORD, AccountRole.GRID_WORKER, CLI)
+    office = clients[OWNER]
+    assert (await _login(office, "li", PASSWORD)).status_code == 200
+    codes = [(await _login(office, f"x{i}", "wrong")).status_code for i in range(14)]
+    assert codes[:5] == [401] * 5 and set(codes[-3:]) == {429}, codes
+    assert (await _login(office, "newcomer", "anything")).status_code == 429
+    assert (await _login(office, "li", PASSWORD)).status_code == 200
+    # but guessing the owner's name there meets its own name x address delays
+    li = [(await _login(office, "li", f"guess{i}")).status_code for i in range(7)]
+    assert li[:5] == [401] * 5 and li[5:] == [429, 429], li
