@@ -94,7 +94,7 @@ async def test_every_operation_refuses_a_nul_with_a_4xx(any_world: World) -> Non
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", w.app)
     admin = w.as_("admin")
     failures: list[str] = []
-    tried = 0
+    tried = least = 0
     for result in schema.get_all_operations():
         op = result.ok()
         if op.path in STREAMS:
@@ -102,7 +102,9 @@ async def test_every_operation_refuses_a_nul_with_a_4xx(any_world: World) -> Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonInteractiveExampleWarning)
             case = op.as_strategy().example()
-        for request in _with_a_nul(op.path, case):
+        declared = [p.name for p in op.query]
+        least += len(declared) + len(list(op.path_parameters))
+        for request in _with_a_nul(op.path, case, declared):
             request["headers"] = {**request["headers"], **admin}
             try:
                 r = await w.client.request(**request)
@@ -113,7 +115,7 @@ async def test_every_operation_refuses_a_nul_with_a_4xx(any_world: World) -> Non
             if not 400 <= r.status_code < 500:
                 failures.append(f"{op.method.upper()} {op.path}: {r.status_code} {r.text[:200]}")
     assert not failures, "\n".join(failures)
-    assert tried > 60
+    assert tried >= least > 40  # every declared parameter was tried at least once
     # the live stream refuses it too, before streaming
     async with w.client.stream(
         "GET", "/api/events/stream", params={"site": "a\x00"}, headers=admin
@@ -121,9 +123,9 @@ async def test_every_operation_refuses_a_nul_with_a_4xx(any_world: World) -> Non
         assert r.status_code == 422
 
 
-def _with_a_nul(template: str, case: Any) -> Iterator[dict[str, Any]]:
-    """Requests made from ``case`` with one string value made to hold a NUL: each query
-    parameter, each path parameter, each string field of a JSON body in turn."""
+def _with_a_nul(template: str, case: Any, query: list[str]) -> Iterator[dict[str, Any]]:
+    """Requests made from ``case`` with one value made to hold a NUL: each declared query
+    parameter, each path parameter, each string field of the JSON body in turn."""
     base = _request(case)
     path_values = {k: str(v) for k, v in (case.path_parameters or {}).items()}
 
@@ -133,8 +135,8 @@ def _with_a_nul(template: str, case: Any) -> Iterator[dict[str, Any]]:
             out = out.replace("{" + key + "}", quote(value, safe=""))
         return out
 
-    for key in case.query or {}:
-        yield {**base, "params": {**case.query, key: "a\x00b"}}
+    for key in query:
+        yield {**base, "params": {**(case.query or {}), key: "a\x00b"}}
     for key in path_values:
         yield {**base, "url": url({**path_values, key: "a\x00b"})}
     content = base.get("content")
