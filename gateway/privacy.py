@@ -56,7 +56,7 @@ def load_pii_key(data_dir: Path | None = None) -> bytes:
         raise PiiKeyError(f"{KEY_ENV} is not set and no data directory to keep a key in")
     path = data_dir / KEY_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
@@ -186,18 +186,36 @@ _IDENTIFIERS = re.compile(
 )
 
 
+# Secrets that must never reach a log line, even quoted in a driver's error: password
+# hashes, console session ids and API token secrets.
+_SECRETS = re.compile(
+    r"\$argon2(?:id|i|d)\$[A-Za-z0-9$=,+/.]*"  # an argon2 password hash
+    r"|(?<![0-9A-Za-z])lfs_[A-Za-z0-9_-]{8,}"  # a session id
+    r"|(?<![0-9A-Za-z])(lft_[0-9a-f]+_)[A-Za-z0-9_-]{8,}"  # an API token (its id stays)
+)
+
+
+def _secret_mask(m: re.Match[str]) -> str:
+    text = m.group(0)
+    if text.startswith("$argon2"):
+        return "$argon2***"
+    return f"{m.group(1)}***" if m.group(1) else "lfs_***"
+
+
 def redact_identifiers(text: str) -> str:
-    """Mobile, landline and ID-card numbers in free text → their masked form."""
-    return _IDENTIFIERS.sub(lambda m: mask_tail(m.group(0), 4), text)
+    """Mobile, landline and ID-card numbers in free text → their masked form; password
+    hashes, session ids and token secrets → ``***``."""
+    return _IDENTIFIERS.sub(lambda m: mask_tail(m.group(0), 4), _SECRETS.sub(_secret_mask, text))
 
 
 _installed = False
 
 
 def install_log_redaction() -> None:
-    """Mask phone and ID-card numbers in every log record of this process, whichever logger
-    or handler (uvicorn's included) writes it: a record factory formats the message (and an
-    exception's traceback) once and masks it. Idempotent."""
+    """Mask phone and ID-card numbers (and password hashes, session ids, token secrets) in
+    every log record of this process, whichever logger or handler (uvicorn's included)
+    writes it: a record factory formats the message (and an exception's traceback) once and
+    masks it. Idempotent."""
     global _installed
     if _installed:
         return

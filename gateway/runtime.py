@@ -21,7 +21,7 @@ from gateway.api.schemas import (
     PipelineHealth,
     WriterHealth,
 )
-from gateway.audit.chain import AuditLog, load_audit_key
+from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
@@ -46,6 +46,7 @@ from gateway.receivers.sink import ReceiverSink, settle_on_all
 from gateway.reloading import ConfigReloader
 from gateway.retention import RetentionJob
 from gateway.storage.db import make_engine, migrate
+from gateway.storage.files import secure_data_dir
 from gateway.storage.registry import (
     CONSOLE,
     console_devices,
@@ -65,6 +66,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, protocol: Literal["v5", "v311"] = "v5") -> None:
         self.config = config
+        secure_data_dir(config.data_dir)  # owner-only data files, checked at every start
         set_pii_key(load_pii_key(config.data_dir))
         install_log_redaction()  # no phone or ID-card number reaches a log
         self.registry = load_sites(config.sites_dir)
@@ -115,7 +117,7 @@ class Gateway:
             rule_dir=config.rules_dir,
             routing_path=config.routing_file,
             grid_dir=config.grid_dir,
-            audit=AuditLog(self.engine, load_audit_key(config.data_dir)),
+            audit=open_audit_log(self.engine, config.data_dir, config.audit),
             sms=config.sms,
         )
         self.rules.sink = self.incidents.sink

@@ -241,6 +241,13 @@ async def test_device_edits_are_scoped_and_validated(running: Running) -> None:
     assert "heartbeat_s" in await reasons("x-1", site=SITE, kind="access", heartbeat_s=0)
     assert "colour" in await reasons("x-1", site=SITE, kind="access", colour="red")
     assert "device_id" in await reasons("bad+id", site=SITE, kind="access")
+    # the id grammar (gateway/ids.py): quotes, markup, spaces, slashes are refused
+    for bad in ('xx"><img src=x onerror=alert(1)>', "a b", "a/b", "-lead", "'q'"):
+        assert "device_id" in await reasons(bad, site=SITE, kind="access"), bad
+        assert running.gw.registry.device(bad) is None
+    # names refuse NUL and bidirectional overrides (display spoofing)
+    for name in ("门\u202egnp.exe", "a\x00b", "a\u2066b"):
+        assert "name" in await reasons("x-2", site=SITE, kind="access", name=name)
     # an unknown site of the caller's own scope: the administrator sees every site
     r = await running.put("admin", "x-1", site="nowhere", kind="access")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "site"]

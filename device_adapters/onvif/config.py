@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
+from gateway.ids import DeviceId, Id
 
 
 class _Strict(BaseModel):
@@ -22,8 +23,8 @@ class _Strict(BaseModel):
 class CameraConfig(_Strict):
     """One ONVIF camera (or ONVIF access controller)."""
 
-    id: str = Field(..., min_length=1, max_length=128, description="Device id in the site registry")
-    site: str = Field(..., min_length=1, max_length=64)
+    id: DeviceId = Field(..., description="Device id in the site registry")
+    site: Id
     kind: Literal["perimeter", "access"] = Field(
         "perimeter", description="Device kind for health events; door topics always give access"
     )

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit.chain import AuditEntry, AuditLog
+from gateway.ids import storable
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ def redact(value: Any, depth: int = 0) -> Any:
         }
     if isinstance(value, list):
         return [redact(v, depth + 1) for v in value[:100]]
-    if isinstance(value, str) and len(value) > 500:
-        return value[:500] + "…"
+    if isinstance(value, str):
+        value = storable(value)  # a refused NUL must not break the row that records it
+        return value[:500] + "…" if len(value) > 500 else value
     return value
 
 
@@ -143,8 +145,8 @@ class AuditMiddleware:
             actor=getattr(principal, "actor", None) or "anonymous",
             role=getattr(principal, "role", "") or "",
             source_ip=client[0] if client else "",
-            action=f"{scope['method']} {template}",
-            target=scope["path"],
+            action=storable(f"{scope['method']} {template}"),
+            target=storable(scope["path"]),
             status=status,
             before=None if before is None else redact(before),
             after={"request": request, "response": answer},

@@ -270,6 +270,9 @@ AcknowledgeableNotification = Depends(acknowledgeable_notification)
 # -- live console push ------------------------------------------------------------------
 
 
+ROLE_ADDRESS = "role/"  # an item for every viewer of one account role: role/administrator
+
+
 @dataclass(frozen=True, slots=True)
 class LivePush:
     """Which items of the live console push (``NotificationHub``) a viewer receives.
@@ -277,7 +280,8 @@ class LivePush:
     An item is about one incident; it is delivered when the incident is in the viewer's
     scope (``Scope.sees_incident`` on its cell, site, reporter) or when it is addressed to the
     viewer themselves (``person/<their grid person id>``, e.g. a dispatch to someone outside
-    their cells). Items about no known incident reach unrestricted viewers only.
+    their cells) or to the viewer's account role (``role/administrator``: security alerts,
+    which no other role receives). Items about no known incident reach unrestricted viewers only.
     ``recipients`` (the ``recipient`` query parameter) only narrows: items addressed to
     someone else, and updates addressed to no one, are then left out.
     """
@@ -291,6 +295,8 @@ class LivePush:
             return False
         if recipient is not None and recipient in self.addresses:
             return True
+        if recipient is not None and recipient.startswith(ROLE_ADDRESS):
+            return False  # for one role (the administrators' security alerts) only
         if place is None:
             return self.scope.everything
         return self.scope.sees_incident(place.cell, place.site, place.reporter)
@@ -303,7 +309,10 @@ def live_push(
     ] = None,
 ) -> LivePush:
     wanted = frozenset(p.strip() for v in recipient or () for p in v.split(",") if p.strip())
-    addresses = frozenset({f"person/{principal.person_id}"} if principal.person_id else ())
+    addresses = frozenset(
+        {f"{ROLE_ADDRESS}{principal.role}"}
+        | ({f"person/{principal.person_id}"} if principal.person_id else set())
+    )
     return LivePush(principal.scope, addresses, wanted)
 
 

@@ -22,13 +22,14 @@ from gateway.auth.roles import AccountRole
 from gateway.auth.scope import SCOPE_KEYS
 from gateway.auth.service import (
     SESSION_PREFIX,
-    AccountLocked,
     Actor,
     AuthService,
     InvalidAccount,
     LoginFailed,
     NotFound,
 )
+from gateway.auth.signin import LoginThrottled
+from gateway.ids import Id, Name
 
 
 def _client(request: Request) -> str:
@@ -77,35 +78,35 @@ class MeOut(BaseModel):
 
 
 class Scopes(BaseModel):
-    streets: list[str] = Field(default_factory=list, max_length=200)
-    communities: list[str] = Field(default_factory=list, max_length=200)
-    cells: list[str] = Field(default_factory=list, max_length=500)
-    beats: list[str] = Field(default_factory=list, max_length=200)
-    sites: list[str] = Field(default_factory=list, max_length=500)
+    streets: list[Id] = Field(default_factory=list, max_length=200)
+    communities: list[Id] = Field(default_factory=list, max_length=200)
+    cells: list[Id] = Field(default_factory=list, max_length=500)
+    beats: list[Id] = Field(default_factory=list, max_length=200)
+    sites: list[Id] = Field(default_factory=list, max_length=500)
 
 
 class UserIn(BaseModel):
-    username: str = Field(..., min_length=1, max_length=64)
+    username: Id = Field(..., description="a-z 0-9 . _ - @ (the id grammar, lower case)")
     password: str | None = Field(None, max_length=256, description="None: token-only account")
     role: AccountRole
-    display_name: str = Field("", max_length=100)
-    person_id: str | None = Field(None, max_length=64, description="Grid person (their scopes)")
-    household_id: str | None = Field(None, max_length=64, description="Residents")
+    display_name: Name = Field("", max_length=100)
+    person_id: Id | None = Field(None, description="Grid person (their scopes)")
+    household_id: Id | None = Field(None, description="Residents")
     scopes: Scopes = Field(default_factory=Scopes)
 
 
 class UserPatch(BaseModel):
     role: AccountRole | None = None
-    display_name: str | None = Field(None, max_length=100)
-    person_id: str | None = Field(None, max_length=64)
-    household_id: str | None = Field(None, max_length=64)
+    display_name: Name | None = Field(None, max_length=100)
+    person_id: Id | None = None
+    household_id: Id | None = None
     scopes: Scopes | None = None
     active: bool | None = None
     password: str | None = Field(None, max_length=256)
 
 
 class TokenIn(BaseModel):
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
     permissions: list[Permission] | None = Field(
         None, description="A subset of your role's permissions; omitted: all of them"
     )
@@ -147,6 +148,7 @@ class VerifyOut(BaseModel):
     checked: int
     bad_row: int | None = None
     reason: str = ""
+    checkpoint: str = Field("", description="How the chain's end compared with the checkpoint")
 
 
 def _bad(exc: Exception) -> HTTPException:
@@ -162,23 +164,28 @@ public_router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 @public_router.post(
     "/login",
-    responses={401: {}, 423: {"description": "Account locked"}, 429: {}},
+    responses={
+        401: {"description": "Wrong user name or password (alike)"},
+        429: {"description": "Too many tries from this address, or failed ones: Retry-After"},
+    },
 )
 async def login(body: LoginIn, request: Request, response: Response, auth: AuthDep) -> LoginOut:
     """Log in with user name and password: sets the HttpOnly, SameSite=Strict session cookie
     for the console and returns the same session id for use as a bearer token. Limited per
-    client address; repeated failures lock the account for a while (both audited)."""
+    client address; failures delay further tries from the failing address (growing delays,
+    429 with Retry-After), never locking the account: its owner signs in from elsewhere."""
     limiter = limiter_of(request)
     ip = _client(request)
-    wait = limiter.hit(auth.config.login_rate, "login", ip)
-    if wait is not None:
-        raise too_many(wait)
+    if not auth.signin.throttle.known(body.username.strip().lower()[:64], ip):
+        wait = limiter.hit(auth.config.login_rate, "login", ip)
+        if wait is not None:
+            raise too_many(wait)
     try:
         token, principal = await anyio.to_thread.run_sync(
             auth.login, body.username, body.password, ip
         )
-    except AccountLocked as exc:
-        raise HTTPException(status.HTTP_423_LOCKED, str(exc)) from None
+    except LoginThrottled as exc:
+        raise too_many(exc.retry_after_s) from None
     except LoginFailed as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
@@ -352,6 +359,30 @@ async def update_user(
     return UserOut(**user)
 
 
+class UnlockOut(BaseModel):
+    id: str
+    username: str
+    cleared: int = Field(..., description="Throttle keys cleared (name × address, name)")
+
+
+@users_router.post("/{user_id}/unlock", responses={404: {}})
+async def unlock_user(
+    user_id: Annotated[str, Path(max_length=32)],
+    request: Request,
+    principal: CurrentPrincipal,
+    auth: AuthDep,
+) -> UnlockOut:
+    """Clear an account's failed sign-ins: every address's delay for it ends now
+    (audited as ``user.unlock``). Sessions are not touched."""
+    try:
+        done = await anyio.to_thread.run_sync(
+            lambda: auth.unlock(user_id, Actor.of(principal, _client(request)))
+        )
+    except NotFound as exc:
+        raise _bad(exc) from None
+    return UnlockOut(**done)
+
+
 @users_router.get("/{user_id}/tokens", responses={404: {}})
 async def user_tokens(user_id: str, auth: AuthDep) -> list[TokenOut]:
     return [TokenOut(**r) for r in await anyio.to_thread.run_sync(auth.list_tokens, user_id)]
@@ -383,10 +414,15 @@ async def list_audit(
 
 @audit_router.get("/verify")
 async def verify_audit(auth: AuthDep) -> VerifyOut:
-    """Walk the hash chain; report the first altered, moved or missing row."""
+    """Walk the hash chain; report the first altered, moved or missing row, and rows cut
+    from the end after the last checkpoint."""
     result = await anyio.to_thread.run_sync(auth.audit.verify)
     return VerifyOut(
-        ok=result.ok, checked=result.checked, bad_row=result.bad_row, reason=result.reason
+        ok=result.ok,
+        checked=result.checked,
+        bad_row=result.bad_row,
+        reason=result.reason,
+        checkpoint=result.checkpoint,
     )
 
 

@@ -1,4 +1,4 @@
-"""Accounts: users, console sessions, API tokens, lockout, and principal resolution.
+"""Accounts: users, console sessions, API tokens, sign-in throttling, and principal resolution.
 
 Blocking functions (run them in a worker thread from async code). Every change is written
 to the audit log in the same transaction, with before/after.
@@ -34,8 +34,10 @@ from gateway.auth.passwords import hash_password, needs_rehash, verify_password
 from gateway.auth.principal import Principal
 from gateway.auth.roles import AccountRole, permissions_of
 from gateway.auth.scope import SCOPE_KEYS, resolve_scope
+from gateway.auth.signin import SignInGuard
 from gateway.auth.tables import api_tokens, auth_sessions, users
 from gateway.grid.directory import GridDirectory
+from gateway.ids import is_id, name_problem
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,6 @@ class AuthError(Exception):
 
 class LoginFailed(AuthError):
     pass
-
-
-class AccountLocked(AuthError):
-    def __init__(self, until: datetime) -> None:
-        super().__init__("账户已锁定，请稍后再试 / account locked, try again later")
-        self.until = until
 
 
 class InvalidAccount(AuthError, ValueError):
@@ -131,10 +127,20 @@ class AuthService:
     ) -> None:
         self.engine = engine
         self.audit = audit
-        self.config = config or AuthConfig()
         self.clock = clock
+        self.signin = SignInGuard(audit, config or AuthConfig(), clock)
+        self.config = config or AuthConfig()
         self._grid = grid
         self._grid_cache: tuple[float, GridDirectory] | None = None
+
+    @property
+    def config(self) -> AuthConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: AuthConfig) -> None:
+        self._config = config
+        self.signin.configure(config)
 
     # -- grid ------------------------------------------------------------------------------
     def grid(self) -> GridDirectory:
@@ -168,8 +174,12 @@ class AuthService:
         scopes: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, Any]:
         username = username.strip().lower()
-        if not (1 <= len(username) <= 64) or not set(username) <= USERNAME_CHARS:
-            raise InvalidAccount("用户名无效 / invalid username (a-z 0-9 . _ - @)")
+        if not is_id(username) or not set(username) <= USERNAME_CHARS:
+            raise InvalidAccount(
+                "用户名无效 / invalid username (a-z 0-9 . _ - @, starting with a letter or digit)"
+            )
+        if (problem := name_problem(display_name)) is not None:
+            raise InvalidAccount(f"显示名无效 / display_name: {problem}")
         if password is not None:
             self._check_password(password)
         if role is AccountRole.RESIDENT and not household_id:
@@ -210,6 +220,8 @@ class AuthService:
             raise InvalidAccount(f"cannot change {sorted(bad)}")
         if "role" in changes:
             changes["role"] = AccountRole(changes["role"]).value
+        if (problem := name_problem(str(changes.get("display_name") or ""))) is not None:
+            raise InvalidAccount(f"显示名无效 / display_name: {problem}")
         values: dict[str, Any] = dict(changes)
         if password is not None:
             self._check_password(password)
@@ -259,59 +271,73 @@ class AuthService:
 
     # -- login and sessions ----------------------------------------------------------------
     def login(self, username: str, password: str, source_ip: str = "") -> tuple[str, Principal]:
-        """Check the password; on success a new session (token, principal). Failures count
-        towards a lockout; every outcome is audited (never the password)."""
-        username = username.strip().lower()
+        """Check the password; on success a new session (token, principal). Failures slow
+        further tries down (``gateway.auth.throttle``: per name × address, per address, per
+        name) without ever locking the account; unknown and existing names are answered
+        alike. Successes are audited at once, failures aggregated per interval (never the
+        password)."""
+        name = username.strip().lower()[:64]
+        self.signin.flush()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == name)).first()
+        target = f"user:{row.id}" if row is not None else f"user:{name}"
+        role = row.role if row is not None else ""
+        self.signin.check(name, source_ip, target=target, role=role)  # may raise
+        stored = row.password_hash if row is not None else None
+        ok = verify_password(stored, password)  # the same work for unknown names
+        if row is None or not row.active or not ok:
+            self.signin.failed(name, source_ip, target=target, role=role)
+            raise LoginFailed("用户名或密码错误 / wrong user name or password")
         now = self.clock()
-        failure: AuthError | None = None
-        with self.audit.transaction() as conn:  # failures are committed, then raised
-            row = conn.execute(select(users).where(users.c.username == username)).first()
-            stored = row.password_hash if row is not None else None
-            ok = verify_password(stored, password)
-            who = Actor(username[:100] or "?", row.role if row is not None else "", source_ip)
-            locked = _utc(row.locked_until) if row is not None else None
-            if row is None or not row.active:
-                self._audit(conn, who, "auth.login_failed", f"user:{username}", None, None, 401)
-                failure = LoginFailed("用户名或密码错误 / wrong user name or password")
-            elif locked is not None and locked > now:
-                self._audit(conn, who, "auth.login_locked", f"user:{row.id}", None, None, 423)
-                failure = AccountLocked(locked)
-            elif not ok:
-                failures = int(row.failed_logins) + 1
-                values: dict[str, Any] = {"failed_logins": failures}
-                action = "auth.login_failed"
-                failure = LoginFailed("用户名或密码错误 / wrong user name or password")
-                if failures >= self.config.max_failed_logins:
-                    until = now + timedelta(minutes=self.config.lockout_minutes)
-                    values = {"failed_logins": 0, "locked_until": until}
-                    action = "auth.lockout"
-                    failure = AccountLocked(until)
-                conn.execute(update(users).where(users.c.id == row.id).values(**values))
-                after = {"failed_logins": failures, "locked_until": values.get("locked_until")}
-                self._audit(conn, who, action, f"user:{row.id}", None, after, 401)
-            else:
-                values = {"failed_logins": 0, "locked_until": None}
-                if stored is not None and needs_rehash(stored):
-                    values["password_hash"] = hash_password(password)
-                conn.execute(update(users).where(users.c.id == row.id).values(**values))
-                token = SESSION_PREFIX + secrets.token_urlsafe(32)
-                conn.execute(
-                    insert(auth_sessions),
-                    [
-                        {
-                            "id_hash": _digest(token),
-                            "user_id": row.id,
-                            "created_at": now,
-                            "expires_at": now + timedelta(hours=self.config.session_hours),
-                            "source_ip": source_ip[:64],
-                        }
-                    ],
-                )
-                self._audit(conn, who, "auth.login", f"user:{row.id}", None, None, 200)
-                principal = self._principal(conn, row._mapping, session_id=_digest(token)[:16])
-        if failure is not None:
-            raise failure
+        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
+        if stored is not None and needs_rehash(stored):
+            values["password_hash"] = hash_password(password)
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        with self.audit.transaction() as conn:
+            current = conn.execute(select(users).where(users.c.id == row.id)).first()
+            if current is None or not current.active or current.password_hash != stored:
+                raise LoginFailed("用户名或密码错误 / wrong user name or password")
+            conn.execute(update(users).where(users.c.id == row.id).values(**values))
+            conn.execute(
+                insert(auth_sessions),
+                [
+                    {
+                        "id_hash": _digest(token),
+                        "user_id": row.id,
+                        "created_at": now,
+                        "expires_at": now + timedelta(hours=self.config.session_hours),
+                        "source_ip": source_ip[:64],
+                    }
+                ],
+            )
+            who = Actor(name or "?", role, source_ip)
+            self._audit(conn, who, "auth.login", target, None, None, 200)
+            principal = self._principal(conn, current._mapping, session_id=_digest(token)[:16])
+        self.signin.succeeded(name, source_ip)
         return token, principal
+
+    def unlock(self, user_id: str, actor: Actor) -> dict[str, Any]:
+        """An administrator clears an account's failed sign-ins (every address's delay for
+        it, and a lock set by an older version), audited."""
+        with self.audit.transaction() as conn:
+            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+            if row is None:
+                raise NotFound(f"no user {user_id}")
+            cleared = self.signin.unlock(row.username)
+            conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=0, locked_until=None, updated_at=self.clock())
+            )
+            self._audit(
+                conn, actor, "user.unlock", f"user:{user_id}", None, {"cleared_keys": cleared}
+            )
+        return {"id": user_id, "username": row.username, "cleared": cleared}
+
+    def flush_failed_logins(self, *, force: bool = False) -> int:
+        """Write the aggregated failed sign-ins of finished intervals (all with ``force``,
+        at shutdown). Returns the rows written."""
+        return self.signin.flush(force=force)
 
     def logout(self, token: str, actor: Actor) -> bool:
         with self.audit.transaction() as conn:

@@ -66,7 +66,7 @@ async def serve(
     from gateway.ingest.mqtt import ConsumerLockError
     from gateway.privacy import PiiKeyError
     from gateway.runtime import Gateway
-    from gateway.server import build_app
+    from gateway.server import build_app, uvicorn_config
     from gateway.tuning import tune_interpreter
 
     class Server(uvicorn.Server):
@@ -90,7 +90,7 @@ async def serve(
     try:
         app = await build_app(gateway)
         tune_interpreter()  # GIL switch interval and garbage collector: gateway/tuning.py
-        server = Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        server = Server(uvicorn_config(app, config.api))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -126,6 +126,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from exc
         _setup_logging(cfg.log_level)
+        os.umask(0o077)  # every file the gateway creates is its owner's only
         banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
         try:
             check_data_folder_free(cfg.data_dir, cfg.mqtt.client_id)
@@ -166,6 +167,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero set-up: embedded broker, SQLite, a simulated compound and the API on 127.0.0.1."""
         _setup_logging("info")
+        os.umask(0o077)  # every file the gateway creates is its owner's only
         try:
             check_data_folder_free(data_dir.resolve(), DEMO_CLIENT_ID)
             sock = bind_api_socket("127.0.0.1", port)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gateway.cli._db import ConfigOpt, DatabaseOpt, DataDirOpt, open_database
+from gateway.cli._db import ConfigOpt, DatabaseOpt, DataDirOpt, open_audit
 
 if TYPE_CHECKING:
     from gateway.auth.service import AuthService
@@ -21,16 +21,10 @@ app = typer.Typer(help="Accounts and API tokens 账户与令牌", no_args_is_hel
 
 
 def _service(config: Path | None, database: str | None, data_dir: Path | None) -> AuthService:
-    from gateway.audit.chain import AuditKeyError, AuditLog, load_audit_key
     from gateway.auth.service import AuthService
 
-    engine, data = open_database(config, database, data_dir)
-    try:
-        key = load_audit_key(data)
-    except AuditKeyError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
-    return AuthService(engine, AuditLog(engine, key))
+    engine, audit = open_audit(config, database, data_dir)
+    return AuthService(engine, audit)
 
 
 def _password(prompt: bool) -> str:

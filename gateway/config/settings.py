@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig, RetentionConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
@@ -146,6 +147,23 @@ class RulesConfig(Strict):
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or networks) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: the peer address is the client's",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
 
 
 # Placeholders an SMS gateway's body template may use (gateway.notify.sms_http).
@@ -281,6 +299,7 @@ class GatewayConfig(Strict):
     rules: RulesConfig = RulesConfig()
     api: ApiConfig = ApiConfig()
     auth: AuthConfig = AuthConfig()
+    audit: AuditConfig = Field(AuditConfig(), description="Audit key file and checkpoints")
     retention: RetentionConfig = RetentionConfig()
     sms: SmsConfig = Field(SmsConfig(), description="SMS/voice driver (default: log only)")
     sia: SiaReceiverConfig = Field(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.events import DeviceKind
+from gateway.ids import DeviceId, Id, Name
 from gateway.receivers.gb28181.config import Gb28181DeviceConfig
 from gateway.receivers.sia.config import SiaPanelConfig
 
@@ -18,20 +19,20 @@ class _Strict(BaseModel):
 
 
 class DeviceConfig(_Strict):
-    id: str = Field(
-        ..., min_length=1, max_length=128, description="Device id as the profile extracts it"
-    )
+    id: DeviceId = Field(..., description="Device id as the profile extracts it (gateway/ids.py)")
     kind: DeviceKind
-    name: str = ""
+    name: Name = Field("", max_length=200)
     profile: str | None = Field(
         None, description="Profile id expected for this device (informational)"
     )
-    place: str | None = Field(
+    place: Id | None = Field(
         None, description="Building, gate, perimeter zone or door it belongs to"
     )
-    zone: str | None = None
-    household: str | None = Field(None, description="Household id, for panic buttons")
-    camera: str | None = Field(None, description="Linked camera device id (evidence snapshots)")
+    zone: Name | None = Field(None, max_length=64)
+    household: Id | None = Field(None, description="Household id, for panic buttons")
+    camera: DeviceId | None = Field(
+        None, description="Linked camera device id (evidence snapshots)"
+    )
     heartbeat_s: int | None = Field(None, ge=1, description="Expected heartbeat period")
     # Devices that push over their own protocols (gateway/receivers).
     sia: SiaPanelConfig | None = Field(None, description="Alarm panel reporting over SIA DC-09")
@@ -47,18 +48,18 @@ class DeviceConfig(_Strict):
 
 
 class PlaceConfig(_Strict):
-    id: str
+    id: Id
     kind: str = Field(..., description="compound, building, unit, gate, perimeter_zone, door")
-    name: str = ""
-    parent: str | None = None
+    name: Name = Field("", max_length=200)
+    parent: Id | None = None
 
 
 class SiteConfig(_Strict):
     """One compound (小区)."""
 
-    id: str = Field(..., min_length=1, max_length=64)
-    name: str = ""
-    address: str = ""
+    id: Id
+    name: Name = Field("", max_length=200)
+    address: Name = Field("", max_length=300)
     places: list[PlaceConfig] = []
     devices: list[DeviceConfig] = []
 

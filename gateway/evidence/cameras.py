@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config.errors import ConfigError, ConfigErrors
+from gateway.ids import DeviceId, Name
 
 
 class Strict(BaseModel):
@@ -27,10 +28,8 @@ def is_url(source: str) -> bool:
 
 
 class CameraConfig(Strict):
-    id: str = Field(
-        ..., min_length=1, max_length=128, description="Camera id; the device id in the site"
-    )
-    name: str = ""
+    id: DeviceId = Field(..., description="Camera id; the device id in the site")
+    name: Name = Field("", max_length=200)
     stream: str | None = Field(
         None,
         description="rtsp:// (or http://) stream URL, or a video file path (relative to the file)",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from gateway.events import utcnow
 from gateway.evidence.snapshot import Snapshot, check_jpeg
+from gateway.storage.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class EvidenceStore:
         with self._lock:
             self._index.clear()
             self._total = 0
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.root)
             for sidecar in sorted(self.root.glob("*/*.json")):
                 try:
                     meta = StoredSnapshot.from_json(json.loads(sidecar.read_text("utf-8")))
@@ -155,7 +155,7 @@ class EvidenceStore:
             pinned=pin,
         )
         jpeg_path = self._jpeg_path(meta)
-        jpeg_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(jpeg_path.parent)
         _write_atomic(jpeg_path, snapshot.jpeg)
         _write_atomic(jpeg_path.with_suffix(".json"), json.dumps(meta.to_json()).encode())
         with self._lock:
@@ -220,9 +220,4 @@ class EvidenceStore:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    # Owner-only: pictures show people and plates (pushed face captures among them).
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_private(path, data)  # owner-only: snapshots show people

@@ -23,6 +23,7 @@ from gateway.auth.principal import Permission
 from gateway.grid import store
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Household, Person, Role
+from gateway.ids import ID_MAX, ID_PATTERN
 from gateway.incidents.api import IncidentPermission, require_permission
 
 
@@ -56,7 +57,7 @@ def _refs_household(grid: GridDirectory, h: Household) -> list[str]:
     return problems
 
 
-GridId = Annotated[str, PathParam(min_length=1, max_length=64)]
+GridId = Annotated[str, PathParam(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN)]
 
 
 def build_grid_router(ctx: GridContext) -> APIRouter:

@@ -22,9 +22,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_yaml
 from gateway.config.sites import SiteRegistry
+from gateway.ids import Id, Name
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-Id = Annotated[str, Field(pattern=ID_PATTERN)]
 PHONE = re.compile(r"^(\+?86[- ]?)?(1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|110|119|120)$")
 
 
@@ -93,12 +92,12 @@ def _phone(value: str | None) -> str | None:
 
 class StreetOffice(Strict):
     id: Id
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
 
 
 class Community(Strict):
     id: Id
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
     street: Id = Field(..., description="Street office id")
 
 
@@ -111,7 +110,7 @@ class Cell(Strict):
     """A grid cell (网格); with ``parent`` a micro-grid (微网格) inside another cell."""
 
     id: Id
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
     community: Id
     parent: Id | None = Field(None, description="Parent cell id: this is a micro-grid")
     sites: IdList = Field(default_factory=list, description="Compounds wholly in this cell")
@@ -124,8 +123,8 @@ class Beat(Strict):
     """A police beat (警务区) and the cells it covers (警网融合)."""
 
     id: Id
-    name: str = Field(..., min_length=1, max_length=100)
-    station: str = Field("", max_length=100, description="Police station (派出所)")
+    name: Name = Field(..., min_length=1, max_length=100)
+    station: Name = Field("", max_length=100, description="Police station (派出所)")
     cells: IdList = Field(..., min_length=1)
 
 
@@ -133,14 +132,14 @@ class NeighbourGroup(Strict):
     """A 十户联防 group: about ten households that are told when one presses its button."""
 
     id: Id
-    name: str = Field(..., min_length=1, max_length=100)
+    name: Name = Field(..., min_length=1, max_length=100)
     cell: Id
 
 
 class Contact(Strict):
-    name: str = Field(..., min_length=1, max_length=50)
+    name: Name = Field(..., min_length=1, max_length=50)
     phone: str | None = None
-    relation: str = Field("", max_length=20)
+    relation: Name = Field("", max_length=20)
 
     _p = field_validator("phone")(_phone)
 
@@ -149,14 +148,14 @@ class Household(Strict):
     id: Id = Field(..., description="As the site's devices name it (``household:``)")
     site: Id
     place: Id | None = Field(None, description="Unit or building place id")
-    address: str = Field("", max_length=200)
+    address: Name = Field("", max_length=200)
     group: Id | None = Field(None, description="Neighbour group id")
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
 
 
 class Person(Strict):
     id: Id
-    name: str = Field(..., min_length=1, max_length=50)
+    name: Name = Field(..., min_length=1, max_length=50)
     phone: str | None = None
     roles: Annotated[list[Role], BeforeValidator(_as_list)] = Field(..., min_length=1)
     streets: IdList = Field(default_factory=list)

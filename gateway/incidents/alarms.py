@@ -16,6 +16,7 @@ from gateway.api.deps import CurrentPrincipal, require
 from gateway.auth.guards import alarm_rate, household_allowed, own_household
 from gateway.auth.principal import Permission
 from gateway.grid.directory import GridDirectory
+from gateway.ids import Id
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.service import IncidentService, Report
 
@@ -29,8 +30,8 @@ class AlarmContext(Protocol):
 
 
 class AlarmIn(BaseModel):
-    household: str | None = Field(
-        None, max_length=64, description="Household id; residents may omit it (their own)"
+    household: Id | None = Field(
+        None, description="Household id; residents may omit it (their own)"
     )
     note: str = Field("", max_length=500)
 

@@ -29,6 +29,7 @@ from fastapi import (
     status,
 )
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
@@ -46,10 +47,14 @@ from gateway.auth.guards import (
     household_allowed,
     own_household,
     report_rate,
+    visible_incident,
 )
 from gateway.auth.principal import Permission
+from gateway.grid.directory import GridDirectory
+from gateway.ids import DeviceId, Id
 from gateway.incidents import attachments as att
 from gateway.incidents import stats as st
+from gateway.incidents.assignees import unassignable
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import USER_ACTIONS, Action, IllegalTransition, Stage, allowed
 from gateway.incidents.queries import (
@@ -106,6 +111,9 @@ class IncidentsContext(Protocol):
     @property
     def timezone(self) -> str: ...
 
+    @property
+    def grid(self) -> GridDirectory: ...
+
 
 # -- request bodies ---------------------------------------------------------------------
 
@@ -124,11 +132,11 @@ class ReportIn(BaseModel):
     title_zh: str = Field(..., min_length=1, max_length=300)
     title_en: str = Field("", max_length=300)
     description: str = Field("", max_length=4000)
-    site: str | None = None
-    cell: str | None = None
-    place: str | None = None
-    device_id: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    place: Id | None = None
+    device_id: DeviceId | None = None
+    household: Id | None = None
     location: GeoPoint | None = None
     actor: str | None = Field(None, max_length=100, description="Who files it (person id)")
     role: str = Field("", max_length=32)
@@ -140,9 +148,9 @@ class HazardIn(BaseModel):
     text: str = Field(..., min_length=1, max_length=2000)
     location: GeoPoint
     category: IncidentCategory = IncidentCategory.HAZARD
-    site: str | None = None
-    cell: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    household: Id | None = None
     reporter: str | None = Field(None, max_length=100)
 
 
@@ -151,7 +159,9 @@ class ActionIn(BaseModel):
     actor: str | None = Field(None, max_length=100)
     role: str = Field("", max_length=32)
     note: str = Field("", max_length=4000)
-    assignees: list[str] = Field(default_factory=list, max_length=20)
+    assignees: list[Id] = Field(
+        default_factory=list, max_length=20, description="Grid people in the incident's scope"
+    )
     score: int | None = Field(None, description="evaluate: 1–5")
     attachments: list[str] = Field(default_factory=list, max_length=20)
 
@@ -309,7 +319,10 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         responses={409: {"description": "Not allowed in the incident's stage"}},
     )
     async def act(
-        incident_id: int, body: ActionIn, principal: CurrentPrincipal
+        incident_id: int,
+        body: ActionIn,
+        principal: CurrentPrincipal,
+        place: Annotated[dict[str, Any], Depends(visible_incident)],
     ) -> StageOut | JSONResponse:
         """Workflow actions: dispatch, accept, feedback, verify, reject, evaluate, false_alarm,
         cancel, reopen, acknowledge, comment, attach. An action the stage does not allow is
@@ -317,6 +330,25 @@ def build_routers(ctx: IncidentsContext) -> list[APIRouter]:
         escalation stops); a repeat records nothing and answers ``duplicate``."""
         if body.action not in USER_ACTIONS:
             raise invalid("action", f"{body.action.value} is recorded by the system only")
+        wrong = unassignable(
+            ctx.grid,
+            body.assignees,
+            cell=place["cell"],
+            site=place["site"],
+            household=place["household"],
+        )
+        if wrong:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("body", "assignees"),
+                        "msg": "不是本事件范围内的网格人员 / not a grid person in the "
+                        f"incident's scope: {', '.join(wrong)}",
+                        "input": wrong,
+                    }
+                ]
+            )
         try:
             acted = await ctx.service.apply(
                 incident_id,

@@ -7,11 +7,12 @@ JPEG, PNG, WebP. Size is capped (``MAX_BYTES``); the API stops reading beyond it
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 from pathlib import Path
 from typing import Any
+
+from gateway.storage.files import private_dir, write_private
 
 MAX_BYTES = 10 * 1024 * 1024
 TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
@@ -47,13 +48,8 @@ def write(data_dir: Path, incident_id: int, data: bytes, content_type: str) -> d
         raise BadAttachment(f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
     attachment_id = secrets.token_hex(12)
     target = path_for(data_dir, incident_id, attachment_id, content_type)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(target)
+    private_dir(target.parent)
+    write_private(target, data, fsync=True)  # owner-only: pictures of people and homes
     return {
         "id": attachment_id,
         "content_type": content_type,

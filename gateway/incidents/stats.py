@@ -17,8 +17,6 @@ Percentiles are nearest-rank (p50 is the median). The monthly score is documente
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.csv_export import csv_text
 from gateway.incidents.lifecycle import Action, Stage
 
 RESULT_STAGES = frozenset({Stage.VERIFIED, Stage.EVALUATED, Stage.FALSE_ALARM})
@@ -267,9 +266,5 @@ RANK_COLUMNS = (
 
 
 def ranking_csv(rows: Sequence[RankRow]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(RANK_COLUMNS)
-    for r in rows:
-        writer.writerow(["" if getattr(r, c) is None else getattr(r, c) for c in RANK_COLUMNS])
-    return out.getvalue()
+    """The ranking as CSV, every cell escaped for spreadsheets (``gateway.csv_export``)."""
+    return csv_text(RANK_COLUMNS, ([getattr(r, c) for c in RANK_COLUMNS] for r in rows))

@@ -16,6 +16,7 @@ from device_adapters.profiles.engine import UnknownDevice
 from gateway.config.settings import IngestConfig
 from gateway.config.sites import SiteRegistry
 from gateway.events import Event, utcnow
+from gateway.ids import first_bad_device_id
 from gateway.ingest.decode import Rejected, decode_payload
 from gateway.ingest.reasons import Reason
 
@@ -151,6 +152,8 @@ class Normaliser:
         except Rejected as exc:
             return self.reject(topic, raw, received_at, exc.reason, exc.detail, None)
         except UnknownDevice as exc:
+            if (bad := first_bad_device_id([exc.device_id])) is not None:
+                return self.reject(topic, raw, received_at, Reason.INVALID_DEVICE_ID, bad, None)
             return self.reject(
                 topic, raw, received_at, Reason.UNKNOWN_DEVICE, exc.reason, exc.device_id
             )
@@ -162,6 +165,8 @@ class Normaliser:
             log.exception("adapter %s failed on topic %s", getattr(adapter, "name", adapter), topic)
             return self.reject(topic, raw, received_at, Reason.ADAPTER_ERROR, repr(exc)[:500], None)
 
+        if (bad := first_bad_device_id(e.device_id for e in events)) is not None:
+            return self.reject(topic, raw, received_at, Reason.INVALID_DEVICE_ID, bad, None)
         if not self.config.accept_unknown_devices:
             for event in events:
                 if self.lookup(event.device_id) is None:

@@ -15,6 +15,7 @@ class Reason(StrEnum):
     NO_MATCH = "no_match"  # an adapter takes the topic but no mapping matches the payload
     INVALID_EVENT = "invalid_event"  # a mapping matched but produced invalid values
     UNKNOWN_DEVICE = "unknown_device"  # device not in the site registry
+    INVALID_DEVICE_ID = "invalid_device_id"  # device id outside the id grammar (gateway/ids.py)
     ADAPTER_ERROR = "adapter_error"  # a Python adapter raised unexpectedly
     # push-protocol receivers (gateway/receivers: SIA DC-09, GB/T 28181, GA/T 1400, ISAPI)
     MALFORMED_FRAME = "malformed_frame"  # not a frame of the protocol (framing, grammar)

@@ -1,13 +1,17 @@
-"""Engine creation (SQLite in WAL mode, or PostgreSQL) and schema migration."""
+"""Engine creation (SQLite in WAL mode, or PostgreSQL) and schema migration. A SQLite
+database and its WAL files are created owner-only (0600)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from gateway.storage.files import private_dir, touch_private
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -17,10 +21,20 @@ log = logging.getLogger(__name__)
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """SQLite gets WAL, NORMAL sync (durable at checkpoint, safe with WAL) and a busy timeout."""
     parsed = make_url(url)
+    # Statement parameters never appear in error messages (and so in no log line): they
+    # hold password hashes, token digests and personal data.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_dir(Path(database).parent)
+            for suffix in ("", "-wal", "-shm"):  # owner-only, also when made by an older run
+                path = Path(database + suffix)
+                if suffix == "" and not path.exists():
+                    touch_private(path)
+                elif path.exists() and path.stat().st_mode & 0o077:
+                    with contextlib.suppress(PermissionError):  # another owner's: theirs to fix
+                        path.chmod(0o600)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )

@@ -22,12 +22,13 @@ from sqlalchemy import Engine, Select, or_, select
 
 from gateway.api.deps import CurrentPrincipal, Database, Permission
 from gateway.audit.tables import audit_log, target_is_or_under
-from gateway.auth.guards import GridListing
+from gateway.auth.guards import GridListing, GridListingDep
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind, utcnow
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import Role
 from gateway.grid.store import list_households
+from gateway.ids import DeviceId, Id
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.lifecycle import OPEN_STAGES, Stage, allowed
 from gateway.incidents.queries import IncidentFilter, get_incident, list_incidents
@@ -43,7 +44,7 @@ class ProfileTestIn(BaseModel):
     profile: str = Field(..., min_length=1, max_length=100)
     topic: str = Field(..., min_length=1, max_length=500)
     payload: str = Field(..., min_length=1, max_length=64 * 1024)
-    site: str | None = Field(None, max_length=64, description="Registry site for the device")
+    site: Id | None = Field(None, description="Registry site for the device")
     kind: DeviceKind | None = None
 
 
@@ -51,10 +52,10 @@ class RoutesTestIn(BaseModel):
     category: IncidentCategory
     severity: Severity = Severity.P1
     source: Source = Source.RULE
-    site: str | None = None
-    cell: str | None = None
-    device_id: str | None = None
-    household: str | None = None
+    site: Id | None = None
+    cell: Id | None = None
+    device_id: DeviceId | None = None
+    household: Id | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
 
@@ -128,7 +129,7 @@ def _context(ctx: WebContext, inc: dict[str, Any]) -> dict[str, Any]:
     first_deadline = min(deadlines) if deadlines else None
     if first_deadline is None and deadline_s is not None:
         first_deadline = inc["opened_at"] + timedelta(seconds=deadline_s)
-    names = _names(grid)
+    names = _incident_names(grid, inc)
     acks = [
         {"actor": e["actor"], "name": names.get(e["actor"], e["actor"]), "at": e["at"]}
         for e in inc.get("timeline", [])
@@ -148,6 +149,26 @@ def _context(ctx: WebContext, inc: dict[str, Any]) -> dict[str, Any]:
         "names": names,
         "staff": _staff(grid, inc.get("cell")),
     }
+
+
+def _incident_names(grid: GridDirectory, inc: dict[str, Any]) -> dict[str, str]:
+    """Names of the people this incident refers to (actors, assignees, recipients, the
+    cell's staff): the console shows names, not ids, without listing the whole grid."""
+    ids: set[str] = set(inc.get("assignees") or ())
+    ids.update(str(e.get("actor")) for e in inc.get("timeline", ()))
+    for d in inc.get("deliveries", ()):
+        ids.update(str(v) for v in (d.get("recipient_id"), d.get("acked_by")) if v)
+    ids.update(s["id"] for s in _staff(grid, inc.get("cell")))
+    return {p.id: p.name for p in grid.people.values() if p.id in ids}
+
+
+def _person_cells(grid: GridDirectory, person_id: str) -> dict[str, list[str]]:
+    """A person's cell and beat assignments, as ``GridListing.sees_person`` takes them."""
+    out: dict[str, list[str]] = {"cells": [], "beats": []}
+    for (_role, kind, scope_id), ids in grid.assignments.items():
+        if person_id in ids and kind in ("cell", "beat"):
+            out[f"{kind}s"].append(scope_id)
+    return out
 
 
 def _staff(grid: GridDirectory, cell: str | None) -> list[dict[str, str]]:
@@ -215,11 +236,11 @@ def build_web_api(ctx: WebContext) -> APIRouter:
     UserDep = Annotated[WebUser, Depends(user_dep)]
 
     async def scoped_incident(incident_id: int, user: WebUser) -> dict[str, Any]:
+        """The incident, or 404 when missing *or* outside the user's scope (alike, so ids
+        of other grids cannot be probed)."""
         found = await Database(ctx.engine).run(get_incident, incident_id)
-        if found is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
-        if not can_see(user, found, ctx.grid):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "outside your grid scope")
+        if found is None or not can_see(user, found, ctx.grid):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"未找到 / no incident {incident_id}")
         return found
 
     @router.get("/me")
@@ -235,9 +256,19 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         return out
 
     @router.get("/people")
-    async def people(_: UserDep) -> dict[str, str]:
-        """Display names by person id (names only: no phones)."""
-        return _names(ctx.grid)
+    async def people(
+        _: UserDep, principal: CurrentPrincipal, listing: GridListingDep
+    ) -> dict[str, str]:
+        """Display names by person id (names only: no phones) of the grid people in the
+        caller's scope, as ``/api/grid/people`` lists them (``grid:read``)."""
+        if not principal.allows(Permission.GRID_READ):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "无权限 / needs permission grid:read")
+        grid = ctx.grid
+        return {
+            pid: name
+            for pid, name in _names(grid).items()
+            if listing.sees_person(grid, _person_cells(grid, pid))
+        }
 
     @router.get("/incidents")
     async def my_incidents(
@@ -315,7 +346,7 @@ def build_web_api(ctx: WebContext) -> APIRouter:
     async def alarm_state(incident_id: int, user: UserDep) -> dict[str, Any]:
         """What the resident's phone shows after sending: stage and who acknowledged."""
         found = await scoped_incident(incident_id, user)
-        names = _names(ctx.grid)
+        names = _incident_names(ctx.grid, found)
         acks = [
             {"name": names.get(e["actor"], e["actor"]), "at": e["at"]}
             for e in found["timeline"]
@@ -371,10 +402,11 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         ]
 
     @router.get("/siteplan/{site_id}.svg", response_class=Response)
-    async def plan(site_id: str, _: UserDep) -> Response:
+    async def plan(site_id: str, _: UserDep, principal: CurrentPrincipal) -> Response:
+        """The compound's plan: only of a compound the caller covers (404 otherwise)."""
         site = ctx.registry.sites.get(site_id)
-        if site is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site_id!r}")
+        if site is None or not principal.scope.sees_site(site.id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"未找到 / no site {site_id!r}")
         return Response(
             siteplan.render(site),
             media_type="image/svg+xml",
@@ -382,12 +414,22 @@ def build_web_api(ctx: WebContext) -> APIRouter:
         )
 
     @router.get("/cameras")
-    async def cameras(_: UserDep) -> list[str]:
-        """Cameras with live view."""
-        return sorted(ctx.camera_ids())
+    async def cameras(_: UserDep, principal: CurrentPrincipal) -> list[str]:
+        """Cameras with live view, of the compounds the caller covers."""
+        if not principal.allows(Permission.LIVE_VIEW):
+            return []
+
+        def visible(camera: str) -> bool:
+            found = ctx.registry.device(camera)
+            return principal.scope.everything or (
+                found is not None and principal.scope.sees_site(found[0].id)
+            )
+
+        return sorted(c for c in ctx.camera_ids() if visible(c))
 
     @router.get("/profiles")
-    async def profiles(_: UserDep) -> list[str]:
+    async def profiles(user: UserDep) -> list[str]:
+        _need(user, "devices")
         return ctx.profile_ids()
 
     @router.post("/profile-test")

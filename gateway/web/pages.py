@@ -6,7 +6,6 @@ session); each page checks the console user itself and sends strangers to ``/log
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from gateway import __version__
 from gateway.auth.service import SESSION_PREFIX, Actor
 from gateway.web.context import WebContext
+from gateway.web.embed import json_script
 from gateway.web.i18n import catalogue, pick_lang, translate
 from gateway.web.session import (
     LANG_COOKIE,
@@ -76,8 +76,8 @@ def render(
         page=page,
         phone=page in PHONE_PAGES,
         version=__version__,
-        i18n=json.dumps(catalogue(lang), ensure_ascii=False),
-        me=json.dumps(user.public() if user else None, ensure_ascii=False),
+        i18n=json_script(catalogue(lang)),
+        me=json_script(user.public() if user else None),
         **values,
     )
     response = HTMLResponse(html, status_code=status_code, headers=HEADERS)
@@ -133,13 +133,11 @@ def build_pages(ctx: WebContext) -> APIRouter:
         from gateway.incidents.queries import get_incident
 
         found = await Database(ctx.engine).run(get_incident, incident_id)
-        if found is None:
+        if found is None or not can_see(user, found, ctx.grid):  # alike: ids cannot be probed
             return render(
                 request, "message.html", user=user, page="notfound", status_code=404,
                 title_key="notfound.title", text_key="notfound.title",
             )  # fmt: skip
-        if not can_see(user, found, ctx.grid):
-            return forbidden(request, user)
         return render(request, "incident.html", user=user, page="incident", incident_id=incident_id)
 
     @router.get("/console/{page}")

@@ -29,6 +29,7 @@ from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.incidents.service import Report
+from gateway.storage.db import make_engine
 from gateway.storage.tables import devices, events
 from tests.incidents.helpers import FakeClock, runtime
 
@@ -118,8 +119,10 @@ async def _incident(r: IncidentsRuntime, reporter: str, **where: Any) -> int:
     )
 
 
-async def make_world(tmp_path: Path) -> AsyncIterator[World]:
-    r = runtime(tmp_path, FakeClock())
+async def make_world(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[World]:
+    """The world on SQLite in ``tmp_path``, or on the database at ``database_url``."""
+    engine = make_engine(database_url) if database_url is not None else None
+    r = runtime(tmp_path, FakeClock(), engine=engine)
     await r.start()
     audit = AuditLog(r.engine, AUDIT_KEY)
     auth = AuthService(r.engine, audit, AuthConfig(login_rate="1000/minute"), grid=lambda: r.grid)
@@ -148,6 +151,8 @@ async def make_world(tmp_path: Path) -> AsyncIterator[World]:
             yield w
         finally:
             await r.stop()
+            if engine is not None:
+                engine.dispose()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ makes verification fail at that row; the database refuses UPDATE/DELETE; the CLI
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner
 
-from gateway.audit.chain import AuditEntry, AuditLog
+from gateway.audit.chain import (
+    CHECKPOINT_NAME,
+    AuditEntry,
+    AuditKeyError,
+    AuditLog,
+    load_audit_key,
+    open_audit_log,
+)
+from gateway.audit.checkpoint import LOG_PREFIX, Checkpoints, parse_log_line
 from gateway.audit.tables import audit_log
 from gateway.cli.audit_cmd import app as audit_app
 from gateway.storage.db import make_engine, migrate
@@ -134,3 +144,155 @@ async def test_state_changes_through_the_api_are_audited(world: World) -> None:
     assert rows[0].actor == "desk1"
     assert rows[1].id == last.id
     assert world.auth.audit.verify().ok
+
+
+# -- checkpoints of the head (rows cut from the end) -----------------------------------------
+
+
+@pytest.fixture
+def checkpointed(tmp_path: Path) -> tuple[Engine, AuditLog]:
+    """A chain of 7 rows whose head is checkpointed in <tmp>/audit-checkpoint.json."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lianfang.db'}")
+    migrate(engine)
+    log = AuditLog(
+        engine, AUDIT_KEY, checkpoints=Checkpoints(tmp_path / CHECKPOINT_NAME, AUDIT_KEY)
+    )
+    for n in range(1, 8):
+        log.append(AuditEntry(actor=f"user{n}", action="incident.act", after={"n": n}))
+    return engine, log
+
+
+def test_the_head_is_checkpointed_after_every_append(
+    checkpointed: tuple[Engine, AuditLog], tmp_path: Path
+) -> None:
+    _, log = checkpointed
+    assert log.checkpoints is not None
+    cp = log.checkpoints.read()
+    assert cp is not None and (cp.id, cp.hash) == log.head()
+    path = tmp_path / CHECKPOINT_NAME
+    assert path.stat().st_mode & 0o777 == 0o600
+    result = log.verify()
+    assert result.ok and "row 7" in result.checkpoint
+
+
+def test_cutting_the_newest_row_is_reported(checkpointed: tuple[Engine, AuditLog]) -> None:
+    engine, log = checkpointed
+    assert log.verify().ok
+    _unlocked(engine, "DELETE FROM audit_log WHERE id = 7")
+    result = log.verify()
+    assert not result.ok and result.bad_row == 7 and result.checked == 6
+    assert "cut from the end" in result.reason
+
+
+def test_cutting_and_appending_again_is_reported(checkpointed: tuple[Engine, AuditLog]) -> None:
+    """Rows cut, then as many written again with the key (ids match): row 7 differs."""
+    engine, log = checkpointed
+    _unlocked(engine, "DELETE FROM audit_log WHERE id >= 6")
+    plain = AuditLog(engine, AUDIT_KEY)  # an intruder's writer, without the checkpoint file
+    for n in (6, 7):
+        plain.append(AuditEntry(actor="mallory", action="innocent", after={"n": n}))
+    result = log.verify()
+    assert not result.ok and result.bad_row == 7 and "not the row checkpointed" in result.reason
+    # the gateway's next rows do not move the checkpoint past the evidence
+    log.append(AuditEntry(actor="user8", action="incident.act"))
+    assert log.checkpoints is not None and log.checkpoints.read().id == 7  # type: ignore[union-attr]
+    assert log.verify().bad_row == 7
+
+
+def test_an_altered_checkpoint_is_reported(
+    checkpointed: tuple[Engine, AuditLog], tmp_path: Path
+) -> None:
+    _, log = checkpointed
+    path = tmp_path / CHECKPOINT_NAME
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "id": 3}))  # to hide rows 4-7 being cut
+    result = log.verify()
+    assert not result.ok and "signature" in result.reason
+
+
+def test_a_replayed_old_checkpoint_is_caught_by_the_logs_copy(
+    checkpointed: tuple[Engine, AuditLog], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone who may write the checkpoint file can put an older genuine one back; the
+    copy in the log (``--head``) still names the newest row."""
+    engine, log = checkpointed
+    path = tmp_path / CHECKPOINT_NAME
+    older = path.read_text()
+    log.append(AuditEntry(actor="user8", action="incident.act"))
+    with caplog.at_level(logging.INFO, logger="gateway.audit.checkpoint"):
+        assert log.checkpoint_to_log()
+        assert not log.checkpoint_to_log()  # only when the head moved
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith(LOG_PREFIX))
+    _unlocked(engine, "DELETE FROM audit_log WHERE id = 8")
+    path.write_text(older)
+    assert log.verify().ok  # the file alone cannot tell
+    result = log.verify(expect=parse_log_line(line))
+    assert not result.ok and result.bad_row == 8
+
+
+def test_a_cut_tail_is_logged_as_an_error_not_as_the_new_head(
+    checkpointed: tuple[Engine, AuditLog], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, log = checkpointed
+    _unlocked(engine, "DELETE FROM audit_log WHERE id = 7")
+    with caplog.at_level(logging.INFO):
+        assert not log.checkpoint_to_log()
+    assert "ends at row 6" in caplog.text and LOG_PREFIX not in caplog.text
+
+
+def test_cli_verify_reports_a_cut_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIANFANG_AUDIT_KEY", AUDIT_KEY.decode())
+    url = f"sqlite:///{tmp_path / 'lianfang.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    log = open_audit_log(engine, tmp_path)
+    for n in range(1, 4):
+        log.append(AuditEntry(actor=f"user{n}", action="x"))
+    args = ["verify", "--database", url, "--data-dir", str(tmp_path)]
+    ok = CliRunner().invoke(audit_app, args)
+    assert ok.exit_code == 0 and "checkpoint of row 3" in ok.output
+    _unlocked(engine, "DELETE FROM audit_log WHERE id = 3")
+    bad = CliRunner().invoke(audit_app, args)
+    assert bad.exit_code == 1 and "first bad row 3" in bad.output, bad.output
+
+
+def test_a_failed_checkpoint_write_does_not_undo_the_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'lianfang.db'}")
+    migrate(engine)
+    blocked = tmp_path / "cp"
+    blocked.mkdir()  # a directory where the file should be: the write fails
+    log = AuditLog(engine, AUDIT_KEY, checkpoints=Checkpoints(blocked, AUDIT_KEY))
+    assert log.append(AuditEntry(actor="a", action="x")) == 1
+    assert log.head()[0] == 1 and "could not write the checkpoint" in caplog.text
+
+
+# -- where the key comes from ----------------------------------------------------------------
+
+
+def test_key_from_the_environment_or_a_secrets_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LIANFANG_AUDIT_KEY", raising=False)
+    secret = tmp_path / "secrets" / "audit.key"
+    secret.parent.mkdir()
+    secret.write_text("from-the-secrets-file\n")
+    secret.chmod(0o600)
+    data = tmp_path / "data"
+    assert load_audit_key(data, secret) == b"from-the-secrets-file"
+    assert not (data / "audit.key").exists()  # nothing beside the database
+    monkeypatch.setenv("LIANFANG_AUDIT_KEY_FILE", str(secret))
+    assert load_audit_key(data) == b"from-the-secrets-file"
+    secret.chmod(0o640)
+    with pytest.raises(AuditKeyError, match="chmod 600"):
+        load_audit_key(data)
+    monkeypatch.setenv("LIANFANG_AUDIT_KEY", "from-the-environment")
+    assert load_audit_key(data) == b"from-the-environment"
+    # the zero-set-up default: created beside the database, with a warning
+    monkeypatch.delenv("LIANFANG_AUDIT_KEY")
+    monkeypatch.delenv("LIANFANG_AUDIT_KEY_FILE")
+    with caplog.at_level(logging.WARNING):
+        key = load_audit_key(data)
+    assert len(key) == 64 and (data / "audit.key").stat().st_mode & 0o777 == 0o600
+    assert "beside the database" in caplog.text

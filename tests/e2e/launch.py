@@ -32,7 +32,7 @@ from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.config import demo_config
 from gateway.demo.simulator import run_simulator
 from gateway.runtime import Gateway
-from gateway.server import build_app
+from gateway.server import build_app, uvicorn_config
 
 ACCOUNTS_ENV = "LIANFANG_E2E_ACCOUNTS"
 
@@ -85,7 +85,7 @@ async def main(port: int, data_dir: Path, rate: float) -> None:
     app = await build_app(gateway)
     accounts = json.loads(os.environ.get(ACCOUNTS_ENV, "[]"))
     await asyncio.to_thread(create_accounts, app.state.auth, accounts)
-    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = Server(uvicorn_config(app, cfg.api))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

@@ -69,11 +69,17 @@ def engine_at(tmp: Path) -> Engine:
 
 
 def runtime(
-    tmp: Path, clock: FakeClock, notifiers: dict[str, Recorder] | None = None
+    tmp: Path,
+    clock: FakeClock,
+    notifiers: dict[str, Recorder] | None = None,
+    engine: Engine | None = None,
 ) -> IncidentsRuntime:
+    """An incidents runtime on SQLite in ``tmp`` (or on ``engine``, migrated here)."""
     recorders = notifiers or {c: Recorder() for c in ("mqtt", "console", "sms", "voice")}
+    if engine is not None:
+        migrate(engine)
     return IncidentsRuntime(
-        engine_at(tmp),
+        engine if engine is not None else engine_at(tmp),
         EventBus(),
         registry(),
         config_dir=CONFIG,

@@ -30,17 +30,27 @@ from gateway.audit.middleware import AUDIT_BEFORE
 from gateway.auth.guards import visible_device
 from gateway.config.sites import DeviceConfig
 from gateway.events import DeviceKind
+from gateway.ids import DEVICE_ID_MAX, ID_PATTERN, ID_RULE, DeviceId, Id, Name
 
-# Device ids end up in topics, logs and file names: no control characters, no MQTT wildcards.
-DEVICE_ID_PATTERN = r"^[^\x00-\x1f\x7f+#\s](?:[^\x00-\x1f\x7f+#]*[^\x00-\x1f\x7f+#\s])?$"
+# The id grammar (gateway/ids.py) for new and edited devices. Removal takes any id without
+# control characters or MQTT wildcards, so an entry stored before the grammar can still go.
+LEGACY_DEVICE_ID_PATTERN = r"^[^\x00-\x1f\x7f+#\s](?:[^\x00-\x1f\x7f+#]*[^\x00-\x1f\x7f+#\s])?$"
 DeviceIdPath = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=128,
-        pattern=DEVICE_ID_PATTERN,
-        description="Device id as the profile extracts it (no MQTT wildcards, no control "
-        "characters, no surrounding spaces)",
+        max_length=DEVICE_ID_MAX,
+        pattern=ID_PATTERN,
+        description=f"Device id as the profile extracts it: {ID_RULE}",
+    ),
+]
+StoredDeviceIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=DEVICE_ID_MAX,
+        pattern=LEGACY_DEVICE_ID_PATTERN,
+        description="Device id (also one stored before the id grammar)",
     ),
 ]
 
@@ -50,14 +60,14 @@ class DeviceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    site: str = Field(..., min_length=1, max_length=64, description="Compound (site) id")
+    site: Id = Field(..., description="Compound (site) id")
     kind: DeviceKind
-    name: str = Field("", max_length=200)
+    name: Name = Field("", max_length=200)
     profile: str | None = Field(None, max_length=100, description="Profile id (checked)")
-    place: str | None = Field(None, max_length=128, description="Place id of the site")
-    zone: str | None = Field(None, max_length=64)
-    household: str | None = Field(None, max_length=64, description="For panic buttons")
-    camera: str | None = Field(None, max_length=128, description="Linked camera device id")
+    place: Id | None = Field(None, description="Place id of the site")
+    zone: Name | None = Field(None, max_length=64)
+    household: Id | None = Field(None, description="For panic buttons")
+    camera: DeviceId | None = Field(None, description="Linked camera device id")
     heartbeat_s: int | None = Field(None, ge=1, le=7 * 86400)
 
     @field_validator("profile", "place", "zone", "household", "camera", mode="before")
@@ -200,7 +210,10 @@ def build_device_edit_router(writer: DeviceWriter) -> APIRouter:
         responses={403: {}, 404: {}, 409: {"model": ErrorMessage}},
     )
     async def delete_device(
-        device_id: DeviceIdPath, principal: CurrentPrincipal, db: DatabaseDep, request: Request
+        device_id: StoredDeviceIdPath,
+        principal: CurrentPrincipal,
+        db: DatabaseDep,
+        request: Request,
     ) -> Response:
         """Remove a device added in the console (204): it stops being registered at once (its
         messages are then an unknown device's) and its row goes; its stored events are kept.

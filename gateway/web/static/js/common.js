@@ -126,6 +126,13 @@ export async function uploadPhoto(id, file, note = "") {
   });
 }
 
+// A brute-force alert on top of the page (text only, never markup).
+function securityBanner(item) {
+  const text = LANG === "zh" ? item.text_zh : item.text_en;
+  const banner = h("div", { class: "security-alert", role: "alert", "data-testid": "security-alert" }, text);
+  document.querySelector("main")?.prepend(banner);
+}
+
 // Live console push: {type: "incident" | "notification" | ...}. Reconnects by itself.
 export function subscribe(onItem, recipients = []) {
   const q = new URLSearchParams();
@@ -136,6 +143,8 @@ export function subscribe(onItem, recipients = []) {
     for (const type of ["incident", "notification", "delivery", "update"]) {
       source.addEventListener(type, (ev) => onItem({ type, ...JSON.parse(ev.data) }));
     }
+    // administrators only (the server addresses it to role/administrator)
+    source.addEventListener("security_alert", (ev) => securityBanner(JSON.parse(ev.data)));
     source.onmessage = (ev) => onItem(JSON.parse(ev.data));
   };
   open();

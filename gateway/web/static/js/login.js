@@ -12,6 +12,8 @@ form.addEventListener("submit", async (ev) => {
     location.href = "/";
   } else {
     const body = await res.json().catch(() => ({}));
-    document.getElementById("login-state").textContent = body.detail || res.statusText;
+    const wait = res.status === 429 ? res.headers.get("Retry-After") : null;
+    document.getElementById("login-state").textContent =
+      (body.detail || res.statusText) + (wait ? ` (${wait} s)` : "");
   }
 });
