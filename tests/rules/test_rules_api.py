@@ -33,7 +33,7 @@ async def test_list_shows_state_and_last_firing(
     await service.handle(ev("door_forced_open", 0, "d1", door="A"))
     body = client.get("/api/rules").json()
     rules = {r["id"]: r for r in body["rules"]}
-    assert len(rules) == 15
+    assert len(rules) == 16
     forced = rules["door_forced_open"]
     assert forced["enabled"] and forced["fired"] == 1 and forced["active_signals"] == 1
     assert forced["last_fired_at"] == "2025-01-06T12:00:00Z"
@@ -55,12 +55,12 @@ async def test_enable_disable(setup: tuple[TestClient, RulesService, Path]) -> N
 def test_reload_ok_and_broken(setup: tuple[TestClient, RulesService, Path]) -> None:
     client, _, rule_dir = setup
     ok = client.post("/api/rules/reload")
-    assert ok.status_code == 200 and ok.json() == {"ok": True, "rules": 15, "errors": []}
+    assert ok.status_code == 200 and ok.json() == {"ok": True, "rules": 16, "errors": []}
     (rule_dir / "x.yaml").write_text("rules:\n  - id: x\n    severity: PX\n", encoding="utf-8")
     bad = client.post("/api/rules/reload")
     assert bad.status_code == 422
     body = bad.json()
-    assert body["ok"] is False and body["rules"] == 15
+    assert body["ok"] is False and body["rules"] == 16
     assert {"file", "rule_id", "key_path", "message"} <= set(body["errors"][0])
     assert any(e["rule_id"] == "x" and e["key_path"] == "rules[0].severity" for e in body["errors"])
     assert client.get("/api/rules").json()["last_reload_errors"]

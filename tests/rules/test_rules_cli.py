@@ -24,7 +24,7 @@ def write_events(path: Path, *events: object) -> Path:
 def test_check_ok() -> None:
     result = runner.invoke(app, ["check", str(DEFAULT_RULES)])
     assert result.exit_code == 0, result.output
-    assert "ok: 15 rules in 6 file(s)" in result.output
+    assert "ok: 16 rules in 6 file(s)" in result.output
 
 
 def test_check_reports_errors(tmp_path: Path) -> None:

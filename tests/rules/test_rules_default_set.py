@@ -37,6 +37,11 @@ CASES: dict[str, tuple[list[Event], datetime | None, Expected]] = {
         None,
         [("new", "panic_button", "P1", "firing"), ("new", "panic_button", "P1", "firing")],
     ),
+    "a duress card or emergency button at a door is a panic too": (
+        [ev("panic", 0, "acs-1", kind="access", door="south-ped")],
+        None,
+        [("new", "panic_at_device", "P1", "firing")],
+    ),
     "door forced open": (
         [
             ev("door_forced_open", 0, "door1", door="B2-east"),
