@@ -11,6 +11,14 @@ instead: any payload with a surrogate or NUL escape, or a run of 19 or more digi
 reads integers beyond 64 bits as floats, and a card number must not change), and any payload
 orjson refuses (NaN and Infinity, nesting beyond 1,024, bad UTF-8: ``json`` decides, and
 names the reason). What either path accepts is the same value.
+
+A key that appears twice in one object is refused (``duplicate_key``): both parsers would keep
+the last value, so ``{"action": "emergency", "action": null}`` would read as no action at all.
+The exact path sees every pair (``object_pairs_hook``). The fast path cannot, so it compares
+colons: orjson writes the parsed value back with exactly one ``:`` per key it kept plus those
+inside strings, and the payload has one per key it holds plus the same ones inside strings
+(a ``:`` in a string can only be written literally, or as ``\u003a``, which takes the exact
+path). Fewer colons back than in means a key was dropped: the exact path then names it.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ import orjson
 
 from gateway.ingest.reasons import Reason
 
-# A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+# A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store), or of
+# a colon (which would upset the duplicate-key check of the fast path).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000|003[aA])")
 # orjson reads an integer beyond 64 bits as a float. 19 digits in a row may already be one
 # (any longer run of digits, in a string too, only costs the slower path). Digits become "0"
 # and the rest " ", then one substring search: a tenth of what a regex of [0-9]{19} costs.
@@ -80,8 +89,37 @@ def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> A
             pass  # the exact path below says why (or takes what json accepts)
         else:
             _check_depth(raw, value, max_depth)
-            return value
+            if not isinstance(value, dict | list) or _same_colons(raw, value):
+                return value
+            # a key was dropped (or the value cannot be written back): the exact path says which
     return _decode_exactly(raw, fmt, max_depth)
+
+
+def _same_colons(raw: bytes, value: Any) -> bool:
+    """No key of ``raw`` was lost in ``value`` (see the module doc)."""
+    try:
+        return orjson.dumps(value).count(b":") == raw.count(b":")
+    except orjson.JSONEncodeError:  # nesting beyond orjson's writer (max_depth above 254)
+        return False
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json``: an object, unless a key appears twice in it."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise Rejected(Reason.DUPLICATE_KEY, f"key {key[:100]!r} appears twice")
+            seen.add(key)
+    return obj
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """JSON text → value as ``json.loads`` reads them, but refusing a duplicated key
+    (:class:`Rejected`); other failures raise as ``json.loads`` does. For JSON read from the
+    network outside the ingest path (acknowledgements, receivers)."""
+    return json.loads(raw, object_pairs_hook=_unique_pairs)
 
 
 def _check_depth(raw: bytes, value: Any, max_depth: int) -> None:
@@ -105,7 +143,9 @@ def _decode_exactly(raw: bytes, fmt: str, max_depth: int) -> Any:
         _check_text(text)
         return text
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_pairs)
+    except Rejected:
+        raise  # a duplicated key: JSON, but refused (never read as text either)
     except RecursionError as exc:
         raise Rejected(Reason.TOO_DEEP, "nesting too deep to parse") from exc
     except ValueError as exc:  # JSONDecodeError is a ValueError
