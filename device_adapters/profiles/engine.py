@@ -35,13 +35,28 @@ _validate_event = Event.__pydantic_validator__.validate_python
 
 
 class UnknownDevice(NoMatch):
-    """The device is not registered and the mapping cannot tell its site or kind."""
+    """The device is not registered and the mapping cannot tell its site or kind.
 
-    def __init__(self, device_id: str, missing: str) -> None:
+    The message is still read as far as it can be without the registry, so that a panic
+    from an unregistered button is raised (``gateway.ingest.unregistered``): ``event_types``
+    holds the event types its mappings give (``panic`` …) and ``site`` the site a mapping
+    names (from the topic), if any.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        missing: str,
+        *,
+        site: str | None = None,
+        event_types: set[str] | None = None,
+    ) -> None:
         super().__init__(
             f"device {device_id!r} is not registered and the profile gives no {missing}"
         )
         self.device_id = device_id
+        self.site = site
+        self.event_types: set[str] = event_types if event_types is not None else set()
 
 
 _MISSING = object()
@@ -205,6 +220,7 @@ class ProfileAdapter:
     def normalise(self, message: Message, lookup: DeviceLookup) -> list[Event]:
         events: list[Event] = []
         reasons: list[str] = []
+        unknown: UnknownDevice | None = None
         for plan, captures in self._matching(message.topic):
             mapping = plan.mapping
             if mapping.format == "json" and isinstance(message.payload, str):
@@ -221,17 +237,28 @@ class ProfileAdapter:
                 continue
             try:
                 events.append(self._build(plan, ctx, message, lookup))
-            except UnknownDevice:
-                raise
+            except UnknownDevice as exc:
+                # The message is an unknown device's whatever later mappings say; they are
+                # still read (as far as `continue` goes) for the types they would give.
+                if unknown is None:
+                    unknown = exc
+                else:
+                    unknown.event_types |= exc.event_types
             except NoMatch as exc:
                 reasons.append(f"{mapping.id}: {exc.reason}")
                 continue
-            except JMESPathError as exc:
-                raise MappingError(
-                    f"{mapping.id}: an expression failed on this payload: {exc}"
-                ) from exc
+            except (JMESPathError, MappingError) as exc:
+                if unknown is None:
+                    if isinstance(exc, MappingError):
+                        raise
+                    raise MappingError(
+                        f"{mapping.id}: an expression failed on this payload: {exc}"
+                    ) from exc
             if not mapping.continue_:
                 break
+        if unknown is not None:
+            unknown.event_types.update(e.type.value for e in events)
+            raise unknown
         if not events:
             raise NoMatch(
                 "; ".join(reasons) or f"no mapping of {self.name} takes topic {message.topic}"
@@ -253,7 +280,12 @@ class ProfileAdapter:
         if site is None or kind is None:
             info = lookup(device_id)
             if info is None:
-                raise UnknownDevice(device_id, "site" if site is None else "kind")
+                raise UnknownDevice(
+                    device_id,
+                    "site" if site is None else "kind",
+                    site=None if site is None else str(site),
+                    event_types=_type_without_registry(plan, ctx),
+                )
             site = info.site if site is None else site
             kind = info.kind if kind is None else kind
         event_type = plan.type(ctx)
@@ -386,6 +418,15 @@ def _digest(*parts: Any) -> str:
         digest.update(b"\x00")
     digest.update(message.raw)
     return digest.hexdigest()
+
+
+def _type_without_registry(plan: _Plan, ctx: dict[str, Any]) -> set[str]:
+    """The event type a mapping gives, read without the registry (empty if none)."""
+    try:
+        value = plan.type(ctx)
+    except JMESPathError:
+        return set()
+    return {str(value)} if value is not None else set()
 
 
 def _truthy(value: Any) -> bool:

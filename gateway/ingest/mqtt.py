@@ -34,6 +34,7 @@ from gateway.ingest.ack_gate import AckGate, gated
 from gateway.ingest.paho_client import BufferedReadClient
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
+from gateway.ingest.unregistered import UnregisteredPanics
 from gateway.storage.writer import BatchWriter, WriteItem
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class MqttConsumer:
         writer.acknowledge = self._acknowledge
         # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
         self.gate: AckGate | None = None
+        # Set by the gateway: raises the incidents of unregistered devices' panics.
+        self.unregistered: UnregisteredPanics | None = None
 
     # -- set-up ----------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -267,14 +270,16 @@ class MqttConsumer:
             )
         token = (self._generation, mid) if mid else None
         gate = self.gate
-        held = False
-        if (
-            gate is not None
-            and token is not None
-            and (ids := gated(outcome.events, outcome.duplicate_events, gate))
-        ):
-            gate.hold(token, ids)  # before the bus: the rules cannot settle it first
-            held = True
+        alarms = outcome.alarms
+        held = bool(alarms)
+        if gate is not None and token is not None:
+            ids = gated(outcome.events, outcome.duplicate_events, gate)
+            ids += [a.alarm_id for a in alarms]  # an unregistered device's panic: its incident
+            if ids:
+                gate.hold(token, ids)  # before the bus: the rules cannot settle it first
+                held = True
+        if alarms and self.unregistered is not None:
+            self.unregistered.raise_alarms(alarms)  # after the hold: it cannot settle first
         self._pending_events.extend(outcome.events)
         self._pending_items.append(WriteItem(outcome.events, outcome.quarantined, token))
         # Hand work on per read, not per message: each hand-off wakes another thread, which

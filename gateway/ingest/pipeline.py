@@ -15,14 +15,15 @@ from device_adapters.base import Adapter, DeviceInfo, MappingError, Message, NoM
 from device_adapters.profiles.engine import UnknownDevice
 from gateway.config.settings import IngestConfig
 from gateway.config.sites import SiteRegistry
-from gateway.events import Event, utcnow
+from gateway.events import Event, EventType, utcnow
 from gateway.ingest.decode import Rejected, decode_payload
+from gateway.ingest.quarantine import QuarantineSampler
 from gateway.ingest.reasons import Reason
+from gateway.ingest.unregistered import UnregisteredPanic, UnregisteredPanics, panic_note
 
 log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000  # event ids remembered to drop redeliveries before they reach the bus
-LOG_ONCE_KEYS = 10_000  # (device, reason) pairs already logged; reset when full
 TOPIC_CACHE = 50_000
 
 
@@ -40,9 +41,11 @@ class QuarantineRecord:
 @dataclass(slots=True)
 class Outcome:
     events: list[Event] = field(default_factory=list)
-    quarantined: QuarantineRecord | None = None
+    quarantined: QuarantineRecord | None = None  # None also when sampled out (counted only)
     duplicates: int = 0
     duplicate_events: list[Event] = field(default_factory=list)  # redeliveries, not on the bus
+    # Panics of an unregistered device: raised as incidents (gateway.ingest.unregistered)
+    alarms: list[UnregisteredPanic] = field(default_factory=list)
 
 
 @dataclass
@@ -55,7 +58,13 @@ class IngestStats:
 
 
 class Normaliser:
-    """Message → events, using the first adapter that takes the topic."""
+    """Message → events, using the first adapter that takes the topic.
+
+    Quarantined messages are counted and sampled by ``quarantine`` (rows past its rates are
+    only counted). With ``unregistered``, a panic from a device missing from the registry is
+    planned as alarms on the outcome (the caller raises them); without it, it is only
+    quarantined.
+    """
 
     def __init__(
         self,
@@ -63,14 +72,21 @@ class Normaliser:
         registry: SiteRegistry,
         config: IngestConfig,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        unregistered: UnregisteredPanics | None = None,
     ) -> None:
         self.adapters = list(adapters)
         self.registry = registry
         self.config = config
         self.clock = clock
         self.stats = IngestStats()
+        self.quarantine = QuarantineSampler(
+            per_source=config.quarantine_per_source_per_minute,
+            per_reason=config.quarantine_per_reason_per_minute,
+            total=config.quarantine_per_minute,
+        )
+        self.unregistered = unregistered
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._logged: set[tuple[str, str]] = set()
         self._topic_adapter: dict[str, Adapter | None] = {}
         self._device_info: dict[str, DeviceInfo | None] = {}
 
@@ -140,9 +156,11 @@ class Normaliser:
         except Rejected as exc:
             return self.reject(topic, raw, received_at, exc.reason, exc.detail, None)
         except UnknownDevice as exc:
-            return self.reject(
-                topic, raw, received_at, Reason.UNKNOWN_DEVICE, exc.reason, exc.device_id
-            )
+            return self._unknown_device(
+                topic, raw, received_at, exc.reason, exc.device_id,
+                panic=EventType.PANIC.value in exc.event_types,
+                site=exc.site, source=getattr(adapter, "name", "adapter"),
+            )  # fmt: skip
         except NoMatch as exc:
             return self.reject(topic, raw, received_at, Reason.NO_MATCH, exc.reason, None)
         except MappingError as exc:
@@ -154,9 +172,12 @@ class Normaliser:
         if not self.config.accept_unknown_devices:
             for event in events:
                 if self.lookup(event.device_id) is None:
-                    return self.reject(
-                        topic, raw, received_at, Reason.UNKNOWN_DEVICE,
-                        f"device {event.device_id!r} is not in the site registry", event.device_id,
+                    panic = next((e for e in events if e.type is EventType.PANIC), None)
+                    return self._unknown_device(
+                        topic, raw, received_at,
+                        f"device {event.device_id!r} is not in the site registry",
+                        event.device_id, panic=panic is not None,
+                        site=panic.site if panic is not None else None, source=event.source,
                     )  # fmt: skip
         outcome = Outcome()
         recent = self._recent
@@ -173,6 +194,40 @@ class Normaliser:
         stats.duplicates += outcome.duplicates
         return outcome
 
+    def _unknown_device(
+        self,
+        topic: str,
+        raw: bytes,
+        received_at: datetime,
+        detail: str,
+        device_id: str,
+        *,
+        panic: bool,
+        site: str | None,
+        source: str,
+    ) -> Outcome:
+        """Quarantined as ``unknown_device``; a panic is also planned as alarms (incidents)."""
+        if not panic or self.unregistered is None:
+            return self.reject(topic, raw, received_at, Reason.UNKNOWN_DEVICE, detail, device_id)
+        alarms = self.unregistered.plan(
+            device_id=device_id,
+            source=source,
+            origin=topic,
+            raw=raw,
+            detail=detail,
+            received_at=received_at,
+            site=site,
+        )
+        return self.reject(
+            topic,
+            raw,
+            received_at,
+            Reason.UNKNOWN_DEVICE,
+            f"{detail} — {panic_note(alarms)}",
+            device_id,
+            alarms=alarms,
+        )
+
     def reject(
         self,
         topic: str,
@@ -181,18 +236,19 @@ class Normaliser:
         reason: Reason,
         detail: str,
         device_id: str | None,
+        *,
+        alarms: list[UnregisteredPanic] | None = None,
     ) -> Outcome:
+        """Count the message; keep its quarantine record unless the sampling rates say no
+        (a raised panic's record is always kept)."""
         self.stats.rejected[reason.value] += 1
-        key = (device_id or topic, reason.value)
-        if key not in self._logged:
-            if len(self._logged) >= LOG_ONCE_KEYS:
-                self._logged.clear()
-            self._logged.add(key)
-            # Detail may quote payload fragments; never the raw bytes (personal data).
-            log.warning("quarantined %s from %s: %s (logged once per source and reason)",
-                        reason.value, device_id or topic, detail[:300])  # fmt: skip
+        source = device_id or topic
+        if alarms:
+            self.quarantine.keep_always(reason.value, source, received_at, detail)
+        elif not self.quarantine.admit(reason.value, source, received_at, detail):
+            return Outcome()
         limit = self.config.quarantine_raw_bytes
         record = QuarantineRecord(
             received_at, topic[:512], reason, detail[:1000], device_id, raw[:limit], len(raw)
         )
-        return Outcome(quarantined=record)
+        return Outcome(quarantined=record, alarms=alarms or [])
