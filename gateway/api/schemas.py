@@ -133,8 +133,18 @@ class QuarantinePublic(BaseModel):
 class QuarantineStats(BaseModel):
     model_config = _PUBLIC
 
-    total: int
-    by_reason: dict[str, int] = Field(..., description="Count per reason, every known reason")
+    total: int = Field(..., description="Records stored (sampled: see received_total)")
+    by_reason: dict[str, int] = Field(
+        ..., description="Records stored per reason, every known reason"
+    )
+    received_total: int = Field(
+        ...,
+        description="Every quarantined message, stored or only counted (past the row rates); "
+        "counted per clock minute, so `since` applies from the minute holding it",
+    )
+    received_by_reason: dict[str, int] = Field(
+        ..., description="Every quarantined message per reason, every known reason"
+    )
 
 
 # -- health -----------------------------------------------------------------------

@@ -1,0 +1,194 @@
+"""The bounded quarantine: rows sampled past a rate with bounded state, exact counts, log
+lines deduplicated with a budget and summaries, the table capped in bytes (oldest rows go)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from device_adapters.registry import load_adapters
+from gateway.config.settings import IngestConfig
+from gateway.config.sites import DeviceConfig, SiteConfig, SiteRegistry
+from gateway.events import DeviceKind
+from gateway.ingest.pipeline import Normaliser, QuarantineRecord
+from gateway.ingest.quarantine import LOGGED_PAIRS, QuarantineSampler
+from gateway.ingest.reasons import Reason
+from gateway.storage import tables
+from gateway.storage.db import make_engine, migrate
+from gateway.storage.writer import QUARANTINE_ROW_OVERHEAD, BatchWriter, WriteItem
+from tests.conftest import postgres_database
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 12, 4, 8, 0, 5, tzinfo=UTC)
+SITE = "q-compound"
+QLOG = "gateway.ingest.quarantine"
+
+
+def quarantine_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == QLOG]
+
+
+# -- the sampler ------------------------------------------------------------------------
+
+
+def test_rows_are_kept_up_to_each_rate_and_every_message_is_counted() -> None:
+    s = QuarantineSampler(per_source=3, per_reason=5, total=8)
+    kept = [s.admit("malformed_json", "dev-a", T0) for _ in range(10)]
+    assert kept == [True] * 3 + [False] * 7  # per source
+    kept = [s.admit("malformed_json", f"dev-{i}", T0) for i in range(10)]
+    assert kept.count(True) == 2  # per reason: 5 in all, 3 already taken by dev-a
+    kept = [s.admit("no_profile", f"t/{i}", T0) for i in range(10)]
+    assert kept.count(True) == 3  # all reasons: 8, 5 taken
+    assert s.received == {"malformed_json": 20, "no_profile": 10}
+    assert s.kept == {"malformed_json": 5, "no_profile": 3}
+    assert s.dropped == {"malformed_json": 15, "no_profile": 7}
+    # a new minute: the rates start again, the totals go on
+    assert s.admit("malformed_json", "dev-a", T0 + timedelta(minutes=1))
+    assert s.received["malformed_json"] == 21 and s.kept["malformed_json"] == 6
+
+
+def test_counts_per_minute_are_drained_once() -> None:
+    s = QuarantineSampler(per_source=1, per_reason=10, total=10)
+    for i in range(5):
+        s.admit("unknown_device", "ghost", T0 + timedelta(seconds=i))
+    s.admit("unknown_device", "ghost", T0 + timedelta(minutes=1))
+    s.keep_always("unknown_device", "ghost", T0 + timedelta(minutes=1))
+    drained = {(c.minute, c.reason): (c.received, c.kept) for c in s.drain()}
+    minute = T0.replace(second=0)
+    assert drained == {
+        (minute, "unknown_device"): (5, 1),
+        (minute + timedelta(minutes=1), "unknown_device"): (2, 2),
+    }
+    assert s.drain() == [] and not s.has_pending
+
+
+def test_a_storm_of_invented_ids_keeps_the_state_and_the_log_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=QLOG)
+    s = QuarantineSampler(per_source=10, per_reason=100, total=200, log_lines=5)
+    for i in range(50_000):
+        s.admit("malformed_json", f"lianfang/x/ghost-{i}/event", T0 + timedelta(seconds=i // 1000))
+    window = s._window
+    assert len(window.by_source) <= 200 and len(s._logged) <= LOGGED_PAIRS
+    assert sum(len(v) for v in window.sources.values()) <= 3
+    assert s.received["malformed_json"] == 50_000
+    assert s.kept["malformed_json"] == 100  # 50 s: one minute's worth
+    lines = quarantine_lines(caplog)
+    assert len(lines) == 5  # the budget of one minute; the summary comes when it closes
+    s.tick(T0 + timedelta(minutes=1))
+    summary = quarantine_lines(caplog)[5:]
+    assert len(summary) == 1
+    assert "50000 malformed_json messages, 100 kept as rows, 49900 over the row rate" in summary[0]
+    assert "49995 new sources not logged" in summary[0]
+
+
+def test_a_pair_is_logged_once_and_hostile_text_is_escaped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger=QLOG)
+    s = QuarantineSampler(log_lines=5)
+    for _ in range(3):
+        s.admit("no_match", "dev\n2026-12-04 FAKE LINE", T0, "detail")
+    lines = quarantine_lines(caplog)
+    assert len(lines) == 1 and "\n" not in lines[0] and "'dev\\n2026" in lines[0]
+
+
+# -- the writer: counts and the byte cap ------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(postgres_database())
+        else:
+            url = f"sqlite:///{tmp_path / 'q.db'}"
+        eng = make_engine(url)
+        stack.callback(eng.dispose)
+        migrate(eng)
+        yield eng
+
+
+def record(n: int, size: int = 1000) -> QuarantineRecord:
+    raw = bytes([65 + n % 26]) * size
+    return QuarantineRecord(
+        T0 + timedelta(seconds=n), "t/x", Reason.MALFORMED_JSON, "d", f"dev-{n}", raw, size
+    )
+
+
+def test_the_table_stays_under_its_byte_cap_oldest_rows_first(engine: Engine) -> None:
+    per_row = 1000 + len("d") + len("t/x") + len("dev-00") + QUARANTINE_ROW_OVERHEAD
+    cap = per_row * 20
+    writer = BatchWriter(engine, interval_s=0.001, quarantine_max_bytes=cap)
+    writer.start()
+    for n in range(10, 110):
+        writer.submit(WriteItem(quarantined=record(n)))
+        if n % 10 == 0:
+            writer.flush()
+    writer.stop()
+    q = tables.quarantine
+    with engine.connect() as conn:
+        ids = [r.device_id for r in conn.execute(select(q.c.device_id).order_by(q.c.id))]
+        size = conn.execute(
+            select(func.sum(func.length(q.c.raw) + func.length(q.c.detail) + 3 + 6 + 64))
+        ).scalar_one()
+    assert size <= cap
+    assert ids == [f"dev-{n}" for n in range(110 - len(ids), 110)]  # the newest, in order
+    assert len(ids) >= 15 and writer.stats.quarantine_evicted == 100 - len(ids)
+
+
+def test_counts_are_stored_and_added_up(engine: Engine) -> None:
+    sampler = QuarantineSampler(per_source=1, per_reason=100, total=100)
+    writer = BatchWriter(engine, interval_s=0.001, quarantine_counts=sampler.drain)
+    writer.start()
+    for batch in range(3):
+        for _ in range(7):
+            sampler.admit("malformed_json", "same", T0 + timedelta(seconds=batch))
+        writer.submit(WriteItem())
+        writer.flush()
+    writer.stop()
+    c = tables.quarantine_counts
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.c.minute, c.c.reason, c.c.received, c.c.kept)).all()
+    assert [(r.reason, r.received, r.kept) for r in rows] == [("malformed_json", 21, 1)]
+    assert rows[0].minute.replace(tzinfo=UTC) == T0.replace(second=0)
+
+
+# -- the normaliser: a malformed storm ---------------------------------------------------
+
+
+def normaliser(**limits: int) -> Normaliser:
+    registry = SiteRegistry(
+        [SiteConfig(id=SITE, devices=[DeviceConfig(id="panic-1", kind=DeviceKind.ALARM)])]
+    )
+    return Normaliser(
+        load_adapters(ROOT / "config" / "profiles"),
+        registry,
+        IngestConfig(**limits),  # type: ignore[arg-type]
+        clock=lambda: T0,
+    )
+
+
+def test_a_malformed_storm_for_unknown_ids_keeps_few_rows_and_counts_all() -> None:
+    n = normaliser(quarantine_per_reason_per_minute=50, quarantine_per_minute=80)
+    kept = 0
+    for i in range(20_000):
+        body = b'{"v": 1, "seq": ' if i % 2 else b'{"v": 1, "kind": "alarm", "type": "heartbeat"}'
+        outcome = n.process(f"lianfang/{SITE}/ghost-{i}/event", body)
+        assert not outcome.events
+        kept += outcome.quarantined is not None
+    assert n.stats.rejected == {"malformed_json": 10_000, "unknown_device": 10_000}
+    assert kept == 80 == sum(n.quarantine.kept.values())
+    assert n.quarantine.received == n.stats.rejected
+    # the registered panic button in the middle of it is read as ever
+    panic = n.process(
+        f"lianfang/{SITE}/panic-1/event", b'{"v": 1, "seq": 1, "kind": "alarm", "type": "panic"}'
+    )
+    assert [e.type for e in panic.events] == ["panic"]
