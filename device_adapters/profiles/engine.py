@@ -190,12 +190,18 @@ class ProfileAdapter:
         # topic → the plans that take it, with their captures: topics are per device, so a
         # few thousand entries serve every message instead of a regex per plan per message.
         self._by_topic: dict[str, list[tuple[_Plan, dict[str, str]]]] = {}
+        # The literal first levels of the profile's topics ("lianfang", "zigbee2mqtt"), or
+        # None when one starts with a placeholder: a topic under another first level is
+        # declined without a regex or a cache entry (a storm of new topics is cheap).
+        firsts = {t.pattern.split("/", 1)[0] for plan in self._plans for t in plan.topics}
+        self.first_levels: frozenset[str] | None = (
+            None if any("{" in f or f in ("+", "#") for f in firsts) else frozenset(firsts)
+        )
 
     def _matching(self, topic: str) -> list[tuple[_Plan, dict[str, str]]]:
-        try:
-            return self._by_topic[topic]
-        except KeyError:
-            pass
+        cached = self._by_topic.get(topic)
+        if cached is not None:
+            return cached
         found = [(p, c) for p in self._plans if (c := p.captures(topic)) is not None]
         if len(self._by_topic) >= TOPIC_CACHE_SIZE:
             self._by_topic.clear()
@@ -211,6 +217,8 @@ class ProfileAdapter:
         return subs
 
     def accepts(self, topic: str) -> bool:
+        if self.first_levels is not None and topic.partition("/")[0] not in self.first_levels:
+            return False
         return bool(self._matching(topic))
 
     def payload_format(self, topic: str) -> str:

@@ -78,20 +78,20 @@ def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> A
     """Bytes → JSON value (``json``), str (``text``), or either (``json_or_text``)."""
     if len(raw) > max_bytes:
         raise Rejected(Reason.OVERSIZE, f"{len(raw)} bytes > limit {max_bytes}")
-    if (
-        fmt != "text"
-        and _SUSPECT_ESCAPE.search(raw) is None
-        and _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO)
-    ):
+    if fmt != "text":
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # the exact path below says why (or takes what json accepts)
         else:
-            _check_depth(raw, value, max_depth)
-            if not isinstance(value, dict | list) or _same_colons(raw, value):
-                return value
-            # a key was dropped (or the value cannot be written back): the exact path says which
+            # orjson first: a malformed payload (a storm of them) skips these scans.
+            if _SUSPECT_ESCAPE.search(raw) is None and _LONG_NUMBER not in raw.translate(
+                _DIGITS_AS_ZERO
+            ):
+                _check_depth(raw, value, max_depth)
+                if not isinstance(value, dict | list) or _same_colons(raw, value):
+                    return value
+                # a key was dropped (or cannot be written back): the exact path says which
     return _decode_exactly(raw, fmt, max_depth)
 
 
@@ -115,11 +115,15 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every call: json.loads() with a hook builds a new one each time.
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+
+
 def loads_strict(raw: str | bytes) -> Any:
     """JSON text → value as ``json.loads`` reads them, but refusing a duplicated key
     (:class:`Rejected`); other failures raise as ``json.loads`` does. For JSON read from the
     network outside the ingest path (acknowledgements, receivers)."""
-    return json.loads(raw, object_pairs_hook=_unique_pairs)
+    return _STRICT.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
 
 
 def _check_depth(raw: bytes, value: Any, max_depth: int) -> None:
@@ -143,7 +147,7 @@ def _decode_exactly(raw: bytes, fmt: str, max_depth: int) -> Any:
         _check_text(text)
         return text
     try:
-        value = json.loads(text, object_pairs_hook=_unique_pairs)
+        value = _STRICT.decode(text)
     except Rejected:
         raise  # a duplicated key: JSON, but refused (never read as text either)
     except RecursionError as exc:

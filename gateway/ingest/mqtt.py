@@ -113,6 +113,7 @@ class MqttConsumer:
         self._subscribed = threading.Event()
         self._pending_events: list[Event] = []  # received, not yet on the bus (network thread)
         self._pending_items: list[WriteItem | None] = []
+        self._pending_acks: list[tuple[int, int]] = []  # counted-only messages, not stored
         self._client = self._make_client()
         writer.acknowledge = self._acknowledge
         # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
@@ -269,6 +270,14 @@ class MqttConsumer:
                 None,
             )
         token = (self._generation, mid) if mid else None
+        if outcome.counted_only:
+            # Quarantined past the row rates: nothing to store, so nothing to wait for. Its
+            # PUBACK goes with this read's hand-off, and a storm never reaches the writer.
+            if token is not None:
+                self._pending_acks.append(token)
+                if len(self._pending_acks) >= HANDOFF_MESSAGES:
+                    self._hand_off()
+            return
         gate = self.gate
         alarms = outcome.alarms
         held = bool(alarms)
@@ -289,7 +298,11 @@ class MqttConsumer:
             self._hand_off()
 
     def _hand_off(self) -> None:
-        """Publish pending events on the bus and queue them for the writer (network thread)."""
+        """Publish pending events on the bus and queue them for the writer (network thread);
+        acknowledge the messages that were only counted."""
+        if self._pending_acks:
+            acks, self._pending_acks = self._pending_acks, []
+            self.send_acks(acks)
         if not self._pending_items:
             return
         events, self._pending_events = self._pending_events, []

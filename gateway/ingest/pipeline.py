@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000  # event ids remembered to drop redeliveries before they reach the bus
 TOPIC_CACHE = 50_000
+_UNSEEN = object()
+_REASON_NAMES = {r: r.value for r in Reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Outcome:
     duplicate_events: list[Event] = field(default_factory=list)  # redeliveries, not on the bus
     # Panics of an unregistered device: raised as incidents (gateway.ingest.unregistered)
     alarms: list[UnregisteredPanic] = field(default_factory=list)
+    counted_only: bool = False  # quarantined past the row rates: nothing to store
 
 
 @dataclass
@@ -88,6 +91,18 @@ class Normaliser:
         self.unregistered = unregistered
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._topic_adapter: dict[str, Adapter | None] = {}
+        # Adapters that may take a topic, by its first level (in their order): profiles say
+        # which first levels they use; an adapter that does not say is tried for every topic.
+        firsts: list[frozenset[str] | None] = [
+            getattr(a, "first_levels", None) for a in self.adapters
+        ]
+        self._any_first_level = [a for a, f in zip(self.adapters, firsts, strict=True) if f is None]
+        self._by_first_level = {
+            level: [
+                a for a, f in zip(self.adapters, firsts, strict=True) if f is None or level in f
+            ]
+            for level in {level for f in firsts if f is not None for level in f}
+        }
         self._device_info: dict[str, DeviceInfo | None] = {}
 
     def subscriptions(self) -> list[str]:
@@ -125,11 +140,11 @@ class Normaliser:
         self._device_info.pop(device_id, None)
 
     def _adapter_for(self, topic: str) -> Adapter | None:
-        try:
-            return self._topic_adapter[topic]
-        except KeyError:
-            pass
-        chosen = next((a for a in self.adapters if a.accepts(topic)), None)
+        cached = self._topic_adapter.get(topic, _UNSEEN)
+        if cached is not _UNSEEN:
+            return cached  # type: ignore[return-value]
+        candidates = self._by_first_level.get(topic.partition("/")[0], self._any_first_level)
+        chosen = next((a for a in candidates if a.accepts(topic)), None)
         if len(self._topic_adapter) >= TOPIC_CACHE:
             self._topic_adapter.clear()  # topics are per device: bounded in practice
         self._topic_adapter[topic] = chosen
@@ -241,12 +256,13 @@ class Normaliser:
     ) -> Outcome:
         """Count the message; keep its quarantine record unless the sampling rates say no
         (a raised panic's record is always kept)."""
-        self.stats.rejected[reason.value] += 1
+        name = _REASON_NAMES[reason]  # not reason.value: the enum's descriptor costs more
+        self.stats.rejected[name] += 1
         source = device_id or topic
         if alarms:
-            self.quarantine.keep_always(reason.value, source, received_at, detail)
-        elif not self.quarantine.admit(reason.value, source, received_at, detail):
-            return Outcome()
+            self.quarantine.keep_always(name, source, received_at, detail)
+        elif not self.quarantine.admit(name, source, received_at, detail):
+            return Outcome(counted_only=True)
         limit = self.config.quarantine_raw_bytes
         record = QuarantineRecord(
             received_at, topic[:512], reason, detail[:1000], device_id, raw[:limit], len(raw)
