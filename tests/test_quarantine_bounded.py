@@ -3,26 +3,35 @@ lines deduplicated with a budget and summaries, the table capped in bytes (oldes
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from device_adapters.registry import load_adapters
-from gateway.config.settings import IngestConfig
+from gateway.config.settings import IngestConfig, load_gateway_config
 from gateway.config.sites import DeviceConfig, SiteConfig, SiteRegistry
 from gateway.events import DeviceKind
+from gateway.incidents.tables import incidents
 from gateway.ingest.pipeline import Normaliser, QuarantineRecord
 from gateway.ingest.quarantine import LOGGED_PAIRS, QuarantineSampler
 from gateway.ingest.reasons import Reason
+from gateway.runtime import Gateway
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import QUARANTINE_ROW_OVERHEAD, BatchWriter, WriteItem
 from tests.conftest import postgres_database
+from tests.support.brokers import MosquittoBroker
+from tests.support.compound import Publisher
+from tests.support.two_sites import SITE as TWO_SITES
+from tests.support.two_sites import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 12, 4, 8, 0, 5, tzinfo=UTC)
@@ -192,3 +201,55 @@ def test_a_malformed_storm_for_unknown_ids_keeps_few_rows_and_counts_all() -> No
         f"lianfang/{SITE}/panic-1/event", b'{"v": 1, "seq": 1, "kind": "alarm", "type": "panic"}'
     )
     assert [e.type for e in panic.events] == ["panic"]
+
+
+# -- through a running gateway ------------------------------------------------------------
+
+
+@pytest.mark.broker
+async def test_a_storm_through_the_gateway_is_counted_and_bounded_and_a_panic_in_it_raised(
+    tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=QLOG)
+    limits = {"quarantine_per_reason_per_minute": 50, "quarantine_per_minute": 80}
+    gw = Gateway(load_gateway_config(write_config(tmp_path, mosquitto.port, limits)))
+    await gw.start()
+    try:
+        assert await gw.wait_subscribed(15)
+        pad = b"x" * 900
+        storm = [
+            (f"lianfang/{TWO_SITES}/ghost-{i}/event", b'{"v": 1, "p": "' + pad) for i in range(3000)
+        ]
+        panic = json.dumps({"v": 1, "seq": 7, "kind": "alarm", "type": "panic"}).encode()
+        storm.insert(1500, (f"lianfang/{TWO_SITES}/panic-1/event", panic))
+        pub = Publisher(mosquitto.port)
+        try:
+            await asyncio.to_thread(pub.publish, storm)
+        finally:
+            pub.close()
+        deadline = asyncio.get_running_loop().time() + 30
+        while gw.normaliser.stats.messages < len(storm):
+            assert asyncio.get_running_loop().time() < deadline, gw.normaliser.stats
+            await asyncio.sleep(0.05)
+        while not incidents_of(gw, "panic_button"):  # the panic in the middle is raised
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        sampler = gw.normaliser.quarantine
+        assert sampler.received == {"malformed_json": 3000} == gw.normaliser.stats.rejected
+        gw.writer.submit(WriteItem())  # carries the counts
+        await asyncio.to_thread(gw.writer.flush)
+        with gw.engine.connect() as conn:
+            rows = conn.execute(select(func.count()).select_from(tables.quarantine)).scalar_one()
+            counted = conn.execute(select(func.sum(tables.quarantine_counts.c.received))).scalar()
+        assert rows == sampler.kept["malformed_json"] <= 80 * 2  # a minute may end inside
+        assert counted == 3000
+        assert gw.writer.stats.quarantined == rows  # the rest never reached the writer
+        lines = quarantine_lines(caplog)
+        assert len(lines) <= 5 * 2 + 1 * 2, lines  # the budget (and a summary) per minute
+    finally:
+        await gw.stop()
+
+
+def incidents_of(gw: Gateway, rule_id: str) -> list[Any]:
+    with gw.engine.connect() as conn:
+        return list(conn.execute(select(incidents).where(incidents.c.rule_id == rule_id)))
