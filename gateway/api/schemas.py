@@ -197,6 +197,7 @@ class WriterHealth(BaseModel):
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    quarantine_evicted: int = Field(0, description="Oldest rows removed past the size cap")
     batches: int = 0
     errors: int = 0
     last_commit_age_s: float | None = None
@@ -212,6 +213,7 @@ class WriterHealth(BaseModel):
             stored=stats.stored,
             duplicates=stats.duplicates,
             quarantined=stats.quarantined,
+            quarantine_evicted=stats.quarantine_evicted,
             batches=stats.batches,
             errors=stats.errors,
             last_commit_age_s=age,
