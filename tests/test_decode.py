@@ -171,3 +171,12 @@ def test_duplicates_are_found_on_either_path_exactly_when_json_sees_them(
         assert got[1] is Reason.DUPLICATE_KEY
     else:
         assert got[1] == json.dumps(expected[1], sort_keys=True, ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values, cut=st.integers(0, 400), fmt=st.sampled_from(["json", "json_or_text"]))
+def test_documents_cut_short_get_json_s_reason(value: Any, cut: int, fmt: str) -> None:
+    # orjson's "unexpected end of data" is taken as json's refusal without asking json
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raw = raw[: cut % (len(raw) + 1)]
+    assert outcome(decode_payload, raw, fmt) == outcome(_decode_exactly, raw, fmt)

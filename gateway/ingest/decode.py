@@ -81,8 +81,18 @@ def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> A
     if fmt != "text":
         try:
             value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass  # the exact path below says why (or takes what json accepts)
+        except orjson.JSONDecodeError as exc:
+            # The exact path below says why, or takes what json accepts. A document cut
+            # short (orjson read valid UTF-8 to its very end) is one json refuses too, with
+            # the same reason, unless nested deep enough for json's RecursionError: a storm
+            # of truncated payloads costs one parse each.
+            if (
+                fmt == "json"
+                and exc.pos >= len(raw)
+                and exc.msg.startswith("unexpected end of data")
+                and raw.count(b"[") + raw.count(b"{") <= max_depth
+            ):
+                raise Rejected(Reason.MALFORMED_JSON, str(exc)[:200]) from None
         else:
             # orjson first: a malformed payload (a storm of them) skips these scans.
             if _SUSPECT_ESCAPE.search(raw) is None and _LONG_NUMBER not in raw.translate(
