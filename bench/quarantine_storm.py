@@ -14,7 +14,8 @@ plain paho subscriber on ``lianfang/notify/police-desk/#``. Then, in the same ru
    client library, as a device or a script would publish.
 
 A panic is *raised* when its incident is stored (``stored_ms``) and the police desk has its
-notification (``desk_ms``), both from the moment the panic was handed to the socket. The data
+notification (``desk_ms``), both from the moment the broker routed the panic (seen by a
+client subscribed to the panics' topics only, which no storm holds up). The data
 folder is measured (file sizes) before and after the storm, once everything is committed.
 With ``--unbounded`` the storm runs a second time against a fresh gateway whose quarantine
 rates and cap are set out of reach: every row kept, as before the quarantine was bounded.
@@ -82,39 +83,31 @@ def storm(n: int, seed: int) -> list[tuple[str, bytes]]:
 
 
 def publish_storm(port: int, n: int, seed: int, kind: str) -> None:
-    """Separate process: the storm with two panics in the middle; prints their send times."""
+    """Separate process: the storm with two panics in the middle."""
     messages = storm(n, seed)
     middle = n // 2
     messages.insert(middle, (f"lianfang/{SITE}/panic-{seed}/event", panic_body(seed)))
     messages.insert(middle + 10, (f"lianfang/{SITE}/ghost-button-{seed}/event", panic_body(seed)))
-    marks = [middle, middle + 10]
     if kind == "lean":
         lean = LeanPublisher(port, f"storm-{seed}")
-        sent = lean.publish_raw(messages, stamp=marks)
+        lean.publish_raw(messages)
         if not lean.wait_acked(len(messages), 600):
             raise SystemExit(f"broker acknowledged only {lean.acked} of {len(messages)}")
         lean.close()
-    else:  # a device-like client: paho, QoS 1, as fast as it goes
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"storm-{seed}"
-        )
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        # paho queues what it cannot send yet: a panic's time is when the broker has it
-        # (its PUBACK to us), not when publish() was called.
-        acked: dict[int, float] = {}
-        client.on_publish = lambda _c, _u, mid, _r, _p: acked.setdefault(mid, time.time())
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        infos = []
-        for topic, payload in messages:
-            infos.append(client.publish(topic, payload, qos=1))
-        for info in infos:
-            info.wait_for_publish(600)
-        sent = {i: acked[infos[i].mid] for i in marks}
-        client.disconnect()
-        client.loop_stop()
-    print(json.dumps({"registered": sent[middle], "unregistered": sent[middle + 10]}))
+        return
+    # a device-like client: paho, QoS 1, as fast as it goes
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"storm-{seed}"
+    )
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(600)
+    client.disconnect()
+    client.loop_stop()
 
 
 def write_config(workdir: Path, port: int, ingest: dict[str, Any]) -> Path:
@@ -198,6 +191,33 @@ class Desk:
         self.client.disconnect()
 
 
+class Observer:
+    """A client subscribed to the two panics' topics only: it is not behind the storm, so
+    the time it gets a panic is when the broker routed it (the publisher's clock would say
+    when it was queued, or when the broker's acknowledgement was read, neither of which is
+    when the broker had it)."""
+
+    def __init__(self, port: int, topics: dict[str, str]) -> None:
+        self.arrivals: dict[str, float] = {}
+        self._names = {topic: name for name, topic in topics.items()}
+        ready = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id="storm-observer"
+        )
+        self.client.on_message = lambda _c, _u, m: self.arrivals.setdefault(
+            self._names.get(m.topic, m.topic), time.time()
+        )
+        self.client.on_subscribe = lambda *_a: ready.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([(t, 0) for t in topics.values()])
+        self.client.loop_start()
+        ready.wait(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 async def run_gateway(
     workdir: Path,
     port: int,
@@ -259,6 +279,13 @@ async def run_gateway(
     children_before = sum(os.times()[2:4])
 
     # 2. the storm, with two panics in the middle
+    observer = Observer(
+        port,
+        {
+            "registered": f"lianfang/{SITE}/panic-{seed}/event",
+            "unregistered": f"lianfang/{SITE}/ghost-button-{seed}/event",
+        },
+    )
     receive_cpu = receive_thread_cpu_s("storm-gateway")
     broker_cpu = _cpu_s(Path(f"/proc/{broker_pid}/stat"))
     proc = await asyncio.create_subprocess_exec(
@@ -266,8 +293,8 @@ async def run_gateway(
         args.publisher,
         stdout=subprocess.PIPE,
     )  # fmt: skip
-    out, _ = await proc.communicate()
-    sent_at = json.loads(out.decode().strip().splitlines()[-1])
+    await proc.communicate()
+    sent_at = observer.arrivals
     total = args.messages + 2
     deadline = time.monotonic() + 120
     while gateway.normaliser.stats.messages - received_before < total:
@@ -321,6 +348,7 @@ async def run_gateway(
         ],
     }
     desk.close()
+    observer.close()
     await gateway.stop()
     logging.getLogger("gateway").removeHandler(counter)
     return result
