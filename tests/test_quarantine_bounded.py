@@ -253,3 +253,13 @@ async def test_a_storm_through_the_gateway_is_counted_and_bounded_and_a_panic_in
 def incidents_of(gw: Gateway, rule_id: str) -> list[Any]:
     with gw.engine.connect() as conn:
         return list(conn.execute(select(incidents).where(incidents.c.rule_id == rule_id)))
+
+
+def test_adapters_replaced_later_are_used_for_new_topics() -> None:
+    # Profiles may be reloaded at run time: the first-level index follows the adapters.
+    n = normaliser()
+    assert n.process("zigbee2mqtt/x", b"{}").quarantined is not None
+    n.adapters = [a for a in n.adapters if a.name != "zigbee2mqtt"]
+    n._topic_adapter.clear()
+    outcome = n.process("zigbee2mqtt/y", b'{"action": "emergency"}')
+    assert outcome.quarantined is not None and outcome.quarantined.reason == "no_profile"

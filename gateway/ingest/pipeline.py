@@ -60,6 +60,21 @@ class IngestStats:
     last_message_at: datetime | None = None
 
 
+FirstLevelIndex = tuple[list[Adapter], dict[str, list[Adapter]], list[Adapter]]
+
+
+def first_level_index(adapters: list[Adapter]) -> FirstLevelIndex:
+    """(adapters, the adapters that may take a topic under each first level, the adapters
+    for any other first level), in the adapters' order. A profile says which first levels
+    its topics use (``ProfileAdapter.first_levels``); an adapter that does not say is tried
+    for every topic. A storm of new topics then costs no regex of unrelated profiles."""
+    firsts: list[frozenset[str] | None] = [getattr(a, "first_levels", None) for a in adapters]
+    pairs = list(zip(adapters, firsts, strict=True))
+    levels = {level for f in firsts if f is not None for level in f}
+    by_level = {level: [a for a, f in pairs if f is None or level in f] for level in sorted(levels)}
+    return adapters, by_level, [a for a, f in pairs if f is None]
+
+
 class Normaliser:
     """Message → events, using the first adapter that takes the topic.
 
@@ -91,18 +106,8 @@ class Normaliser:
         self.unregistered = unregistered
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._topic_adapter: dict[str, Adapter | None] = {}
-        # Adapters that may take a topic, by its first level (in their order): profiles say
-        # which first levels they use; an adapter that does not say is tried for every topic.
-        firsts: list[frozenset[str] | None] = [
-            getattr(a, "first_levels", None) for a in self.adapters
-        ]
-        self._any_first_level = [a for a, f in zip(self.adapters, firsts, strict=True) if f is None]
-        self._by_first_level = {
-            level: [
-                a for a, f in zip(self.adapters, firsts, strict=True) if f is None or level in f
-            ]
-            for level in {level for f in firsts if f is not None for level in f}
-        }
+        # Adapters that may take a topic, by its first level (see first_level_index).
+        self._first_levels = first_level_index(self.adapters)
         self._device_info: dict[str, DeviceInfo | None] = {}
 
     def subscriptions(self) -> list[str]:
@@ -143,7 +148,11 @@ class Normaliser:
         cached = self._topic_adapter.get(topic, _UNSEEN)
         if cached is not _UNSEEN:
             return cached  # type: ignore[return-value]
-        candidates = self._by_first_level.get(topic.partition("/")[0], self._any_first_level)
+        adapters, by_level, others = self._first_levels
+        if adapters is not self.adapters:  # the adapters were replaced (profiles reloaded)
+            self._first_levels = first_level_index(self.adapters)
+            adapters, by_level, others = self._first_levels
+        candidates = by_level.get(topic.partition("/")[0], others)
         chosen = next((a for a in candidates if a.accepts(topic)), None)
         if len(self._topic_adapter) >= TOPIC_CACHE:
             self._topic_adapter.clear()  # topics are per device: bounded in practice
