@@ -149,6 +149,42 @@ class LeanPublisher:
             self._sock.sendall(b"".join(packets))
             sent = end
 
+    def publish_raw(
+        self, messages: Sequence[tuple[str, bytes]], stamp: Sequence[int] = ()
+    ) -> dict[int, float]:
+        """Send (topic, payload) pairs as they are (any bytes), as fast as the broker takes
+        them; returns the wall-clock time each index in ``stamp`` was handed to the socket."""
+        sent_at: dict[int, float] = {}
+        marks = set(stamp)
+        sent = 0
+        packet_id = 0
+        total = len(messages)
+        while sent < total:
+            with self._cond:
+                while sent - self.acked > self.window - self.chunk:
+                    self._cond.wait(1.0)
+            end = min(sent + self.chunk, total)
+            packets = []
+            for topic, payload in messages[sent:end]:
+                packet_id = packet_id % MAX_PACKET_ID + 1
+                head = _utf8(topic)
+                packets.append(
+                    b"".join(
+                        (
+                            b"\x32",
+                            _remaining_length(len(head) + 2 + len(payload)),
+                            head,
+                            _U16.pack(packet_id),
+                            payload,
+                        )
+                    )
+                )
+            now = time.time()
+            sent_at.update((i, now) for i in marks.intersection(range(sent, end)))
+            self._sock.sendall(b"".join(packets))
+            sent = end
+        return sent_at
+
     def wait_acked(self, count: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         with self._cond:

@@ -9,6 +9,7 @@ change to one stage can be compared before/after without the noise of the others
   ``on_message`` and manual acknowledgement: paho's own cost per message;
 - ``paho_*_lean``: the same with ``BufferedReadClient.on_incoming_publish``, the path the
   gateway takes for plain PUBLISH packets;
+- ``decode``: ``decode_payload`` alone (orjson and its checks; part of ``normalise``);
 - ``normalise``: ``Normaliser.process`` (decode, profile, pydantic validation);
 - ``submit``: ``BatchWriter.submit`` (row encoding and device state);
 - ``write``: the writer's SQLite transaction for batches of 500;
@@ -123,6 +124,7 @@ async def pipeline_stages(
     workdir: Path, messages: list[tuple[str, dict[str, Any]]]
 ) -> dict[str, float]:
     from gateway.config.settings import load_gateway_config
+    from gateway.ingest.decode import decode_payload
     from gateway.ingest.pipeline import Outcome
     from gateway.runtime import Gateway
     from gateway.storage.db import migrate
@@ -133,6 +135,14 @@ async def pipeline_stages(
     raw = [(t, json.dumps({**body, "ts": time.time()}).encode()) for t, body in messages]
     n = len(raw)
     out: dict[str, float] = {}
+
+    limits = gateway.config.ingest
+    started = time.process_time()
+    for _, p in raw:
+        decode_payload(
+            p, "json", max_bytes=limits.max_payload_bytes, max_depth=limits.max_json_depth
+        )
+    out["decode"] = time.process_time() - started
 
     started = time.process_time()
     outcomes: list[Outcome] = [gateway.normaliser.process(t, p) for t, p in raw]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter
@@ -26,13 +28,15 @@ from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
-from gateway.events import Event
+from gateway.events import Event, utcnow
 from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate
 from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
-from gateway.ingest.pipeline import Normaliser
+from gateway.ingest.pipeline import Normaliser, QuarantineRecord
+from gateway.ingest.reasons import Reason
+from gateway.ingest.unregistered import UnregisteredPanics, UnregisteredReport
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
 from gateway.receivers.gat1400.routes import gat1400_router
 from gateway.receivers.gat1400.service import Gat1400Service
@@ -57,8 +61,11 @@ from gateway.storage.registry import (
 )
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
+from rules.signal import Signal
 
 log = logging.getLogger(__name__)
+
+QUARANTINE_TICK_S = 10.0
 
 
 class Gateway:
@@ -78,16 +85,27 @@ class Gateway:
         self.adapters = load_adapters(config.profiles_dir, config.timezone)
         self.engine = make_engine(config.sqlite_url_resolved())
         self.bus = EventBus()
-        self.normaliser = Normaliser(self.adapters, self.registry, config.ingest)
+        # Panics of devices missing from the registry become P1 incidents (bound at start).
+        self.unregistered = UnregisteredPanics(
+            self.registry,
+            per_site_per_minute=config.ingest.unregistered_panics_per_minute,
+            keep_record=self._keep_unregistered_record,
+        )
+        self.normaliser = Normaliser(
+            self.adapters, self.registry, config.ingest, unregistered=self.unregistered
+        )
         self._labels = labels_from_registry(self.registry)
         self.writer = BatchWriter(
             self.engine,
             batch_size=config.database.batch_size,
             interval_s=config.database.batch_interval_ms / 1000,
+            quarantine_counts=self.normaliser.quarantine.drain,
+            quarantine_max_bytes=config.ingest.quarantine_max_bytes,
         )
         self.consumer = MqttConsumer(
             config.mqtt, self.normaliser, self.writer, self.bus, protocol=protocol
         )
+        self.consumer.unregistered = self.unregistered
         self.rules = RulesService(
             config.rules_dir,
             state_dir=config.data_dir / "rules",
@@ -104,7 +122,7 @@ class Gateway:
             registry=self.registry,
             store=self.store_events,
             ingest=self.ingest_events,
-            quarantine=lambda record: self.writer.submit(WriteItem(quarantined=record)),
+            quarantine=self.store_quarantined,
         )
         self.incidents = IncidentsRuntime(
             self.engine,
@@ -125,9 +143,15 @@ class Gateway:
         # so does the HTTP answer to a device that pushed one (a gate of its own).
         self.ack_gate = AckGate(self.consumer.send_acks)
         self.consumer.gate = self.ack_gate
-        # Push-protocol receivers (gateway/receivers): their answers wait the same way.
+        # Push-protocol receivers (gateway/receivers): their answers wait the same way, their
+        # quarantine is sampled and counted like MQTT's, and an unknown device's panic is
+        # raised as an incident (report_unregistered_panic).
         self.receiver_sink = ReceiverSink(
-            self.bus, self.writer, quarantine_raw_bytes=config.ingest.quarantine_raw_bytes
+            self.bus,
+            self.writer,
+            quarantine_raw_bytes=config.ingest.quarantine_raw_bytes,
+            quarantine=self.store_quarantined,
+            report_panic=self.report_unregistered_panic,
         )
         self.sia = (
             SiaServer(SiaReceiver(config.sia, self.registry, self.receiver_sink))
@@ -142,9 +166,10 @@ class Gateway:
             else None
         )
         self.push_gate = AckGate(release_replies)
-        self.rules.on_evaluated, self.incidents.service.on_stored = settle_on_all(
+        self.rules.on_evaluated, self._settle_stored = settle_on_all(
             (self.ack_gate, self.receiver_sink.gate, self.push_gate)
         )
+        self.incidents.service.on_stored = self._signal_stored
         # HTTP push receivers on the API's port (docs/receivers-gat1400.md, -isapi.md).
         self.gat1400: Gat1400Service | None = None
         self.isapi: IsapiService | None = None
@@ -182,7 +207,9 @@ class Gateway:
             gate=self.push_gate,
             max_image_bytes=max_image_kb * 1024,
             max_images_per_record=max_images,
+            report_panic=self.report_unregistered_panic,
         )
+        self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -192,8 +219,10 @@ class Gateway:
         await self.retention.start()
         self.bus.bind(asyncio.get_running_loop())
         await self.incidents.start()
+        self.unregistered.bind(asyncio.get_running_loop(), self.incidents.service.emit)
         await self.rules.start(self.bus)
         self.writer.start()
+        self._housekeeping = asyncio.create_task(self._quarantine_ticks(), name="quarantine")
         await self.cameras.start()
         if self.sia is not None:
             await self.sia.start()
@@ -287,6 +316,71 @@ class Gateway:
         """Device labels for the rules (from the registry, cached until a device changes)."""
         return self._labels(device_id)
 
+    # -- quarantine and unregistered devices' panics ---------------------------------------
+    def store_quarantined(self, record: QuarantineRecord) -> None:
+        """Quarantine a message from a non-MQTT source (ONVIF, receivers), counted and sampled
+        as MQTT's are (gateway.ingest.quarantine); thread-safe."""
+        source = record.device_id or record.topic
+        sampler = self.normaliser.quarantine
+        if sampler.admit(record.reason.value, source, record.received_at, record.detail):
+            self.writer.submit(WriteItem(quarantined=record))
+
+    def _keep_unregistered_record(
+        self, *, origin: str, device_id: str, raw: bytes, detail: str, received_at: datetime
+    ) -> None:
+        """The quarantine record of a receiver's unregistered panic: always kept."""
+        record = QuarantineRecord(
+            received_at, origin[:512], Reason.UNKNOWN_DEVICE, detail[:1000], device_id[:128],
+            raw[: self.config.ingest.quarantine_raw_bytes], len(raw),
+        )  # fmt: skip
+        self.normaliser.quarantine.keep_always(
+            Reason.UNKNOWN_DEVICE.value, device_id, received_at, detail
+        )
+        self.writer.submit(WriteItem(quarantined=record))
+
+    async def report_unregistered_panic(
+        self,
+        *,
+        device_id: str,
+        protocol: str,
+        raw: bytes,
+        detail: str = "",
+        site: str | None = None,
+        origin: str = "",
+        received_at: datetime | None = None,
+        within_s: float | None = 10.0,
+    ) -> UnregisteredReport:
+        """A panic from a device missing from the registry, read by any receiver (SIA DC-09,
+        GB/T 28181, …): quarantined as ``unknown_device`` and raised as a P1 incident marked
+        未登记设备 for ``site`` (when it is one of this gateway's; else every site), routed to
+        the police desk and the command centre. Returns once the incidents are stored (then
+        acknowledge on the wire) or after ``within_s``. On the gateway's loop; from a thread,
+        ``asyncio.run_coroutine_threadsafe``. See ``gateway.ingest.unregistered``."""
+        return await self.unregistered.report(
+            device_id=device_id,
+            protocol=protocol,
+            raw=raw,
+            detail=detail,
+            site=site,
+            origin=origin,
+            received_at=received_at,
+            within_s=within_s,
+        )
+
+    def _signal_stored(self, signal: Signal) -> None:
+        self._settle_stored(signal)  # a panic's acknowledgement: MQTT, receivers, HTTP push
+        self.unregistered.stored(signal)  # a receiver waiting in report_unregistered_panic
+
+    async def _quarantine_ticks(self) -> None:
+        """Close the quarantine's minute (its summary log lines) and store its counts even
+        when no message comes to carry them."""
+        sampler = self.normaliser.quarantine
+        while True:
+            await asyncio.sleep(QUARANTINE_TICK_S)
+            sampler.tick(utcnow())
+            if sampler.has_pending:
+                self.writer.submit(WriteItem())
+
     def store_events(self, events: list[Event]) -> None:
         """Store events that reached the bus another way (thread-safe)."""
         self.writer.submit(WriteItem(events=list(events)))
@@ -325,6 +419,10 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.reloader.stop()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         await self.retention.stop()
         await self.cameras.stop()
         if self.sia is not None:

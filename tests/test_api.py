@@ -24,6 +24,7 @@ from gateway.api.deps import Principal, get_current_principal
 from gateway.bus import EventBus
 from gateway.events import DeviceKind, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
+from gateway.ingest.quarantine import QuarantineSampler
 from gateway.ingest.reasons import Reason
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
@@ -479,6 +480,28 @@ async def test_quarantine_pagination_and_stats(engine: Engine, client: httpx.Asy
     assert recent.json()["total"] == 2
     naive = await client.get("/api/quarantine/stats", params={"since": "2026-05-01T00:18:00"})
     assert naive.status_code == 422
+
+
+async def test_quarantine_stats_count_every_message_received(
+    engine: Engine, client: httpx.AsyncClient
+) -> None:
+    # Rows are sampled past a rate; the counts (written with each batch) are exact.
+    sampler = QuarantineSampler(per_source=2, per_reason=100, total=100)
+    writer = BatchWriter(engine, interval_s=0.001, quarantine_counts=sampler.drain)
+    writer.start()
+    for n in range(12):
+        record = quarantined(n // 6, reason=Reason.NO_PROFILE)  # minutes 0 and 1, one topic
+        if sampler.admit("no_profile", record.topic[:20], record.received_at):
+            writer.submit(WriteItem(quarantined=record))
+    writer.submit(WriteItem())
+    writer.stop()
+    stats = (await client.get("/api/quarantine/stats")).json()
+    assert stats["total"] == 4 and stats["by_reason"]["no_profile"] == 4
+    assert stats["received_total"] == 12 and stats["received_by_reason"]["no_profile"] == 12
+    assert stats["received_by_reason"]["oversize"] == 0  # every known reason is listed
+    later = await client.get("/api/quarantine/stats", params={"since": "2026-05-01T00:01:30Z"})
+    assert later.json()["received_total"] == 6  # the minute holding `since` counts whole
+    assert later.json()["total"] == 0  # stored rows: by their own time (00:01:00)
 
 
 # -- docs, seam, extra routers --------------------------------------------------------

@@ -80,3 +80,103 @@ def test_hostile_payloads_are_rejected_with_their_reason(raw: bytes, reason: Rea
     with pytest.raises(Rejected) as caught:
         decode_payload(raw, "json", **LIMITS)
     assert caught.value.reason is reason
+
+
+# -- duplicate keys ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"action":"emergency","action":null}',
+        b'{"v": 1, "attrs": {"door": "1", "door": "2"}}',
+        b'[{"a": 1}, {"b": 1, "b": 1}]',  # even the same value twice
+        b'{"t": "12:00:00", "x": {"k": 1, "k": 2}}',  # colons inside strings too
+        b'{"a": "\\u003a", "a": 1}',  # an escaped colon cannot hide a dropped one
+        b'{"\\u0061": 1, "a": 2}',  # the same key, written two ways
+    ],
+)
+@pytest.mark.parametrize("fmt", ["json", "json_or_text"])
+def test_a_duplicated_key_is_refused(raw: bytes, fmt: str) -> None:
+    with pytest.raises(Rejected) as caught:
+        decode_payload(raw, fmt, **LIMITS)
+    assert caught.value.reason is Reason.DUPLICATE_KEY
+    assert "appears twice" in caught.value.detail
+
+
+def test_colons_in_strings_and_keys_are_not_duplicates() -> None:
+    raw = b'{"ts": "2026-11-22T21:03:00+08:00", "a:b": "x:y:z", "n": [{"c": ":"}]}'
+    assert decode_payload(raw, "json", **LIMITS) == {
+        "ts": "2026-11-22T21:03:00+08:00",
+        "a:b": "x:y:z",
+        "n": [{"c": ":"}],
+    }
+
+
+def loads_with_pairs(raw: bytes) -> Any:
+    """The reference: json's own reading, with every key of every object seen."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise KeyError("duplicate")
+        return dict(pairs)
+
+    return json.loads(raw, object_pairs_hook=hook)
+
+
+# A document as pairs, so that keys may repeat: written out by hand below.
+keys = st.sampled_from(["a", "b", "a:b", ":", "ts", "キー", "\U0001f600"])
+documents = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-1000, 1000)
+    | st.sampled_from(["", "x:y", ":", "12:00"]),
+    lambda inner: (
+        st.lists(inner, max_size=4).map(lambda v: ("list", v))
+        | st.lists(st.tuples(keys, inner), max_size=4).map(lambda v: ("object", v))
+    ),
+    max_leaves=20,
+)
+
+
+def write(doc: Any, ascii_only: bool, escape_colons: bool) -> str:
+    def text(s: str) -> str:
+        out = json.dumps(s, ensure_ascii=ascii_only)
+        return out.replace(":", "\\u003a") if escape_colons else out
+
+    if isinstance(doc, tuple) and doc[0] == "list":
+        return "[" + ", ".join(write(v, ascii_only, escape_colons) for v in doc[1]) + "]"
+    if isinstance(doc, tuple) and doc[0] == "object":
+        return (
+            "{"
+            + ", ".join(f"{text(k)}: {write(v, ascii_only, escape_colons)}" for k, v in doc[1])
+            + "}"
+        )
+    return text(doc) if isinstance(doc, str) else json.dumps(doc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=documents, ascii_only=st.booleans(), escape_colons=st.booleans())
+def test_duplicates_are_found_on_either_path_exactly_when_json_sees_them(
+    doc: Any, ascii_only: bool, escape_colons: bool
+) -> None:
+    raw = write(doc, ascii_only, escape_colons).encode()
+    try:
+        expected: Any = ("value", loads_with_pairs(raw))
+    except KeyError:
+        expected = ("rejected", Reason.DUPLICATE_KEY)
+    got = outcome(decode_payload, raw, "json")
+    assert got[0] == expected[0]
+    if expected[0] == "rejected":
+        assert got[1] is Reason.DUPLICATE_KEY
+    else:
+        assert got[1] == json.dumps(expected[1], sort_keys=True, ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values, cut=st.integers(0, 400), fmt=st.sampled_from(["json", "json_or_text"]))
+def test_documents_cut_short_get_json_s_reason(value: Any, cut: int, fmt: str) -> None:
+    # orjson's "unexpected end of data" is taken as json's refusal without asking json
+    raw = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raw = raw[: cut % (len(raw) + 1)]
+    assert outcome(decode_payload, raw, fmt) == outcome(_decode_exactly, raw, fmt)

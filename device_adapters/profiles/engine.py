@@ -35,13 +35,28 @@ _validate_event = Event.__pydantic_validator__.validate_python
 
 
 class UnknownDevice(NoMatch):
-    """The device is not registered and the mapping cannot tell its site or kind."""
+    """The device is not registered and the mapping cannot tell its site or kind.
 
-    def __init__(self, device_id: str, missing: str) -> None:
+    The message is still read as far as it can be without the registry, so that a panic
+    from an unregistered button is raised (``gateway.ingest.unregistered``): ``event_types``
+    holds the event types its mappings give (``panic`` …) and ``site`` the site a mapping
+    names (from the topic), if any.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        missing: str,
+        *,
+        site: str | None = None,
+        event_types: set[str] | None = None,
+    ) -> None:
         super().__init__(
             f"device {device_id!r} is not registered and the profile gives no {missing}"
         )
         self.device_id = device_id
+        self.site = site
+        self.event_types: set[str] = event_types if event_types is not None else set()
 
 
 _MISSING = object()
@@ -175,12 +190,18 @@ class ProfileAdapter:
         # topic → the plans that take it, with their captures: topics are per device, so a
         # few thousand entries serve every message instead of a regex per plan per message.
         self._by_topic: dict[str, list[tuple[_Plan, dict[str, str]]]] = {}
+        # The literal first levels of the profile's topics ("lianfang", "zigbee2mqtt"), or
+        # None when one starts with a placeholder: a topic under another first level is
+        # declined without a regex or a cache entry (a storm of new topics is cheap).
+        firsts = {t.pattern.split("/", 1)[0] for plan in self._plans for t in plan.topics}
+        self.first_levels: frozenset[str] | None = (
+            None if any("{" in f or f in ("+", "#") for f in firsts) else frozenset(firsts)
+        )
 
     def _matching(self, topic: str) -> list[tuple[_Plan, dict[str, str]]]:
-        try:
-            return self._by_topic[topic]
-        except KeyError:
-            pass
+        cached = self._by_topic.get(topic)
+        if cached is not None:
+            return cached
         found = [(p, c) for p in self._plans if (c := p.captures(topic)) is not None]
         if len(self._by_topic) >= TOPIC_CACHE_SIZE:
             self._by_topic.clear()
@@ -196,6 +217,8 @@ class ProfileAdapter:
         return subs
 
     def accepts(self, topic: str) -> bool:
+        if self.first_levels is not None and topic.partition("/")[0] not in self.first_levels:
+            return False
         return bool(self._matching(topic))
 
     def payload_format(self, topic: str) -> str:
@@ -205,6 +228,7 @@ class ProfileAdapter:
     def normalise(self, message: Message, lookup: DeviceLookup) -> list[Event]:
         events: list[Event] = []
         reasons: list[str] = []
+        unknown: UnknownDevice | None = None
         for plan, captures in self._matching(message.topic):
             mapping = plan.mapping
             if mapping.format == "json" and isinstance(message.payload, str):
@@ -221,17 +245,28 @@ class ProfileAdapter:
                 continue
             try:
                 events.append(self._build(plan, ctx, message, lookup))
-            except UnknownDevice:
-                raise
+            except UnknownDevice as exc:
+                # The message is an unknown device's whatever later mappings say; they are
+                # still read (as far as `continue` goes) for the types they would give.
+                if unknown is None:
+                    unknown = exc
+                else:
+                    unknown.event_types |= exc.event_types
             except NoMatch as exc:
                 reasons.append(f"{mapping.id}: {exc.reason}")
                 continue
-            except JMESPathError as exc:
-                raise MappingError(
-                    f"{mapping.id}: an expression failed on this payload: {exc}"
-                ) from exc
+            except (JMESPathError, MappingError) as exc:
+                if unknown is None:
+                    if isinstance(exc, MappingError):
+                        raise
+                    raise MappingError(
+                        f"{mapping.id}: an expression failed on this payload: {exc}"
+                    ) from exc
             if not mapping.continue_:
                 break
+        if unknown is not None:
+            unknown.event_types.update(e.type.value for e in events)
+            raise unknown
         if not events:
             raise NoMatch(
                 "; ".join(reasons) or f"no mapping of {self.name} takes topic {message.topic}"
@@ -253,7 +288,12 @@ class ProfileAdapter:
         if site is None or kind is None:
             info = lookup(device_id)
             if info is None:
-                raise UnknownDevice(device_id, "site" if site is None else "kind")
+                raise UnknownDevice(
+                    device_id,
+                    "site" if site is None else "kind",
+                    site=None if site is None else str(site),
+                    event_types=_type_without_registry(plan, ctx),
+                )
             site = info.site if site is None else site
             kind = info.kind if kind is None else kind
         event_type = plan.type(ctx)
@@ -386,6 +426,15 @@ def _digest(*parts: Any) -> str:
         digest.update(b"\x00")
     digest.update(message.raw)
     return digest.hexdigest()
+
+
+def _type_without_registry(plan: _Plan, ctx: dict[str, Any]) -> set[str]:
+    """The event type a mapping gives, read without the registry (empty if none)."""
+    try:
+        value = plan.type(ctx)
+    except JMESPathError:
+        return set()
+    return {str(value)} if value is not None else set()
 
 
 def _truthy(value: Any) -> bool:

@@ -24,7 +24,7 @@ from gateway.api.schemas import (
     QuarantineStats,
 )
 from gateway.ingest.reasons import Reason
-from gateway.storage.tables import devices, events, quarantine
+from gateway.storage.tables import devices, events, quarantine, quarantine_counts
 
 EVENTS_LISTING = "events"
 DEVICES_LISTING = "devices"
@@ -268,9 +268,21 @@ def get_quarantined(engine: Engine, record_id: int) -> QuarantinePublic | None:
 
 def quarantine_stats(engine: Engine, since: datetime | None = None) -> QuarantineStats:
     stmt = select(quarantine.c.reason, func.count()).group_by(quarantine.c.reason)
+    counted = select(quarantine_counts.c.reason, func.sum(quarantine_counts.c.received)).group_by(
+        quarantine_counts.c.reason
+    )
     if since is not None:
         stmt = stmt.where(quarantine.c.received_at >= utc(since))
+        # The minute holding ``since`` counts whole: the counts are per minute.
+        minute = utc(since).replace(second=0, microsecond=0)
+        counted = counted.where(quarantine_counts.c.minute >= minute)
     with engine.connect() as conn:
         counts = {str(reason): int(n) for reason, n in conn.execute(stmt)}
-    by_reason = {r.value: 0 for r in Reason} | counts
-    return QuarantineStats(total=sum(counts.values()), by_reason=by_reason)
+        received = {str(reason): int(n or 0) for reason, n in conn.execute(counted)}
+    known = {r.value: 0 for r in Reason}
+    return QuarantineStats(
+        total=sum(counts.values()),
+        by_reason=known | counts,
+        received_total=sum(received.values()),
+        received_by_reason=known | received,
+    )

@@ -142,8 +142,18 @@ class QuarantinePublic(BaseModel):
 class QuarantineStats(BaseModel):
     model_config = _PUBLIC
 
-    total: int
-    by_reason: dict[str, int] = Field(..., description="Count per reason, every known reason")
+    total: int = Field(..., description="Records stored (sampled: see received_total)")
+    by_reason: dict[str, int] = Field(
+        ..., description="Records stored per reason, every known reason"
+    )
+    received_total: int = Field(
+        ...,
+        description="Every quarantined message, stored or only counted (past the row rates); "
+        "counted per clock minute, so `since` applies from the minute holding it",
+    )
+    received_by_reason: dict[str, int] = Field(
+        ..., description="Every quarantined message per reason, every known reason"
+    )
 
 
 # -- health -----------------------------------------------------------------------
@@ -196,6 +206,7 @@ class WriterHealth(BaseModel):
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    quarantine_evicted: int = Field(0, description="Oldest rows removed past the size cap")
     batches: int = 0
     errors: int = 0
     last_commit_age_s: float | None = None
@@ -211,6 +222,7 @@ class WriterHealth(BaseModel):
             stored=stats.stored,
             duplicates=stats.duplicates,
             quarantined=stats.quarantined,
+            quarantine_evicted=stats.quarantine_evicted,
             batches=stats.batches,
             errors=stats.errors,
             last_commit_age_s=age,

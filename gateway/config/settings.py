@@ -130,6 +130,30 @@ class IngestConfig(Strict):
     quarantine_raw_bytes: int = Field(
         4096, ge=0, le=1024 * 1024, description="Raw bytes kept per quarantined message"
     )
+    # The bounded quarantine (gateway/ingest/quarantine.py): every message is counted; rows
+    # are kept up to these rates per clock minute, and the table is capped in size.
+    quarantine_per_source_per_minute: int = Field(
+        10, ge=1, le=100_000, description="Rows kept per reason and device (else topic) a minute"
+    )
+    quarantine_per_reason_per_minute: int = Field(
+        100, ge=1, le=1_000_000, description="Rows kept per reason a minute"
+    )
+    quarantine_per_minute: int = Field(
+        200, ge=1, le=1_000_000, description="Rows kept a minute, all reasons together"
+    )
+    quarantine_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024**3,
+        description="Size of the quarantine table (raw, detail, topic); the oldest rows go first",
+    )
+    unregistered_panics_per_minute: int = Field(
+        30,
+        ge=1,
+        le=10_000,
+        description="Incidents per site a minute for panics of unregistered devices; "
+        "past it, presses are coalesced into one flood incident",
+    )
 
 
 class RulesConfig(Strict):

@@ -7,6 +7,11 @@ and renamed, so a crash never leaves half a JPEG under a real name.
 Limits: when the total passes ``max_bytes`` the oldest *unpinned* snapshots go first; after
 ``retention_days`` unpinned snapshots are deleted by ``prune``. Pinned snapshots (evidence of an
 open incident) are kept until unpinned. Thread-safe: the service calls it from worker threads.
+
+Day folders are created by ``save`` and removed by ``prune`` once empty. A save in progress
+registers its folder first (under the lock), and ``prune`` and ``load`` leave a registered
+folder and its temporary files alone, so a folder can never vanish between a save's ``mkdir``
+and its write.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,29 +88,34 @@ class EvidenceStore:
         self._total = 0
         self.evicted = 0
         self._loaded = False
+        self._writing: Counter[str] = Counter()  # day folder → saves writing into it now
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def load(self) -> None:
         """Index what is already on disk (blocking; call once, from a worker thread)."""
         with self._lock:
-            self._index.clear()
-            self._total = 0
-            private_dir(self.root)
-            for sidecar in sorted(self.root.glob("*/*.json")):
-                try:
-                    meta = StoredSnapshot.from_json(json.loads(sidecar.read_text("utf-8")))
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    log.warning("evidence: skipping unreadable %s: %s", sidecar, exc)
-                    continue
-                if not self._jpeg_path(meta).is_file():
-                    sidecar.unlink(missing_ok=True)
-                    continue
-                self._index[meta.id] = meta
-                self._total += meta.size
-            for tmp in self.root.glob("*/.*.tmp"):  # a crash mid-write
+            self._load_locked()
+
+    def _load_locked(self) -> None:
+        self._index.clear()
+        self._total = 0
+        private_dir(self.root)
+        for sidecar in sorted(self.root.glob("*/*.json")):
+            try:
+                meta = StoredSnapshot.from_json(json.loads(sidecar.read_text("utf-8")))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("evidence: skipping unreadable %s: %s", sidecar, exc)
+                continue
+            if not self._jpeg_path(meta).is_file():
+                sidecar.unlink(missing_ok=True)
+                continue
+            self._index[meta.id] = meta
+            self._total += meta.size
+        for tmp in self.root.glob("*/.*.tmp"):  # a crash mid-write (not a save running now)
+            if tmp.parent.name not in self._writing:
                 tmp.unlink(missing_ok=True)
-            self._loaded = True
+        self._loaded = True
 
     # -- reading --------------------------------------------------------------------------
 
@@ -138,8 +149,6 @@ class EvidenceStore:
         self, snapshot: Snapshot, *, ref: str | None = None, pin: bool = False
     ) -> StoredSnapshot:
         """Write the JPEG and its sidecar, then evict the oldest unpinned past the cap."""
-        if not self._loaded:
-            self.load()
         check_jpeg(snapshot.jpeg, max(self.max_bytes, 1))
         captured = snapshot.captured_at.astimezone(UTC)
         slug = _SLUG.sub("_", snapshot.camera_id)[:64] or "camera"
@@ -155,14 +164,38 @@ class EvidenceStore:
             pinned=pin,
         )
         jpeg_path = self._jpeg_path(meta)
-        private_dir(jpeg_path.parent)
-        _write_atomic(jpeg_path, snapshot.jpeg)
-        _write_atomic(jpeg_path.with_suffix(".json"), json.dumps(meta.to_json()).encode())
-        with self._lock:
-            self._index[meta.id] = meta
-            self._total += meta.size
-            self._evict_over_cap()
+        with self._writing_into(jpeg_path.parent):
+            _write_atomic(jpeg_path, snapshot.jpeg)
+            _write_atomic(jpeg_path.with_suffix(".json"), json.dumps(meta.to_json()).encode())
+            with self._lock:
+                before = self._index.get(meta.id)  # a load() meanwhile may have found it
+                self._index[meta.id] = meta
+                self._total += meta.size - (before.size if before is not None else 0)
+                self._evict_over_cap()
         return meta
+
+    @contextlib.contextmanager
+    def _writing_into(self, day: Path) -> Iterator[None]:
+        """Register a save in ``day`` (created here) so that ``prune`` leaves it alone."""
+        with self._lock:
+            if not self._loaded:
+                self._load_locked()
+            self._writing[day.name] += 1
+            try:
+                private_dir(day)
+            except BaseException:
+                self._release(day.name)
+                raise
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._release(day.name)
+
+    def _release(self, day: str) -> None:
+        self._writing[day] -= 1
+        if self._writing[day] <= 0:
+            del self._writing[day]
 
     def set_pinned(self, snapshot_id: str, pinned: bool) -> StoredSnapshot | None:
         with self._lock:
@@ -185,9 +218,11 @@ class EvidenceStore:
             old = [m for m in self._index.values() if not m.pinned and m.captured_at < cutoff]
             for meta in old:
                 self._delete(meta)
-        for day in self.root.glob("*/") if self.root.is_dir() else []:
-            with contextlib.suppress(OSError):
-                day.rmdir()  # only empty day folders go
+            # Under the lock: a save registers its folder before creating it (_writing_into).
+            for day in self.root.glob("*/") if self.root.is_dir() else []:
+                if day.name not in self._writing:
+                    with contextlib.suppress(OSError):
+                        day.rmdir()  # only empty day folders go
         return len(old)
 
     # -- internals ------------------------------------------------------------------------

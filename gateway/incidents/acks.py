@@ -29,6 +29,7 @@ from typing import Any
 from gateway.audit.chain import AuditEntry, AuditLog
 from gateway.audit.middleware import redact
 from gateway.incidents.service import AckOutcome, AckResult, IncidentService
+from gateway.ingest.decode import Rejected, loads_strict
 from gateway.notify.mqtt import ACK_PREFIX
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ def parse_ack(topic: str, payload: bytes, prefix: str = ACK_PREFIX) -> AckMessag
     if len(payload) > MAX_ACK_BYTES:
         raise AckRejected("oversized", f"{len(payload)} bytes (at most {MAX_ACK_BYTES})")
     try:
-        body = json.loads(payload.decode("utf-8"))
+        body = loads_strict(payload.decode("utf-8"))
+    except Rejected as exc:  # {"by": "a", "by": "b"}: which one acknowledged?
+        raise AckRejected("duplicate_key", exc.detail) from None
     except (UnicodeDecodeError, ValueError):
         raise AckRejected("not_json", "the payload is not UTF-8 JSON") from None
     if not isinstance(body, dict):

@@ -11,6 +11,14 @@ instead: any payload with a surrogate or NUL escape, or a run of 19 or more digi
 reads integers beyond 64 bits as floats, and a card number must not change), and any payload
 orjson refuses (NaN and Infinity, nesting beyond 1,024, bad UTF-8: ``json`` decides, and
 names the reason). What either path accepts is the same value.
+
+A key that appears twice in one object is refused (``duplicate_key``): both parsers would keep
+the last value, so ``{"action": "emergency", "action": null}`` would read as no action at all.
+The exact path sees every pair (``object_pairs_hook``). The fast path cannot, so it compares
+colons: orjson writes the parsed value back with exactly one ``:`` per key it kept plus those
+inside strings, and the payload has one per key it holds plus the same ones inside strings
+(a ``:`` in a string can only be written literally, or as ``\u003a``, which takes the exact
+path). Fewer colons back than in means a key was dropped: the exact path then names it.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ import orjson
 
 from gateway.ingest.reasons import Reason
 
-# A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+# A JSON escape of a UTF-16 surrogate, or of NUL (which PostgreSQL text cannot store), or of
+# a colon (which would upset the duplicate-key check of the fast path).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000|003[aA])")
 # orjson reads an integer beyond 64 bits as a float. 19 digits in a row may already be one
 # (any longer run of digits, in a string too, only costs the slower path). Digits become "0"
 # and the rest " ", then one substring search: a tenth of what a regex of [0-9]{19} costs.
@@ -69,19 +78,57 @@ def decode_payload(raw: bytes, fmt: str, *, max_bytes: int, max_depth: int) -> A
     """Bytes → JSON value (``json``), str (``text``), or either (``json_or_text``)."""
     if len(raw) > max_bytes:
         raise Rejected(Reason.OVERSIZE, f"{len(raw)} bytes > limit {max_bytes}")
-    if (
-        fmt != "text"
-        and _SUSPECT_ESCAPE.search(raw) is None
-        and _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO)
-    ):
+    if fmt != "text":
         try:
             value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass  # the exact path below says why (or takes what json accepts)
+        except orjson.JSONDecodeError as exc:
+            # The exact path below says why, or takes what json accepts. A document cut
+            # short (orjson read valid UTF-8 to its very end) is one json refuses too, with
+            # the same reason, unless nested deep enough for json's RecursionError: a storm
+            # of truncated payloads costs one parse each.
+            if (
+                fmt == "json"
+                and exc.pos >= len(raw)
+                and exc.msg.startswith("unexpected end of data")
+                and raw.count(b"[") + raw.count(b"{") <= max_depth
+            ):
+                raise Rejected(Reason.MALFORMED_JSON, str(exc)[:200]) from None
         else:
-            _check_depth(raw, value, max_depth)
-            return value
+            # orjson first: a malformed payload (a storm of them) skips these scans.
+            if _SUSPECT_ESCAPE.search(raw) is None and _LONG_NUMBER not in raw.translate(
+                _DIGITS_AS_ZERO
+            ):
+                _check_depth(raw, value, max_depth)
+                try:  # no key lost (see the module doc); inline: every message passes here
+                    if orjson.dumps(value).count(b":") == raw.count(b":"):
+                        return value
+                except orjson.JSONEncodeError:  # nesting beyond orjson's writer (> 254)
+                    pass
+                # a key was dropped (or cannot be written back): the exact path says which
     return _decode_exactly(raw, fmt, max_depth)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json``: an object, unless a key appears twice in it."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise Rejected(Reason.DUPLICATE_KEY, f"key {key[:100]!r} appears twice")
+            seen.add(key)
+    return obj
+
+
+# One decoder for every call: json.loads() with a hook builds a new one each time.
+_STRICT = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """JSON text → value as ``json.loads`` reads them, but refusing a duplicated key
+    (:class:`Rejected`); other failures raise as ``json.loads`` does. For JSON read from the
+    network outside the ingest path (acknowledgements, receivers)."""
+    return _STRICT.decode(raw if isinstance(raw, str) else raw.decode("utf-8"))
 
 
 def _check_depth(raw: bytes, value: Any, max_depth: int) -> None:
@@ -105,7 +152,9 @@ def _decode_exactly(raw: bytes, fmt: str, max_depth: int) -> Any:
         _check_text(text)
         return text
     try:
-        value = json.loads(text)
+        value = _STRICT.decode(text)
+    except Rejected:
+        raise  # a duplicated key: JSON, but refused (never read as text either)
     except RecursionError as exc:
         raise Rejected(Reason.TOO_DEEP, "nesting too deep to parse") from exc
     except ValueError as exc:  # JSONDecodeError is a ValueError

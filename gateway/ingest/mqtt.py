@@ -34,6 +34,7 @@ from gateway.ingest.ack_gate import AckGate, gated
 from gateway.ingest.paho_client import BufferedReadClient
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
+from gateway.ingest.unregistered import UnregisteredPanics
 from gateway.storage.writer import BatchWriter, WriteItem
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,13 @@ class MqttConsumer:
         self._topics: list[str] = []  # topic filters subscribed on this connection
         self._connect_failures = 0
         self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
+        self._pending_acks: list[tuple[int, int]] = []  # counted-only messages, not stored
         self._client = self._make_client()
         writer.acknowledge = self._acknowledge
         # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
         self.gate: AckGate | None = None
+        # Set by the gateway: raises the incidents of unregistered devices' panics.
+        self.unregistered: UnregisteredPanics | None = None
 
     # -- set-up ----------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -317,15 +321,25 @@ class MqttConsumer:
                 None,
             )
         token = (self._generation, mid) if mid else None
+        if outcome.counted_only:
+            # Quarantined past the row rates: nothing to store, so nothing to wait for. Its
+            # PUBACK goes with this read's hand-off, and a storm never reaches the writer.
+            if token is not None:
+                self._pending_acks.append(token)
+                if len(self._pending_acks) >= HANDOFF_MESSAGES:
+                    self._hand_off()
+            return
         gate = self.gate
-        held = False
-        if (
-            gate is not None
-            and token is not None
-            and (ids := gated(outcome.events, outcome.duplicate_events, gate))
-        ):
-            gate.hold(token, ids)  # before the bus: the rules cannot settle it first
-            held = True
+        alarms = outcome.alarms
+        held = bool(alarms)
+        if gate is not None and token is not None:
+            ids = gated(outcome.events, outcome.duplicate_events, gate)
+            ids += [a.alarm_id for a in alarms]  # an unregistered device's panic: its incident
+            if ids:
+                gate.hold(token, ids)  # before the bus: the rules cannot settle it first
+                held = True
+        if alarms and self.unregistered is not None:
+            self.unregistered.raise_alarms(alarms)  # after the hold: it cannot settle first
         self._pending_events.extend(outcome.events)
         self._pending_items.append(WriteItem(outcome.events, outcome.quarantined, token))
         # Hand work on per read, not per message: each hand-off wakes another thread, which
@@ -335,7 +349,11 @@ class MqttConsumer:
             self._hand_off()
 
     def _hand_off(self) -> None:
-        """Publish pending events on the bus and queue them for the writer (network thread)."""
+        """Publish pending events on the bus and queue them for the writer (network thread);
+        acknowledge the messages that were only counted."""
+        if self._pending_acks:
+            acks, self._pending_acks = self._pending_acks, []
+            self.send_acks(acks)
         if not self._pending_items:
             return
         events, self._pending_events = self._pending_events, []

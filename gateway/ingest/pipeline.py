@@ -15,16 +15,19 @@ from device_adapters.base import Adapter, DeviceInfo, MappingError, Message, NoM
 from device_adapters.profiles.engine import UnknownDevice
 from gateway.config.settings import IngestConfig
 from gateway.config.sites import SiteRegistry
-from gateway.events import Event, utcnow
+from gateway.events import Event, EventType, utcnow
 from gateway.ids import first_bad_device_id
 from gateway.ingest.decode import Rejected, decode_payload
+from gateway.ingest.quarantine import QuarantineSampler
 from gateway.ingest.reasons import Reason
+from gateway.ingest.unregistered import UnregisteredPanic, UnregisteredPanics, panic_note
 
 log = logging.getLogger(__name__)
 
 RECENT_IDS = 100_000  # event ids remembered to drop redeliveries before they reach the bus
-LOG_ONCE_KEYS = 10_000  # (device, reason) pairs already logged; reset when full
 TOPIC_CACHE = 50_000
+_UNSEEN = object()
+_REASON_NAMES = {r: r.value for r in Reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +44,12 @@ class QuarantineRecord:
 @dataclass(slots=True)
 class Outcome:
     events: list[Event] = field(default_factory=list)
-    quarantined: QuarantineRecord | None = None
+    quarantined: QuarantineRecord | None = None  # None also when sampled out (counted only)
     duplicates: int = 0
     duplicate_events: list[Event] = field(default_factory=list)  # redeliveries, not on the bus
+    # Panics of an unregistered device: raised as incidents (gateway.ingest.unregistered)
+    alarms: list[UnregisteredPanic] = field(default_factory=list)
+    counted_only: bool = False  # quarantined past the row rates: nothing to store
 
 
 @dataclass
@@ -55,8 +61,37 @@ class IngestStats:
     last_message_at: datetime | None = None
 
 
+FirstLevelIndex = tuple[list[Adapter], dict[str, list[Adapter]], list[Adapter]]
+
+
+def first_level_index(adapters: list[Adapter]) -> FirstLevelIndex:
+    """(adapters, the adapters that may take a topic under each first level, the adapters
+    for any other first level), in the adapters' order. A profile says which first levels
+    its topics use (``ProfileAdapter.first_levels``); an adapter that does not say is tried
+    for every topic. A storm of new topics then costs no regex of unrelated profiles."""
+    firsts: list[frozenset[str] | None] = [getattr(a, "first_levels", None) for a in adapters]
+    pairs = list(zip(adapters, firsts, strict=True))
+    levels = {level for f in firsts if f is not None for level in f}
+    by_level = {level: [a for a, f in pairs if f is None or level in f] for level in sorted(levels)}
+    return adapters, by_level, [a for a, f in pairs if f is None]
+
+
+_Routing = tuple[list[Adapter], FirstLevelIndex, dict[str, Adapter | None]]
+
+
+def _routing(adapters: Sequence[Adapter]) -> _Routing:
+    listed = list(adapters)
+    return listed, first_level_index(listed), {}
+
+
 class Normaliser:
-    """Message → events, using the first adapter that takes the topic."""
+    """Message → events, using the first adapter that takes the topic.
+
+    Quarantined messages are counted and sampled by ``quarantine`` (rows past its rates are
+    only counted). With ``unregistered``, a panic from a device missing from the registry is
+    planned as alarms on the outcome (the caller raises them); without it, it is only
+    quarantined.
+    """
 
     def __init__(
         self,
@@ -64,13 +99,22 @@ class Normaliser:
         registry: SiteRegistry,
         config: IngestConfig,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        unregistered: UnregisteredPanics | None = None,
     ) -> None:
-        # adapters and the topic → adapter cache, swapped together (replace_adapters)
-        self._routing: tuple[list[Adapter], dict[str, Adapter | None]] = (list(adapters), {})
+        # adapters, their first-level index and the topic → adapter cache, swapped together
+        # as one reference (replace_adapters)
+        self._routing: _Routing = _routing(adapters)
         self.registry = registry
         self.config = config
         self.clock = clock
         self.stats = IngestStats()
+        self.quarantine = QuarantineSampler(
+            per_source=config.quarantine_per_source_per_minute,
+            per_reason=config.quarantine_per_reason_per_minute,
+            total=config.quarantine_per_minute,
+        )
+        self.unregistered = unregistered
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._logged: set[tuple[str, str]] = set()
         self._device_info: dict[str, DeviceInfo | None] = {}
@@ -113,19 +157,19 @@ class Normaliser:
         """Use these adapters from the next message on (profiles reloaded). The receive thread
         reads the adapters and their topic cache without a lock, so both are swapped as one
         reference: a look-up never caches an old adapter in the new cache."""
-        self._routing = (list(adapters), {})
+        self._routing = _routing(adapters)
 
     def forget_device(self, device_id: str) -> None:
         """Drop the cached look-up of one device: the registry has just added or changed it."""
         self._device_info.pop(device_id, None)
 
     def _adapter_for(self, topic: str) -> Adapter | None:
-        adapters, cache = self._routing
-        try:
-            return cache[topic]
-        except KeyError:
-            pass
-        chosen = next((a for a in adapters if a.accepts(topic)), None)
+        _, (_, by_level, others), cache = self._routing
+        cached = cache.get(topic, _UNSEEN)
+        if cached is not _UNSEEN:
+            return cached  # type: ignore[return-value]
+        candidates = by_level.get(topic.partition("/")[0], others)
+        chosen = next((a for a in candidates if a.accepts(topic)), None)
         if len(cache) >= TOPIC_CACHE:
             cache.clear()  # topics are per device: bounded in practice
         cache[topic] = chosen
@@ -152,11 +196,14 @@ class Normaliser:
         except Rejected as exc:
             return self.reject(topic, raw, received_at, exc.reason, exc.detail, None)
         except UnknownDevice as exc:
-            if (bad := first_bad_device_id([exc.device_id])) is not None:
+            is_panic = EventType.PANIC.value in exc.event_types
+            if not is_panic and (bad := first_bad_device_id([exc.device_id])) is not None:
+                # a panic goes on as an unregistered device's, whatever its id
                 return self.reject(topic, raw, received_at, Reason.INVALID_DEVICE_ID, bad, None)
-            return self.reject(
-                topic, raw, received_at, Reason.UNKNOWN_DEVICE, exc.reason, exc.device_id
-            )
+            return self._unknown_device(
+                topic, raw, received_at, exc.reason, exc.device_id,
+                panic=is_panic, site=exc.site, source=getattr(adapter, "name", "adapter"),
+            )  # fmt: skip
         except NoMatch as exc:
             return self.reject(topic, raw, received_at, Reason.NO_MATCH, exc.reason, None)
         except MappingError as exc:
@@ -166,13 +213,24 @@ class Normaliser:
             return self.reject(topic, raw, received_at, Reason.ADAPTER_ERROR, repr(exc)[:500], None)
 
         if (bad := first_bad_device_id(e.device_id for e in events)) is not None:
-            return self.reject(topic, raw, received_at, Reason.INVALID_DEVICE_ID, bad, None)
+            # No registered device has such an id: a panic among them is an unregistered
+            # device's (raised, never dropped), anything else is refused for its id.
+            panic = next((e for e in events if e.type is EventType.PANIC), None)
+            if panic is None:
+                return self.reject(topic, raw, received_at, Reason.INVALID_DEVICE_ID, bad, None)
+            return self._unknown_device(
+                topic, raw, received_at, f"device id {bad!r} breaks the id grammar",
+                panic.device_id, panic=True, site=panic.site, source=panic.source,
+            )  # fmt: skip
         if not self.config.accept_unknown_devices:
             for event in events:
                 if self.lookup(event.device_id) is None:
-                    return self.reject(
-                        topic, raw, received_at, Reason.UNKNOWN_DEVICE,
-                        f"device {event.device_id!r} is not in the site registry", event.device_id,
+                    panic = next((e for e in events if e.type is EventType.PANIC), None)
+                    return self._unknown_device(
+                        topic, raw, received_at,
+                        f"device {event.device_id!r} is not in the site registry",
+                        event.device_id, panic=panic is not None,
+                        site=panic.site if panic is not None else None, source=event.source,
                     )  # fmt: skip
         outcome = Outcome()
         recent = self._recent
@@ -189,6 +247,40 @@ class Normaliser:
         stats.duplicates += outcome.duplicates
         return outcome
 
+    def _unknown_device(
+        self,
+        topic: str,
+        raw: bytes,
+        received_at: datetime,
+        detail: str,
+        device_id: str,
+        *,
+        panic: bool,
+        site: str | None,
+        source: str,
+    ) -> Outcome:
+        """Quarantined as ``unknown_device``; a panic is also planned as alarms (incidents)."""
+        if not panic or self.unregistered is None:
+            return self.reject(topic, raw, received_at, Reason.UNKNOWN_DEVICE, detail, device_id)
+        alarms = self.unregistered.plan(
+            device_id=device_id,
+            source=source,
+            origin=topic,
+            raw=raw,
+            detail=detail,
+            received_at=received_at,
+            site=site,
+        )
+        return self.reject(
+            topic,
+            raw,
+            received_at,
+            Reason.UNKNOWN_DEVICE,
+            f"{detail} — {panic_note(alarms)}",
+            device_id,
+            alarms=alarms,
+        )
+
     def reject(
         self,
         topic: str,
@@ -197,18 +289,20 @@ class Normaliser:
         reason: Reason,
         detail: str,
         device_id: str | None,
+        *,
+        alarms: list[UnregisteredPanic] | None = None,
     ) -> Outcome:
-        self.stats.rejected[reason.value] += 1
-        key = (device_id or topic, reason.value)
-        if key not in self._logged:
-            if len(self._logged) >= LOG_ONCE_KEYS:
-                self._logged.clear()
-            self._logged.add(key)
-            # Detail may quote payload fragments; never the raw bytes (personal data).
-            log.warning("quarantined %s from %s: %s (logged once per source and reason)",
-                        reason.value, device_id or topic, detail[:300])  # fmt: skip
+        """Count the message; keep its quarantine record unless the sampling rates say no
+        (a raised panic's record is always kept)."""
+        name = _REASON_NAMES[reason]  # not reason.value: the enum's descriptor costs more
+        self.stats.rejected[name] += 1
+        source = device_id or topic
+        if alarms:
+            self.quarantine.keep_always(name, source, received_at, detail)
+        elif not self.quarantine.admit(name, source, received_at, detail):
+            return Outcome(counted_only=True)
         limit = self.config.quarantine_raw_bytes
         record = QuarantineRecord(
             received_at, topic[:512], reason, detail[:1000], device_id, raw[:limit], len(raw)
         )
-        return Outcome(quarantined=record)
+        return Outcome(quarantined=record, alarms=alarms or [])

@@ -9,6 +9,7 @@ class Reason(StrEnum):
     OVERSIZE = "oversize"  # payload larger than ingest.max_payload_bytes
     INVALID_UTF8 = "invalid_utf8"  # bytes that are not UTF-8
     MALFORMED_JSON = "malformed_json"  # not JSON (JSONDecodeError)
+    DUPLICATE_KEY = "duplicate_key"  # a key twice in one JSON object (last-wins is a guess)
     TOO_DEEP = "too_deep"  # nesting beyond ingest.max_json_depth (or RecursionError)
     INVALID_TEXT = "invalid_text"  # lone surrogates or NUL that storage cannot hold
     NO_PROFILE = "no_profile"  # no adapter takes this topic
@@ -25,7 +26,6 @@ class Reason(StrEnum):
     DECRYPT_FAILED = "decrypt_failed"  # encrypted content that the account's key does not open
     UNKNOWN_CODE = "unknown_code"  # an event code the receiver does not know
     DUPLICATE = "duplicate"  # a retransmission of a message already stored (answered again)
-    DUPLICATE_KEY = "duplicate_key"  # a JSON object naming one key twice
     MALFORMED_XML = "malformed_xml"  # not well-formed XML, or not of the expected shape
     FORBIDDEN_XML = "forbidden_xml"  # XML with a DTD, entity or external reference (refused)
     MALFORMED_BODY = (

@@ -4,10 +4,11 @@
   the MQTT path does, and the call returns once they are committed — and, for a panic, once
   its incident is stored too (``gateway.ingest.ack_gate``). A receiver answers the device
   (DC-09 ACK, SIP 200) only after that: stored before acknowledged, at least once.
-- ``quarantine``: what a receiver could not read, with the reason, in the quarantine table.
+- ``quarantine``: what a receiver could not read, with the reason, in the quarantine table
+  (through the gateway's sampler: counted exactly, rows kept up to a rate).
 - ``unregistered_panic``: the one place where a panic from a device the registry does not know
-  goes (issue 14: never dropped). Today it quarantines; the gateway's entry point for such
-  panics is wired here at merge.
+  goes (never dropped): the gateway's ``report_unregistered_panic`` raises it as a P1 incident
+  marked 未登记设备 and keeps its quarantine record.
 
 Thread-safety: ``store`` and ``unregistered_panic`` run on the event loop; the writer thread
 reports commits and the rules/incidents report settlements through the ack gate.
@@ -19,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from gateway.bus import EventBus
 from gateway.events import Event, utcnow
@@ -73,11 +74,19 @@ class ReceiverSink:
     """The gateway as the receivers see it (see the module doc)."""
 
     def __init__(
-        self, bus: EventBus, writer: BatchWriter, *, quarantine_raw_bytes: int = 4096
+        self,
+        bus: EventBus,
+        writer: BatchWriter,
+        *,
+        quarantine_raw_bytes: int = 4096,
+        quarantine: Callable[[QuarantineRecord], None] | None = None,
+        report_panic: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.bus = bus
         self.writer = writer
         self.quarantine_raw_bytes = quarantine_raw_bytes
+        self._keep = quarantine or (lambda record: writer.submit(WriteItem(quarantined=record)))
+        self._report_panic = report_panic
         # Panics wait here for their incident, like MQTT PUBACKs (its own gate: its tokens
         # are tickets, the MQTT gate's are packet ids).
         self.gate = AckGate(self._release)
@@ -131,22 +140,25 @@ class ReceiverSink:
             raw=raw[: self.quarantine_raw_bytes],
             size=len(raw),
         )
-        self.writer.submit(WriteItem(quarantined=record))
+        self._keep(record)
 
     async def unregistered_panic(
         self, *, source: str, device_id: str, detail: str, raw: bytes
     ) -> bool:
         """A panic from a device the registry does not know (an unknown SIA account, an
-        unregistered GB/T 28181 device).
-
-        THE GATEWAY'S ENTRY POINT FOR UNREGISTERED PANICS GOES HERE (issue 14, ``ingest-guard``):
-        it raises a P1 incident for the unknown device and returns True once that is stored,
-        and the receiver then acknowledges the device. Until it is wired the panic is kept in
-        the quarantine table (reason ``unknown_device``) and False is returned: the receiver
-        answers that it cannot take the message (DC-09 DUH, SIP 403), so the device tries its
-        backup path.
-        """
+        unregistered GB/T 28181 device): raised as a P1 incident for it through the gateway
+        (``Gateway.report_unregistered_panic``, which also keeps the quarantine record). True
+        once the incident is stored: the receiver then acknowledges the device. Without that
+        entry point (a sink on its own, in tests) the panic is only quarantined and False is
+        returned: the receiver answers that it cannot take the message (DC-09 DUH, SIP 403),
+        so the device tries its backup path."""
         log.error("PANIC from unregistered device %s (%s): %s", device_id, source, detail)
+        if self._report_panic is not None:
+            report = await self._report_panic(
+                device_id=device_id, protocol=source.split("/")[0], raw=raw,
+                detail=f"panic from an unregistered device: {detail}", origin=source,
+            )  # fmt: skip
+            return bool(report.stored)
         self.quarantine(
             source=source,
             reason=Reason.UNKNOWN_DEVICE,

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, select
 
 from gateway.auth.tables import auth_sessions
 from gateway.incidents.tables import incidents
-from gateway.storage.tables import events, quarantine
+from gateway.storage.tables import events, quarantine, quarantine_counts
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -67,6 +67,7 @@ def purge(engine: Engine, *, days: int, now: datetime | None = None) -> PurgeRes
             removed += len(doomed)
     with engine.begin() as conn:
         q = conn.execute(delete(quarantine).where(quarantine.c.received_at < cutoff)).rowcount
+        conn.execute(delete(quarantine_counts).where(quarantine_counts.c.minute < cutoff))
         s = conn.execute(delete(auth_sessions).where(auth_sessions.c.expires_at < now)).rowcount
     result = PurgeResult(cutoff, removed, int(q or 0), int(s or 0), kept)
     log.info(

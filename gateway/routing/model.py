@@ -30,7 +30,7 @@ from rules.durations import Duration
 # Label keys a route may match on besides those found in the rule files' ``labels:``.
 DEVICE_LABEL_KEYS = frozenset(
     f"device.{k}" for k in ("kind", "name", "place", "zone", "household", "camera")
-)
+) | {"device.registered"}  # "false" on panics of unregistered devices (gateway.ingest.unregistered)
 DEFAULT_LABEL_KEYS = frozenset({"team", "notify", "escalated"}) | DEVICE_LABEL_KEYS
 NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 

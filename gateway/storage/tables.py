@@ -91,3 +91,14 @@ quarantine = Table(
     Column("raw", LargeBinary, nullable=False),
     Column("size", Integer, nullable=False),
 )
+
+# Every quarantined message counted, per reason and clock minute, whether its row was kept or
+# only counted (the quarantine samples rows past a rate: gateway/ingest/quarantine.py).
+quarantine_counts = Table(
+    "quarantine_counts",
+    metadata,
+    Column("minute", UtcDateTime, primary_key=True),
+    Column("reason", String(32), primary_key=True),
+    Column("received", BigInteger, nullable=False),
+    Column("kept", BigInteger, nullable=False),
+)

@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Insert, func, insert
+from sqlalchemy import Connection, Engine, Insert, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.events import ATTRIBUTE_MODELS, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
+from gateway.ingest.quarantine import MinuteCount
 from gateway.storage import tables
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class WriterStats:
     stored: int = 0
     duplicates: int = 0  # rejected by the unique key (redeliveries across restarts)
     quarantined: int = 0
+    quarantine_evicted: int = 0  # oldest rows removed to keep the table under its byte cap
     errors: int = 0
     last_commit_at: float | None = None
     last_batch_ms: float = 0.0
@@ -149,6 +151,27 @@ def sqlite_event_row(e: Event) -> tuple[Any, ...]:
     )
 
 
+QUARANTINE_ROW_OVERHEAD = 64  # bytes counted per row beyond its columns (id, times, index)
+
+
+def _quarantine_size(q: QuarantineRecord) -> int:
+    """What one row counts against ``quarantine_max_bytes`` (as ``_QUARANTINE_SIZE`` reads)."""
+    return (
+        len(q.raw) + len(q.detail) + len(q.topic) + len(q.device_id or "") + QUARANTINE_ROW_OVERHEAD
+    )
+
+
+def _quarantine_size_sql() -> Any:
+    c = tables.quarantine.c
+    return (
+        func.length(c.raw)
+        + func.length(c.detail)
+        + func.length(c.topic)
+        + func.coalesce(func.length(c.device_id), 0)
+        + QUARANTINE_ROW_OVERHEAD
+    )
+
+
 def _quarantine_row(q: QuarantineRecord) -> dict[str, Any]:
     return {
         "received_at": q.received_at,
@@ -171,11 +194,18 @@ class BatchWriter:
         batch_size: int = 2000,
         interval_s: float = 0.2,
         on_committed: Callable[[list[Event]], None] | None = None,
+        quarantine_counts: Callable[[], list[MinuteCount]] | None = None,
+        quarantine_max_bytes: int | None = None,
     ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.on_committed = on_committed
+        # The quarantine's exact counts (QuarantineSampler.drain), stored with each batch, and
+        # its size cap: past it the oldest rows are evicted.
+        self.quarantine_counts = quarantine_counts
+        self.quarantine_max_bytes = quarantine_max_bytes
+        self._quarantine_bytes: int | None = None  # read from the table when first needed
         # Receives the ``ack`` tokens of each committed batch at once, in arrival order; set by
         # the MQTT consumer, which turns them into PUBACKs sent in one write.
         self.acknowledge: Callable[[list[Any]], None] | None = None
@@ -318,10 +348,11 @@ class BatchWriter:
             with self._devices_lock:
                 devices, self._devices = self._devices, {}
             self._devices_written_at = now
+        counts = self.quarantine_counts() if self.quarantine_counts is not None else []
         delay = 0.1
         while True:
             try:
-                self._write(batch, devices)
+                self._write(batch, devices, counts)
                 break
             except SQLAlchemyError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
@@ -337,6 +368,7 @@ class BatchWriter:
                 self.acknowledge(acks)
             except Exception:
                 log.exception("acknowledgement failed")
+        self._cap_quarantine(batch)
         for item in batch:
             if item.barrier is not None:
                 item.barrier.set()
@@ -352,7 +384,12 @@ class BatchWriter:
         except SQLAlchemyError as exc:  # a checkpoint can always wait for the next one
             log.warning("WAL checkpoint failed: %s", exc.__class__.__name__)
 
-    def _write(self, batch: list[WriteItem], devices: dict[str, tuple[Any, ...]]) -> None:
+    def _write(
+        self,
+        batch: list[WriteItem],
+        devices: dict[str, tuple[Any, ...]],
+        counts: list[MinuteCount] | None = None,
+    ) -> None:
         started = time.perf_counter()
         rows = [row for item in batch for row in item.rows]
         quarantined = [item.quarantined for item in batch if item.quarantined is not None]
@@ -364,6 +401,8 @@ class BatchWriter:
                 self._upsert_devices(conn, devices)
             if quarantined:
                 conn.execute(insert(tables.quarantine), [_quarantine_row(q) for q in quarantined])
+            if counts:
+                self._add_counts(conn, counts)
         self.stats.batches += 1
         self.stats.stored += stored
         self.stats.duplicates += len(rows) - stored
@@ -397,6 +436,79 @@ class BatchWriter:
             .returning(tables.events.c.seq)
         )
         return len(conn.execute(stmt, rows).all())
+
+    # -- the bounded quarantine ------------------------------------------------------------
+    def _add_counts(self, conn: Connection, counts: list[MinuteCount]) -> None:
+        """Add to the per-minute counts of quarantined messages (every one, kept or not)."""
+        table = tables.quarantine_counts
+        ins = self._insert(table)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["minute", "reason"],
+            set_={
+                "received": table.c.received + ins.excluded.received,
+                "kept": table.c.kept + ins.excluded.kept,
+            },
+        )
+        conn.execute(
+            stmt,
+            [
+                {"minute": c.minute, "reason": c.reason, "received": c.received, "kept": c.kept}
+                for c in counts
+            ],
+        )
+
+    def _cap_quarantine(self, batch: list[WriteItem]) -> None:
+        """Past ``quarantine_max_bytes``, delete the oldest rows down to 90% of it."""
+        cap = self.quarantine_max_bytes
+        if cap is None:
+            return
+        added = sum(_quarantine_size(i.quarantined) for i in batch if i.quarantined is not None)
+        if not added:
+            return
+        try:
+            if self._quarantine_bytes is None:
+                self._quarantine_bytes = self._quarantine_total()
+            else:
+                self._quarantine_bytes += added
+            if self._quarantine_bytes <= cap:
+                return
+            # Retention may have removed rows since: count again before deleting anything.
+            self._quarantine_bytes = self._quarantine_total()
+            if self._quarantine_bytes > cap:
+                self._evict_quarantine(self._quarantine_bytes - int(cap * 0.9))
+        except SQLAlchemyError as exc:  # the next batch tries again
+            self._quarantine_bytes = None
+            log.warning("quarantine size cap: %s", exc.__class__.__name__)
+
+    def _quarantine_total(self) -> int:
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.coalesce(func.sum(_quarantine_size_sql()), 0)))
+            return int(total.scalar_one())
+
+    def _evict_quarantine(self, excess: int) -> None:
+        q = tables.quarantine
+        freed = 0
+        while freed < excess:
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    select(q.c.id, _quarantine_size_sql()).order_by(q.c.id).limit(1000)
+                ).all()
+                if not rows:
+                    break
+                last = rows[-1][0]
+                for row_id, size in rows:
+                    freed += int(size)
+                    if freed >= excess:
+                        last = row_id
+                        break
+                deleted = conn.execute(delete(q).where(q.c.id <= last)).rowcount
+            self.stats.quarantine_evicted += int(deleted or 0)
+        assert self._quarantine_bytes is not None
+        self._quarantine_bytes -= freed
+        log.warning(
+            "quarantine over its %d byte cap: evicted the oldest rows (%d so far)",
+            self.quarantine_max_bytes, self.stats.quarantine_evicted,
+        )  # fmt: skip
 
     def _upsert_devices(self, conn: Connection, devices: dict[str, tuple[Any, ...]]) -> None:
         ins = self._insert(tables.devices)

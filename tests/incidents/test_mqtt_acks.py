@@ -68,6 +68,7 @@ def test_parse_ack_reads_topic_and_body() -> None:
         ("lianfang/ack/person/p", b"\xff\xfe", "not_json"),
         ("lianfang/ack/person/p", b"{not json", "not_json"),
         ("lianfang/ack/person/p", b"[1, 2]", "not_object"),
+        ("lianfang/ack/person/p", b'{"incident_id": 1, "incident_id": 2}', "duplicate_key"),
         ("lianfang/ack/person/p", b"{}", "no_id"),
         ("lianfang/ack/person/p", b'{"notification_id": "7"}', "bad_id"),
         ("lianfang/ack/person/p", b'{"notification_id": true}', "bad_id"),

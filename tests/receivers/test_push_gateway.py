@@ -193,3 +193,25 @@ async def test_pushed_picture_follows_its_event_into_the_incident(running: Runni
             attached = list(conn.execute(select(incident_attachments)))
     (attachment,) = attached
     assert attachment.size == len(jpeg(5000))
+
+
+async def test_isapi_panic_of_an_unknown_sender_is_refused_but_raised(running: Running) -> None:
+    """The unknown device is answered 403 and quarantined, and its panic becomes a P1
+    incident marked unregistered all the same (issue 14: never dropped)."""
+    press = {
+        "dateTime": "2026-11-22T21:03:00+08:00", "eventType": "AccessControllerEvent",
+        "AccessControllerEvent": {"majorEventType": 1, "subEventType": 1052, "serialNo": 77},
+    }  # fmt: skip
+    answer = await running.client.post(
+        "/isapi/events/acs-stranger-9", json=press, auth=httpx.DigestAuth("acs-stranger-9", "x")
+    )
+    assert answer.status_code in (401, 403)
+    deadline = time.monotonic() + 20
+    raised: list[Any] = []
+    while not raised:
+        assert time.monotonic() < deadline, "the unregistered panic raised no incident"
+        await asyncio.sleep(0.1)
+        with running.gateway.engine.connect() as conn:
+            raised = list(conn.execute(select(incidents.c.severity, incidents.c.title_zh)))
+    ((severity, title),) = raised
+    assert severity == "P1" and "未登记" in title and "acs-stranger-9" in title

@@ -119,3 +119,35 @@ async def test_gb28181_register_keepalive_alarm_stored(gateway: Gateway) -> None
     finally:
         cam.close()
         wrong.close()
+
+
+async def test_sia_panic_of_an_unknown_account_is_raised_and_acked(gateway: Gateway) -> None:
+    """Issue 14: a panic from a panel the registry does not know is a P1 incident marked
+    unregistered (and stays in the quarantine), ACKed once that incident is stored."""
+    assert gateway.sia is not None and gateway.sia.tcp_port
+    answer = await send_frame(
+        "127.0.0.1", gateway.sia.tcp_port, f.build_frame("ADM-CID", 7, "9999", "1120 01 003")
+    )
+    assert answer is not None and b'"ACK"0007' in answer
+    (incident,) = rows(gateway.engine, select(incidents))
+    assert incident.severity == "P1" and incident.category == "panic"
+    assert "未登记" in incident.title_zh and "sia:9999" in incident.title_zh
+    assert gateway.writer.flush()
+    reasons = [q.reason for q in rows(gateway.engine, select(tables.quarantine))]
+    assert reasons == ["unknown_device"]
+
+
+async def test_gb28181_alarm_of_an_unregistered_device_is_raised(gateway: Gateway) -> None:
+    assert gateway.gb28181 is not None
+    port = gateway.gb28181.transport.udp_port or 0
+    stranger = "31010800001320000099"  # in no site file
+    cam = SimulatedCamera(
+        stranger, server_id=SERVER_ID, domain=DOMAIN, password="x", host="127.0.0.1", port=port
+    )
+    await cam.open()
+    try:
+        assert await cam.alarm(method=1, alarm_type=1, priority=1) == 200
+    finally:
+        cam.close()
+    (incident,) = rows(gateway.engine, select(incidents))
+    assert incident.severity == "P1" and stranger in incident.title_zh

@@ -33,7 +33,8 @@ async def list_quarantine(
 
 @router.get("/stats")
 async def quarantine_stats(db: DatabaseDep, since: SinceDep) -> QuarantineStats:
-    """Stored quarantine records counted per reason (``since`` on received_at)."""
+    """Quarantined messages per reason: the records stored (``since`` on received_at), and
+    every message received, stored or only counted past the row rates (per minute)."""
     return await db.run(queries.quarantine_stats, since)
 
 

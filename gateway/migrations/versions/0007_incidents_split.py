@@ -1,6 +1,6 @@
 """incidents: who acknowledged the incident (acked_by); one open incident per group key
 
-Revision ID: 0007_incidents_split
+Revision ID: 0007
 Revises: 0006
 
 An incident acknowledged by a responder with authority over it is taken: its escalation
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_incidents_split"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

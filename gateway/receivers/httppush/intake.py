@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,8 +148,11 @@ class PushIntake:
         max_images_per_record: int = 4,
         commit_timeout_s: float = 20.0,
         settle_timeout_s: float = 20.0,
+        report_panic: Callable[..., Coroutine[Any, Any, Any]] | None = None,
     ) -> None:
         self.receiver = receiver
+        # Gateway.report_unregistered_panic: a refused sender's panic raised all the same
+        self.report_panic = report_panic
         # A normaliser of its own: its duplicate memory and caches are touched by this
         # receiver's event loop only, never by the MQTT receive thread.
         self.normaliser = Normaliser(list(adapters), registry, ingest)

@@ -133,7 +133,8 @@ class IsapiService:
                 detail = f"PANIC-LIKE ALARM refused: {detail}"
                 report_unregistered_panic(
                     receiver=RECEIVER, device_id=push.device_id, source_address=push.address,
-                    why=refusal.detail, events=panics,
+                    why=refusal.detail, events=panics, raw=body,
+                    handler=self.intake.report_panic,
                 )  # fmt: skip
         self.intake.quarantine(source, body, refusal.reason, detail, push.device_id[:128])
         headers = {"WWW-Authenticate": self.digest.challenge()} if refusal.status == 401 else {}
