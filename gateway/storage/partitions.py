@@ -86,7 +86,9 @@ def partitions(conn: Connection) -> list[Partition]:
 
 def _timestamp(value: str) -> datetime:
     # pg_get_expr renders bounds in the session's time zone: read the offset it writes.
-    parsed = datetime.fromisoformat(value if re.search(r"[+-]\d\d(:?\d\d)?$", value) else value + "+00")
+    parsed = datetime.fromisoformat(
+        value if re.search(r"[+-]\d\d(:?\d\d)?$", value) else value + "+00"
+    )
     return parsed.astimezone(UTC)
 
 
@@ -180,7 +182,9 @@ def forget_keys(
     """Delete up to ``KEY_DELETE_BATCH`` event ids of a dropped range (the redelivery of an
     event purged by retention is stored again, into ``events_old``, and purged on the next
     run); ids in ``keep`` stay. Returns how many were deleted: call until 0."""
-    where = "occurred_at < :end" if start is None else "occurred_at >= :start AND occurred_at < :end"
+    where = (
+        "occurred_at < :end" if start is None else "occurred_at >= :start AND occurred_at < :end"
+    )
     result = conn.execute(
         text(
             "DELETE FROM event_keys WHERE ctid = ANY(ARRAY("

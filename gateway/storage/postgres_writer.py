@@ -27,7 +27,9 @@ from gateway.storage import partitions
 from gateway.storage.writer import attributes_json
 
 BATCH_TABLE = "event_batch"
-_COLUMNS = "event_id, site, device_id, kind, type, occurred_at, received_at, attributes, source, raw"
+_COLUMNS = (
+    "event_id, site, device_id, kind, type, occurred_at, received_at, attributes, source, raw"
+)
 _CREATE_BATCH_TABLE = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH_TABLE} (
     ord BIGINT GENERATED ALWAYS AS IDENTITY,
@@ -80,20 +82,23 @@ def _time(value: datetime) -> str:
 
 def copy_line(e: Event) -> str:
     """One event as a line of COPY text."""
-    return "\t".join(
-        (
-            _text(e.event_id),
-            _text(e.site),
-            _text(e.device_id),
-            e.kind.value,
-            e.type.value,
-            _time(e.occurred_at),
-            _time(e.received_at),
-            _text(attributes_json(e.attributes)),
-            _text(e.source),
-            _text(e.raw),
+    return (
+        "\t".join(
+            (
+                _text(e.event_id),
+                _text(e.site),
+                _text(e.device_id),
+                e.kind.value,
+                e.type.value,
+                _time(e.occurred_at),
+                _time(e.received_at),
+                _text(attributes_json(e.attributes)),
+                _text(e.source),
+                _text(e.raw),
+            )
         )
-    ) + "\n"
+        + "\n"
+    )
 
 
 class PostgresEventPath:
