@@ -23,6 +23,7 @@ from gateway.api.cursor import InvalidCursor, decode_str_cursor, encode_cursor
 from gateway.api.deps import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    NO_SITE,
     CurrentPrincipal,
     Cursor,
     DatabaseDep,
@@ -272,7 +273,7 @@ async def site_counts(
     wanted = _sites(principal, site)
     if not site and principal.scope.everything:
         wanted = tuple(await db.run(district.known_sites))
-    chosen = sorted(s for s in wanted if after is None or s > after)
+    chosen = sorted(s for s in wanted if s != NO_SITE and (after is None or s > after))
     page, more = chosen[:limit], len(chosen) > limit
     counts = await db.run(district.site_counts, page, start, end, bucket=bucket, tz=tz)
     items = []
