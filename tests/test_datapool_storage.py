@@ -228,3 +228,30 @@ def test_retention_drops_whole_partitions_and_keeps_incident_evidence(engine: En
         ).scalar()
         assert found == "e0009"
         assert conn.execute(select(func.count()).select_from(events)).scalar_one() == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "kind"), [("plate", "gate"), ("card_ref", "access"), ("person_ref", "access")]
+)
+def test_the_traces_use_their_indexes(engine: Engine, field: str, kind: str) -> None:
+    """The JSON attribute is read with the expression the trace's index is built on, and the
+    planner serves the trace from that index on every partition."""
+    from gateway.api import district
+
+    migrate(engine)
+    stmt = (
+        select(events.c.seq)
+        .where(
+            events.c.kind == kind,
+            district.attribute(engine, field) == "x",  # type: ignore[arg-type]
+            events.c.occurred_at >= NOW - timedelta(days=30),
+        )
+        .order_by(events.c.occurred_at.desc())
+    )
+    sql = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {sql}").scalars())
+    scans = [line for line in plan.splitlines() if "Scan" in line]
+    assert scans and all("Index Scan" in line and "_expr_" in line for line in scans), plan
+    assert f"Index Cond: (((attributes ->> '{field}'::text) = 'x'::text)" in plan, plan
