@@ -40,8 +40,7 @@ MONTHS_BACK = 13  # rows older than this go to events_old; newer months get a pa
 MONTHS_AHEAD = 2  # partitions created ahead of the current month
 
 _COLUMNS = (
-    "seq, event_id, site, device_id, kind, type, occurred_at, received_at, attributes,"
-    " source, raw"
+    "seq, event_id, site, device_id, kind, type, occurred_at, received_at, attributes, source, raw"
 )
 
 _INDEXES = (
@@ -78,7 +77,9 @@ def upgrade() -> None:
     first = min(first, _month(now))
 
     execute("ALTER TABLE events RENAME TO events_unpartitioned")
-    execute("ALTER TABLE events_unpartitioned RENAME CONSTRAINT pk_events TO pk_events_unpartitioned")
+    execute(
+        "ALTER TABLE events_unpartitioned RENAME CONSTRAINT pk_events TO pk_events_unpartitioned"
+    )
     execute(
         "ALTER TABLE events_unpartitioned RENAME CONSTRAINT uq_events_event_id"
         " TO uq_events_unpartitioned_event_id"
