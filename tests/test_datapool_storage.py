@@ -255,3 +255,34 @@ def test_the_traces_use_their_indexes(engine: Engine, field: str, kind: str) -> 
     scans = [line for line in plan.splitlines() if "Scan" in line]
     assert scans and all("Index Scan" in line and "_expr_" in line for line in scans), plan
     assert f"Index Cond: (((attributes ->> '{field}'::text) = 'x'::text)" in plan, plan
+
+
+def test_a_failed_batch_is_retried_and_nothing_is_acknowledged_before(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database error inside the COPY path is retried by the writer (its thread lives on),
+    the temporary table rolled back with the first transaction is made again, and the
+    acknowledgement waits for the commit."""
+    import time
+
+    from gateway.storage import postgres_writer
+
+    migrate(engine)
+    good = postgres_writer._INSERT
+    monkeypatch.setattr(postgres_writer, "_INSERT", "SELECT * FROM no_such_table")
+    acked: list[object] = []
+    w = BatchWriter(engine, batch_size=100, interval_s=0.001)
+    w.acknowledge = acked.extend
+    w.start()
+    try:
+        w.submit(WriteItem([make_event(1, occurred_at=NOW)], ack="token-1"))
+        deadline = time.monotonic() + 10
+        while w.stats.errors < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.stats.errors >= 2 and acked == []  # failed twice, nothing acknowledged
+        monkeypatch.setattr(postgres_writer, "_INSERT", good)
+        assert w.flush(30)
+    finally:
+        w.stop()
+    assert acked == ["token-1"]
+    assert _count(engine, "events") == 1 and w.stats.stored == 1

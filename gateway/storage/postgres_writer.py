@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from gateway.events import Event
 from gateway.storage import partitions
@@ -118,14 +120,21 @@ class PostgresEventPath:
         self._ensure_partitions(conn)
         dbapi = conn.connection.driver_connection
         info = conn.connection.info
-        with dbapi.cursor() as cur:  # type: ignore[union-attr]
-            if not info.get(_INFO_KEY):
-                cur.execute(_CREATE_BATCH_TABLE)
-                info[_INFO_KEY] = True
-            with cur.copy(_COPY) as copy:
-                copy.write("".join(lines).encode())
-            cur.execute(_INSERT)
-            return max(int(cur.rowcount), 0)
+        try:
+            with dbapi.cursor() as cur:  # type: ignore[union-attr]
+                if not info.get(_INFO_KEY):
+                    cur.execute(_CREATE_BATCH_TABLE)
+                    info[_INFO_KEY] = True
+                with cur.copy(_COPY) as copy:
+                    copy.write("".join(lines).encode())
+                cur.execute(_INSERT)
+                return max(int(cur.rowcount), 0)
+        except psycopg.Error as exc:
+            # The rollback may undo the temporary table's creation: make it again next time.
+            info.pop(_INFO_KEY, None)
+            # The driver's own error, raised as SQLAlchemy's: the writer retries those (and
+            # acknowledges nothing meanwhile), where any other exception would end its thread.
+            raise DBAPIError("COPY of an event batch", None, exc) from exc
 
     def _ensure_partitions(self, conn: Connection) -> None:
         """A partition for the newest event before it is inserted (the retention job creates
