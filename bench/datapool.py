@@ -15,7 +15,8 @@ with random keys:
 - plate trace: a resident car across every compound's gates, last 30 days, first page;
 - person trace: a resident's card across the doors, last 30 days, first page;
 - device day: one door's events of one local day, first page;
-- site month counts: one compound's events per hour and kind over 30 days (the cockpit).
+- site month counts: one compound's events per hour and kind over 30 days (the cockpit),
+  from the hourly counts the writer keeps, and for comparison from the events themselves.
 
 Prints one JSON line last. The baseline in the same run is the load itself (rows/s) and the
 targets of issue 15 (5M rows: traces p95 ≤ 100 ms, a device's day ≤ 50 ms, a compound's
@@ -54,6 +55,11 @@ from gateway.api import district  # noqa: E402
 from gateway.privacy import mask_tail, pseudonymise  # noqa: E402
 from gateway.storage import partitions  # noqa: E402
 from gateway.storage.db import make_engine, migrate  # noqa: E402
+
+COUNT_EVENTS_BY_HOUR = (
+    "SELECT site, timezone('UTC', date_trunc('hour', timezone('UTC', occurred_at))), kind,"
+    " count(*) FROM events GROUP BY 1, 2, 3"
+)
 
 SITES, DOORS, GATES, CAMERAS, HOMES = 80, 3200, 200, 400, 10_000
 RESIDENT_CARS, RESIDENTS = 12_000, 60_000  # about 2 plate reads and 1.4 swipes a day each
@@ -220,6 +226,8 @@ def load(engine: Engine, d: District, n: int, start: datetime, end: datetime) ->
                 "INSERT INTO event_keys (event_id, occurred_at) SELECT event_id, occurred_at"
                 " FROM events"
             )
+            # the cockpit's hourly counts, as the writer keeps them (and migration 0007 fills)
+            cur.execute(f"INSERT INTO event_counts (site, hour, kind, n) {COUNT_EVENTS_BY_HOUR}")
             raw.commit()
     finally:
         raw.close()
@@ -279,6 +287,9 @@ def main() -> None:
                 "SELECT pg_table_size('event_keys'), pg_indexes_size('event_keys')"
             ).one()
             total_parts = len(partitions.partitions(conn))
+            counts_bytes = conn.exec_driver_sql(
+                "SELECT pg_total_relation_size('event_counts')"
+            ).scalar_one()
             settings = dict(
                 conn.exec_driver_sql(
                     "SELECT name, setting FROM pg_settings"
@@ -299,7 +310,10 @@ def main() -> None:
         "index_bytes": int(sizes[1]),
         "event_keys_table_bytes": int(keys[0]),
         "event_keys_index_bytes": int(keys[1]),
-        "bytes_per_row": round((int(sizes[0]) + int(sizes[1]) + sum(keys)) / args.rows, 1),
+        "event_counts_bytes": int(counts_bytes),
+        "bytes_per_row": round(
+            (int(sizes[0]) + int(sizes[1]) + sum(keys) + int(counts_bytes)) / args.rows, 1
+        ),
         "server_settings": settings,
         "machine_cores": os.cpu_count(),
         "targets_at_5M_ms": {"traces_p95": 100, "device_day_p95": 50, "site_month_counts_p95": 200},
@@ -309,7 +323,7 @@ def main() -> None:
 
 def questions(engine: Engine, d: District, rng: random.Random, end: datetime) -> dict[str, Any]:
     month = district.Window(end - timedelta(days=30), end + timedelta(minutes=1))
-    plate_s, person_s, device_s, counts_s = [], [], [], []
+    plate_s, person_s, device_s, counts_s, raw_counts_s = [], [], [], [], []
     found = {"plate": 0, "person": 0, "device": 0, "counts": 0}
     first_day = (end - timedelta(days=29)).astimezone(ZONE).date()
     for _ in range(REPEATS):
@@ -334,16 +348,23 @@ def questions(engine: Engine, d: District, rng: random.Random, end: datetime) ->
         )
         counts_s.append(took)
         found["counts"] += sum(c.count for c in counts)
+        took, _ = timed(
+            lambda s=site: district._counted_from_events(engine, [s], month.since, month.until)
+        )
+        raw_counts_s.append(took)
     return {
         "plate_trace_p95_ms": p95(plate_s),
         "person_trace_p95_ms": p95(person_s),
         "device_day_p95_ms": p95(device_s),
         "site_month_counts_p95_ms": p95(counts_s),
+        # the same counts aggregated from the events (index-only scan), without event_counts
+        "site_month_counts_from_events_p95_ms": p95(raw_counts_s),
         "p50_ms": {
             "plate_trace": round(statistics.median(plate_s) * 1000, 2),
             "person_trace": round(statistics.median(person_s) * 1000, 2),
             "device_day": round(statistics.median(device_s) * 1000, 2),
             "site_month_counts": round(statistics.median(counts_s) * 1000, 2),
+            "site_month_counts_from_events": round(statistics.median(raw_counts_s) * 1000, 2),
         },
         "repeats": REPEATS,
         "mean_rows_returned": {k: round(v / REPEATS, 1) for k, v in found.items()},

@@ -69,7 +69,10 @@ def _declared(engine: Engine) -> Callable[..., bool]:
         return not (
             postgres
             and table_name is not None
-            and (table_name in ("events", "event_keys") or table_name.startswith("events_"))
+            and (
+                table_name in ("events", "event_keys", "event_counts")
+                or table_name.startswith("events_")
+            )
         )
 
     return include

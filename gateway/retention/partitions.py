@@ -4,7 +4,7 @@ last instant is older than the cutoff, instead of deleting rows (docs/datapool.m
 Per expired partition: count its rows (no lock), then one short transaction moves the rows
 an incident refers to into ``events_old`` and drops the partition; afterwards the event ids
 of the dropped range are forgotten in batches (``event_keys``), without holding a lock the
-writer waits for. ``events_old`` itself is small (incident evidence, devices with clocks in
+writer waits for, and so are the hourly counts of those hours (``event_counts``). ``events_old`` itself is small (incident evidence, devices with clocks in
 the past) and purged row by row. Partitions for the coming periods are created here too.
 """
 
@@ -67,6 +67,8 @@ def purge_partitions(
                 {"bound": bound, "keep": ids},
             ).scalar_one()
         )
+    with engine.begin() as conn:  # the cockpit's counts of the hours dropped
+        conn.execute(text("DELETE FROM event_counts WHERE hour < :bound"), {"bound": bound})
     forgotten = 0
     while True:
         with engine.begin() as conn:

@@ -1,5 +1,6 @@
 """The batch writer's PostgreSQL event path: COPY into a session's temporary table, then one
-statement that claims the new event ids in ``event_keys`` and inserts only those events.
+statement that claims the new event ids in ``event_keys``, inserts only those events and
+adds them to the cockpit's hourly counts (``event_counts``).
 
 Why this shape (docs/datapool.md has the measurements):
 
@@ -42,7 +43,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {BATCH_TABLE} (
 """
 _COPY = f"COPY {BATCH_TABLE} ({_COLUMNS}) FROM STDIN"
 # The first arrival of each id in the batch claims it; the rest of the batch, and every id
-# claimed by an earlier batch, is a redelivery. ORDER BY ord: seq follows arrival.
+# claimed by an earlier batch, is a redelivery. ORDER BY ord: seq follows arrival. The rows
+# stored are added to the cockpit's hourly counts in the same statement.
 _INSERT = f"""
 WITH firsts AS (
     SELECT DISTINCT ON (event_id) * FROM {BATCH_TABLE} ORDER BY event_id, ord
@@ -51,11 +53,19 @@ WITH firsts AS (
     SELECT event_id, occurred_at FROM firsts
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
+), stored AS (
+    INSERT INTO events ({_COLUMNS})
+    SELECT {", ".join(f"f.{c.strip()}" for c in _COLUMNS.split(","))}
+    FROM firsts f JOIN claimed USING (event_id)
+    ORDER BY f.ord
+    RETURNING site, occurred_at, kind
+), counted AS (
+    INSERT INTO event_counts (site, hour, kind, n)
+    SELECT site, timezone('UTC', date_trunc('hour', timezone('UTC', occurred_at))), kind, count(*)
+    FROM stored GROUP BY 1, 2, 3
+    ON CONFLICT (site, hour, kind) DO UPDATE SET n = event_counts.n + EXCLUDED.n
 )
-INSERT INTO events ({_COLUMNS})
-SELECT {", ".join(f"f.{c.strip()}" for c in _COLUMNS.split(","))}
-FROM firsts f JOIN claimed USING (event_id)
-ORDER BY f.ord
+SELECT count(*) FROM stored
 """
 _INFO_KEY = "lianfang.event_batch"
 
@@ -128,7 +138,8 @@ class PostgresEventPath:
                 with cur.copy(_COPY) as copy:
                     copy.write("".join(lines).encode())
                 cur.execute(_INSERT)
-                return max(int(cur.rowcount), 0)
+                row = cur.fetchone()
+                return int(row[0]) if row else 0
         except psycopg.Error as exc:
             # The rollback may undo the temporary table's creation: make it again next time.
             info.pop(_INFO_KEY, None)

@@ -15,6 +15,8 @@ PostgreSQL only (docs/datapool.md says why each piece is there):
 - ``event_keys`` (``event_id`` primary key, ``occurred_at``) is what makes a redelivery a
   no-op: it is not partitioned, so an id is unique across all months even when the
   redelivery's ``occurred_at`` is its own receipt time (devices without a clock).
+- ``event_counts`` (site, UTC hour, kind → n): the cockpit's counts, kept up by the writer
+  in the transaction that stores the events, filled here from the rows copied.
 - indexes on every partition: ``event_id`` (hash: equality look-ups only), ``(site,
   occurred_at) INCLUDE (kind)`` (a compound's counts from the index alone), ``(device_id,
   occurred_at)``, ``(type, occurred_at)``, and partial ones for the traces: the plate of
@@ -54,6 +56,13 @@ _INDEXES = (
     " WHERE kind = 'access'",
     "CREATE INDEX ix_events_person ON events ((attributes ->> 'person_ref'), occurred_at)"
     " WHERE kind = 'access'",
+)
+
+
+# Events per compound, UTC hour and kind: the cockpit's counts (the writer keeps them up).
+COUNT_EVENTS_BY_HOUR = (
+    "SELECT site, timezone('UTC', date_trunc('hour', timezone('UTC', occurred_at))), kind,"
+    " count(*) FROM events GROUP BY 1, 2, 3"
 )
 
 
@@ -140,6 +149,18 @@ def upgrade() -> None:
     # Ranges for the retention's key deletes: keys arrive in about time order, so a BRIN
     # index stays small and cheap to keep up.
     execute("CREATE INDEX ix_event_keys_occurred ON event_keys USING brin (occurred_at)")
+    execute(
+        """
+        CREATE TABLE event_counts (
+            site VARCHAR(64) NOT NULL,
+            hour TIMESTAMP WITH TIME ZONE NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            n BIGINT NOT NULL,
+            CONSTRAINT pk_event_counts PRIMARY KEY (site, hour, kind)
+        )
+        """
+    )
+    execute(f"INSERT INTO event_counts (site, hour, kind, n) {COUNT_EVENTS_BY_HOUR}")
     execute("DROP TABLE events_unpartitioned")
     execute("ALTER SEQUENCE events_seq_seq OWNED BY events.seq")
     execute("ANALYZE events")
@@ -183,3 +204,4 @@ def downgrade() -> None:
     op.create_index("ix_events_type_occurred", "events", ["type", "occurred_at"])
     execute("DROP TABLE events_partitioned")
     execute("DROP TABLE event_keys")
+    execute("DROP TABLE event_counts")
