@@ -20,7 +20,7 @@ PostgreSQL only (docs/datapool.md says why each piece is there):
 - indexes on every partition: ``event_id`` (hash: equality look-ups only), ``(site,
   occurred_at) INCLUDE (kind)`` (a compound's counts from the index alone), ``(device_id,
   occurred_at)``, ``(type, occurred_at)``, and partial ones for the traces: the plate of
-  gate events, the card and the person reference of access events.
+  gate events, the card and the person reference of access events (rows that have one).
 
 Every row is copied (and counted: the migration fails rather than lose one). Downgrade
 copies them back into a plain table.
@@ -50,12 +50,13 @@ _INDEXES = (
     "CREATE INDEX ix_events_site_occurred ON events (site, occurred_at) INCLUDE (kind)",
     "CREATE INDEX ix_events_device_occurred ON events (device_id, occurred_at)",
     "CREATE INDEX ix_events_type_occurred ON events (type, occurred_at)",
+    # Partial: only rows that can match (kind first, so other rows' JSON is never parsed).
     "CREATE INDEX ix_events_plate ON events ((attributes ->> 'plate'), occurred_at)"
-    " WHERE kind = 'gate'",
+    " WHERE kind = 'gate' AND (attributes ->> 'plate') IS NOT NULL",
     "CREATE INDEX ix_events_card ON events ((attributes ->> 'card_ref'), occurred_at)"
-    " WHERE kind = 'access'",
+    " WHERE kind = 'access' AND (attributes ->> 'card_ref') IS NOT NULL",
     "CREATE INDEX ix_events_person ON events ((attributes ->> 'person_ref'), occurred_at)"
-    " WHERE kind = 'access'",
+    " WHERE kind = 'access' AND (attributes ->> 'person_ref') IS NOT NULL",
 )
 
 
