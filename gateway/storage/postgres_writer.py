@@ -93,23 +93,22 @@ def _time(value: datetime) -> str:
 
 
 def copy_line(e: Event) -> str:
-    """One event as a line of COPY text."""
+    """One event as a line of COPY text. Escaping is rare (a payload with a backslash or a
+    line break): one search over all the text fields decides whether any is needed."""
+    texts = (
+        e.event_id,
+        e.site,
+        e.device_id,
+        attributes_json(e.attributes),
+        e.source,
+        e.raw,
+    )
+    if _SPECIAL.search("".join(texts)):
+        texts = tuple(_text(t) for t in texts)
+    event_id, site, device_id, attributes, source, raw = texts
     return (
-        "\t".join(
-            (
-                _text(e.event_id),
-                _text(e.site),
-                _text(e.device_id),
-                e.kind.value,
-                e.type.value,
-                _time(e.occurred_at),
-                _time(e.received_at),
-                _text(attributes_json(e.attributes)),
-                _text(e.source),
-                _text(e.raw),
-            )
-        )
-        + "\n"
+        f"{event_id}\t{site}\t{device_id}\t{e.kind.value}\t{e.type.value}\t"
+        f"{_time(e.occurred_at)}\t{_time(e.received_at)}\t{attributes}\t{source}\t{raw}\n"
     )
 
 
