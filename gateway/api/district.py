@@ -32,7 +32,7 @@ from gateway.api.schemas import EventPublic, Page
 from gateway.events import DeviceKind
 from gateway.incidents.lifecycle import Stage
 from gateway.incidents.tables import incidents
-from gateway.storage.partitions import event_counts
+from gateway.storage.postgres_tables import event_counts
 from gateway.storage.tables import devices, events, sites
 
 PLATE_TRACE = "plate-trace"

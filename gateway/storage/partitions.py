@@ -18,22 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, text
-
-from gateway.storage.tables import UtcDateTime
+from sqlalchemy import Connection, text
 
 log = logging.getLogger(__name__)
-
-# PostgreSQL only (migration 0007), so not on the shared metadata SQLite is built from.
-_postgres = MetaData()
-event_counts = Table(
-    "event_counts",
-    _postgres,
-    Column("site", String(64), primary_key=True),
-    Column("hour", UtcDateTime, primary_key=True),
-    Column("kind", String(16), primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
 
 OLD = "events_old"
 AHEAD = 2  # periods created ahead of the current one

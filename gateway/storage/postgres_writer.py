@@ -95,7 +95,7 @@ def _time(value: datetime) -> str:
 def copy_line(e: Event) -> str:
     """One event as a line of COPY text. Escaping is rare (a payload with a backslash or a
     line break): one search over all the text fields decides whether any is needed."""
-    texts = (
+    texts: tuple[str, ...] = (
         e.event_id,
         e.site,
         e.device_id,
