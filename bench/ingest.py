@@ -1,11 +1,16 @@
-"""Ingest benchmark: N realistic mixed events over MQTT (QoS 1) into the gateway with SQLite.
+"""Ingest benchmark: N realistic mixed events over MQTT (QoS 1) into the gateway's database.
 
 Starts its own Mosquitto on a free loopback port, measures the raw broker throughput
 (publisher process → bare paho subscriber) as the baseline, then the gateway: publisher
-process → Mosquitto → consumer → profile → Event → batch writer → SQLite commit → PUBACK.
+process → Mosquitto → consumer → profile → Event → batch writer → commit → PUBACK.
 Prints one JSON object. Not a test: run it by hand or with `make bench`.
 
     python bench/ingest.py [--events 200000]
+    python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1/postgres
+
+The database is SQLite in the run's temporary folder unless ``--database-url`` names
+another: for PostgreSQL a throw-away database is created on that server (named after the
+URL's database, with a random suffix) and dropped at the end, so every run starts empty.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +258,38 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime  # noqa: RUF100
 
 
-def write_config(workdir: Path, port: int, database: dict[str, Any] | None = None) -> Path:
+@contextmanager
+def bench_database(url: str | None, workdir: Path) -> Iterator[str]:
+    """The URL the gateway writes to: SQLite in ``workdir`` by default; for a PostgreSQL URL
+    a fresh database on that server, dropped afterwards; any other URL as given."""
+    if url is None:
+        yield f"sqlite:///{workdir / 'data' / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        yield url
+        return
+    name = f"{parsed.database or 'lianfang'}_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def write_config(
+    workdir: Path, port: int, database: dict[str, Any] | None = None, url: str | None = None
+) -> Path:
     """The gateway configuration the benchmarks run: shipped profiles, rules and routing;
-    ``database`` overrides settings of the ``database`` section (batch size, interval)."""
+    ``database`` overrides settings of the ``database`` section (batch size, interval);
+    ``url`` the database (default: SQLite in ``workdir``)."""
     sites = workdir / "sites"
     sites.mkdir()
     (sites / "bench.yaml").write_text(yaml.safe_dump({"id": SITE, "devices": devices_cache}))
@@ -260,7 +297,7 @@ def write_config(workdir: Path, port: int, database: dict[str, Any] | None = Non
     cfg_path.write_text(yaml.safe_dump({
         "data_dir": str(workdir / "data"),
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench-gateway"},
-        "database": {"url": f"sqlite:///{workdir / 'data' / 'bench.db'}", **(database or {})},
+        "database": {"url": url or f"sqlite:///{workdir / 'data' / 'bench.db'}", **(database or {})},
         "profiles_dir": str(ROOT / "config" / "profiles"),
         "sites_dir": str(sites),
         "rules_dir": str(ROOT / "config" / "rules"),
@@ -271,7 +308,7 @@ def write_config(workdir: Path, port: int, database: dict[str, Any] | None = Non
 
 
 async def gateway_run(
-    workdir: Path, port: int, n: int, args: argparse.Namespace, broker_pid: int
+    workdir: Path, port: int, n: int, args: argparse.Namespace, broker_pid: int, url: str
 ) -> dict[str, Any]:
     from gateway.config.settings import load_gateway_config
     from gateway.runtime import Gateway
@@ -281,7 +318,7 @@ async def gateway_run(
         for k, v in (("batch_size", args.batch_size), ("batch_interval_ms", args.batch_interval_ms))
         if v is not None
     }
-    cfg_path = write_config(workdir, port, database)
+    cfg_path = write_config(workdir, port, database, url)
     gateway = Gateway(
         load_gateway_config(cfg_path), protocol="v311" if args.protocol == "v311" else "v5"
     )
@@ -350,12 +387,13 @@ async def gateway_run(
 
     from gateway.storage import tables
 
-    engine = create_engine(f"sqlite:///{workdir / 'data' / 'bench.db'}")
+    engine = create_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(tables.events)).scalar_one()
         distinct = conn.execute(
             select(func.count(tables.events.c.event_id.distinct()))
         ).scalar_one()
+    engine.dispose()
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -399,6 +437,11 @@ def main() -> None:
         help="sys.setswitchinterval, as `lianfang run`/`demo` set it (default 0.5 ms)",
     )
     parser.add_argument("--protocol", choices=["v5", "v311"], default="v5")
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of the database to ingest into (default: SQLite in a temporary "
+        "folder); for PostgreSQL a throw-away database is created on that server and dropped",
+    )
     parser.add_argument(
         "--default-gc", action="store_true", help="Python's GC settings, not gateway/tuning.py's"
     )
@@ -444,14 +487,16 @@ def main() -> None:
             via_aiomqtt = asyncio.run(aiomqtt_baseline(broker.port, args.baseline_events))
             broker.restart()  # fresh broker state for the gateway run
             assert broker.proc is not None
-            result = asyncio.run(
-                gateway_run(workdir, broker.port, args.events, args, broker.proc.pid)
-            )
+            with bench_database(args.database_url, workdir) as url:
+                result = asyncio.run(
+                    gateway_run(workdir, broker.port, args.events, args, broker.proc.pid, url)
+                )
         finally:
             broker.stop()
     result["broker_events_per_s"] = round(baseline, 1)  # publisher → Mosquitto → bare paho
     result["broker_events_per_s_aiomqtt"] = round(via_aiomqtt, 1)  # same, through aiomqtt
     result["ratio_to_broker"] = round(result["events_per_s"] / baseline, 3) if baseline else None
+    result["database"] = "sqlite" if args.database_url is None else args.database_url.split(":")[0]
     result["machine_cores"] = os.cpu_count()
     result["protocol"] = args.protocol
     result["gc"] = "default" if args.default_gc else "tuned"

@@ -4,10 +4,11 @@ page's look-up of its audit rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -57,9 +58,31 @@ def target_indexes(engine: Engine) -> list[dict[str, object]]:
     ]
 
 
+def _declared(engine: Engine) -> Callable[..., bool]:
+    """What the metadata declares: on PostgreSQL ``events`` is the partitioned table of
+    migration 0007 (its partitions, keys and indexes are checked in test_datapool_storage)."""
+    postgres = engine.dialect.name == "postgresql"
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, _other: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        table_name = name if type_ == "table" else getattr(table, "name", None)
+        return not (
+            postgres
+            and table_name is not None
+            and (
+                table_name in ("events", "event_keys", "event_counts")
+                or table_name.startswith("events_")
+            )
+        )
+
+    return include
+
+
 def test_migrated_schema_equals_the_metadata(engine: Engine) -> None:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": _declared(engine)}
+        )
         diff = compare_metadata(ctx, metadata)
     assert diff == []
     # the index the incident page's audit rows rely on (migration 0006)

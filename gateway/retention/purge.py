@@ -1,6 +1,10 @@
 """Purge routine access and gate records (and every other routine event), quarantined
 messages and expired sessions older than the retention period (default 30 days).
 
+SQLite deletes old rows; PostgreSQL drops whole time partitions once they are older than
+the period (``gateway.retention.partitions``), so an event is kept at least the period and
+at most one partition's length longer.
+
 Kept: events an incident refers to (incident evidence stays with the incident), incidents,
 their timelines and attachments, and the audit log (never deleted by the application).
 """
@@ -18,6 +22,8 @@ from sqlalchemy import Engine, delete, select
 
 from gateway.auth.tables import auth_sessions
 from gateway.incidents.tables import incidents
+from gateway.retention.partitions import purge_partitions
+from gateway.storage.partitions import is_partitioned
 from gateway.storage.tables import events, quarantine, quarantine_counts
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,27 @@ def purge(engine: Engine, *, days: int, now: datetime | None = None) -> PurgeRes
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=days)
     keep = _incident_event_ids(engine)
+    with engine.connect() as conn:
+        partitioned = is_partitioned(conn)
+    if partitioned:
+        dropped = purge_partitions(engine, cutoff=cutoff, now=now, keep=keep)
+        removed, kept = dropped.events, dropped.kept
+    else:
+        removed, kept = _purge_rows(engine, cutoff, keep)
+    with engine.begin() as conn:
+        q = conn.execute(delete(quarantine).where(quarantine.c.received_at < cutoff)).rowcount
+        conn.execute(delete(quarantine_counts).where(quarantine_counts.c.minute < cutoff))
+        s = conn.execute(delete(auth_sessions).where(auth_sessions.c.expires_at < now)).rowcount
+    result = PurgeResult(cutoff, removed, int(q or 0), int(s or 0), kept)
+    log.info(
+        "retention: purged %d events, %d quarantined, %d sessions older than %s (%d kept for incidents)",
+        result.events, result.quarantine, result.sessions, cutoff.isoformat(), kept,
+    )  # fmt: skip
+    return result
+
+
+def _purge_rows(engine: Engine, cutoff: datetime, keep: set[str]) -> tuple[int, int]:
+    """SQLite: delete old rows in batches (short write locks)."""
     removed = kept = 0
     last_seq = 0
     while True:
@@ -65,16 +92,7 @@ def purge(engine: Engine, *, days: int, now: datetime | None = None) -> PurgeRes
             if doomed:
                 conn.execute(delete(events).where(events.c.seq.in_(doomed)))
             removed += len(doomed)
-    with engine.begin() as conn:
-        q = conn.execute(delete(quarantine).where(quarantine.c.received_at < cutoff)).rowcount
-        conn.execute(delete(quarantine_counts).where(quarantine_counts.c.minute < cutoff))
-        s = conn.execute(delete(auth_sessions).where(auth_sessions.c.expires_at < now)).rowcount
-    result = PurgeResult(cutoff, removed, int(q or 0), int(s or 0), kept)
-    log.info(
-        "retention: purged %d events, %d quarantined, %d sessions older than %s (%d kept for incidents)",
-        result.events, result.quarantine, result.sessions, cutoff.isoformat(), kept,
-    )  # fmt: skip
-    return result
+    return removed, kept
 
 
 class RetentionJob:

@@ -2,7 +2,8 @@
 
 Acknowledgements (MQTT PUBACKs) are released only after the batch holding their events has
 been committed, in arrival order — so a crash re-delivers instead of losing. Duplicate event
-ids are ignored by the database's unique key (``ON CONFLICT DO NOTHING``), never stored twice.
+ids are ignored by the database's unique key (``ON CONFLICT DO NOTHING``), never stored twice
+(PostgreSQL: the ``event_keys`` table, see ``gateway.storage.postgres_writer``).
 
 Rows are encoded and device states folded in the *submitting* thread: the writer thread then
 spends its time in the database driver (which releases the GIL) rather than competing with
@@ -24,7 +25,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Connection, Engine, Insert, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -215,7 +216,12 @@ class BatchWriter:
             raise RuntimeError(f"unsupported database dialect {dialect}")
         self._sqlite = dialect == "sqlite"
         self._insert = sqlite.insert if self._sqlite else postgresql.insert
-        self._encode: Callable[[Event], Any] = sqlite_event_row if self._sqlite else event_row
+        self._encode: Callable[[Event], Any] = sqlite_event_row
+        if not self._sqlite:  # COPY and event_keys (gateway/storage/postgres_writer.py)
+            from gateway.storage.postgres_writer import PostgresEventPath
+
+            self._postgres = PostgresEventPath()
+            self._encode = self._postgres.encode
         # A deque plus a wake-up event: appends are cheap under the GIL and the writer takes
         # everything waiting in one go, instead of one locked get() per message.
         self._queue: deque[WriteItem | None] = deque()
@@ -429,13 +435,7 @@ class BatchWriter:
                 return stored
             finally:
                 cursor.close()
-        # rowcount is not reliable for batched executemany here; RETURNING names the new rows.
-        stmt: Insert = (
-            self._insert(tables.events)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(tables.events.c.seq)
-        )
-        return len(conn.execute(stmt, rows).all())
+        return self._postgres.insert(conn, rows)
 
     # -- the bounded quarantine ------------------------------------------------------------
     def _add_counts(self, conn: Connection, counts: list[MinuteCount]) -> None:

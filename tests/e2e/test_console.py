@@ -381,3 +381,20 @@ def test_sign_out_ends_the_server_session(login: Any, gateway: str) -> None:
     assert page.locator("#login").count() == 1
     shot(page, "login")
     assert page.goto("/console/command").url.endswith("/login")
+
+
+def test_command_centre_district_pool(login: Any) -> None:
+    """The district section: counts per compound, and a device's day found by the form."""
+    page = login("p-command", WALL)
+    page.wait_for_selector("#cockpit tbody tr[data-site='demo-compound']", timeout=15000)
+    page.wait_for_function(
+        "() => Number(document.querySelector(\"#cockpit tr[data-site='demo-compound'] td:nth-child(2)\").textContent) > 0",
+        timeout=20000,
+    )
+    page.select_option("#trace-what", "device")
+    page.fill("#trace-key", "gate-north")
+    page.fill("#trace-day", page.evaluate("() => new Date().toLocaleDateString('sv-SE')"))
+    page.click("#trace-form button[type=submit]")
+    page.wait_for_selector("#trace tbody tr td:nth-child(3)", timeout=10000)
+    assert page.locator("#trace tbody tr").first.locator("td").nth(2).text_content() == "gate-north"
+    shot(page, "command-district")

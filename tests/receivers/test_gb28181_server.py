@@ -325,3 +325,36 @@ def test_fuzz_requests_never_break_the_server(
         assert status in (200, 400, 401, 403, 405, 413, 415, 423, 500), status
         if status == 200 and b"Alarm" in data:
             assert sink.events or sink.panics  # never a 200 for an alarm that was not taken
+
+
+async def test_port_zero_takes_another_pair_when_the_twin_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With port 0, UDP gets a free port and TCP the same number; when another program holds
+    that number for TCP, another pair is taken instead of failing the start."""
+    import socket as _socket
+
+    from gateway.receivers.gb28181.transport import SipTransport
+
+    async def ignore(*_args: object) -> None:
+        return None
+
+    with _socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        transport = SipTransport("127.0.0.1", 0, udp=True, tcp=True, limit=4096, handler=ignore)  # type: ignore[arg-type]
+        real = transport._bind
+        tried: list[int] = []
+
+        async def first_on_the_busy_number(port: int) -> None:
+            tried.append(port)
+            await real(busy if len(tried) == 1 else port)
+
+        monkeypatch.setattr(transport, "_bind", first_on_the_busy_number)
+        await transport.start()
+        try:
+            assert len(tried) == 2
+            assert transport.udp_port == transport.tcp_port != busy
+        finally:
+            await transport.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import re
 import socket
@@ -22,6 +23,8 @@ Handler = Callable[[bytes, Peer], Awaitable[None]]
 _LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,9})[ \t]*$", re.I | re.M)
 MAX_CONNECTIONS = 1024
 IDLE_TIMEOUT_S = 600.0  # a TCP device sends a keepalive at least every minute or two
+
+FREE_PORT_ATTEMPTS = 20  # port 0: pairs of UDP and TCP ports tried
 
 
 class FramingError(Exception):
@@ -66,7 +69,19 @@ class SipTransport:
         self.tcp_port: int | None = None
 
     async def start(self) -> None:
-        port = self.port
+        """Listen on ``port`` (UDP and TCP on the same number). With port 0, a free UDP port
+        is taken and TCP on the same number; when another program holds that one for TCP,
+        another pair is tried."""
+        for attempt in range(FREE_PORT_ATTEMPTS):
+            try:
+                await self._bind(self.port)
+                return
+            except OSError as exc:
+                self._unbind()
+                if self.port or exc.errno != errno.EADDRINUSE or attempt == FREE_PORT_ATTEMPTS - 1:
+                    raise
+
+    async def _bind(self, port: int) -> None:
         if self.use_udp:
             loop = asyncio.get_running_loop()
             transport, _ = await loop.create_datagram_endpoint(
@@ -78,6 +93,13 @@ class SipTransport:
         if self.use_tcp:
             self._tcp = await asyncio.start_server(self._serve, self.host, port)
             self.tcp_port = self._tcp.sockets[0].getsockname()[1]
+
+    def _unbind(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        self._udp, self._tcp, self.udp_port, self.tcp_port = None, None, None, None
 
     async def stop(self) -> None:
         if self._udp is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -21,6 +22,8 @@ from gateway.receivers.sia.receiver import SOURCE, SiaReceiver
 log = logging.getLogger(__name__)
 
 MAX_UDP_PENDING = 1024  # datagrams being handled at once; more are answered NAK
+
+FREE_PORT_ATTEMPTS = 20  # port 0: pairs of TCP and UDP ports tried
 
 
 class SiaServer:
@@ -35,8 +38,26 @@ class SiaServer:
         self.udp_port: int | None = None
 
     async def start(self) -> None:
+        """Listen on TCP and UDP on the same number. With port 0, a free TCP port is taken
+        and UDP on the same number; when another program holds that one for UDP, another
+        pair is tried."""
+        for attempt in range(FREE_PORT_ATTEMPTS):
+            try:
+                await self._bind(self.config.host, self.config.port)
+                break
+            except OSError as exc:
+                self._unbind()
+                last = attempt == FREE_PORT_ATTEMPTS - 1
+                if self.config.port or exc.errno != errno.EADDRINUSE or last:
+                    raise
+        self._spawn(self.receiver.supervision.run())
+        log.info(
+            "SIA DC-09 receiver on %s (tcp %s, udp %s)",
+            self.config.host, self.tcp_port, self.udp_port,
+        )  # fmt: skip
+
+    async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.config.host, self.config.port
         if self.config.tcp:
             self._tcp = await asyncio.start_server(self._serve, host, port, limit=f.MAX_FRAME)
             self.tcp_port = self._tcp.sockets[0].getsockname()[1]
@@ -47,8 +68,13 @@ class SiaServer:
             )
             self._udp = transport
             self.udp_port = transport.get_extra_info("sockname")[1]
-        self._spawn(self.receiver.supervision.run())
-        log.info("SIA DC-09 receiver on %s (tcp %s, udp %s)", host, self.tcp_port, self.udp_port)
+
+    def _unbind(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+        self._tcp, self._udp, self.tcp_port, self.udp_port = None, None, None, None
 
     async def stop(self) -> None:
         if self._tcp is not None:
