@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway.events import Event
 from gateway.storage import partitions
+from gateway.storage.timetext import utc_text
 from gateway.storage.writer import attributes_json
 
 BATCH_TABLE = "event_batch"
@@ -73,7 +74,6 @@ _INFO_KEY = "lianfang.event_batch"
 # text cannot hold NUL at all, so it becomes U+FFFD (a payload is kept, never refused).
 _SPECIAL = re.compile(r"[\\\t\n\r\x00]")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
-_TIME_PREFIXES: dict[tuple[int, int, int, int, int, int], str] = {}
 
 
 def _text(value: str) -> str:
@@ -81,15 +81,8 @@ def _text(value: str) -> str:
 
 
 def _time(value: datetime) -> str:
-    """UTC with its offset (Event guarantees UTC); the text up to the second is cached,
-    since thousands of events a second share it."""
-    key = (value.year, value.month, value.day, value.hour, value.minute, value.second)
-    prefix = _TIME_PREFIXES.get(key)
-    if prefix is None:
-        if len(_TIME_PREFIXES) >= 4096:
-            _TIME_PREFIXES.clear()
-        prefix = _TIME_PREFIXES[key] = value.isoformat(" ")[:19]
-    return f"{prefix}.{value.microsecond:06d}+00"
+    """UTC with its offset, as COPY reads it (gateway/storage/timetext.py)."""
+    return utc_text(value, "+00")
 
 
 def copy_line(e: Event) -> str:

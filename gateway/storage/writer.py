@@ -33,6 +33,7 @@ from gateway.events import ATTRIBUTE_MODELS, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.ingest.quarantine import MinuteCount
 from gateway.storage import tables
+from gateway.storage.timetext import utc_text
 
 log = logging.getLogger(__name__)
 
@@ -101,20 +102,9 @@ def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
     return list(chain.from_iterable(rows))
 
 
-_TIME_PREFIXES: dict[tuple[int, int, int, int, int, int], str] = {}
-
-
 def _sqlite_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME storage format; Event guarantees UTC. The text up to the
-    second is kept per second (two per event, thousands of events a second): half the cost
-    of ``isoformat``, which formats the UTC offset each time only for it to be cut off."""
-    key = (value.year, value.month, value.day, value.hour, value.minute, value.second)
-    prefix = _TIME_PREFIXES.get(key)
-    if prefix is None:
-        if len(_TIME_PREFIXES) >= 4096:
-            _TIME_PREFIXES.clear()
-        prefix = _TIME_PREFIXES[key] = value.isoformat(" ")[:19]
-    return f"{prefix}.{value.microsecond:06d}"
+    """SQLAlchemy's SQLite DATETIME storage format (gateway/storage/timetext.py)."""
+    return utc_text(value)
 
 
 # Each attribute model's fields with their defaults, in declaration order.
