@@ -29,8 +29,8 @@ from fastapi import FastAPI
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.sites import DeviceConfig, SiteConfig, SiteRegistry
+from gateway.receivers.gat1400 import routes as gat1400_routes
 from gateway.receivers.gat1400.config import Gat1400Config
-from gateway.receivers.gat1400.routes import gat1400_router
 from gateway.receivers.gat1400.service import Gat1400Service
 from gateway.receivers.httppush.intake import PushIntake
 from gateway.storage.writer import WriteItem
@@ -68,7 +68,8 @@ async def run(
             Gat1400Config(enabled=True), s.registry, intake, timezone="Asia/Shanghai"
         )
         app = FastAPI()
-        app.include_router(gat1400_router(service))
+        app.include_router(gat1400_routes.router)
+        app.state.gat1400 = service
         latencies: list[float] = []
 
         async def device(index: int) -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import APIRouter
-
 from device_adapters.onvif import OnvifCameraManager, load_cameras
 from gateway.bus import EventBus
 from gateway.config.sites import SiteRegistry
 from gateway.events import Event
-from gateway.evidence import EvidenceStore, SnapshotService, evidence_router
+from gateway.evidence import EvidenceStore, SnapshotService
 from gateway.fence import FenceService
 from gateway.ingest.pipeline import QuarantineRecord
-from gateway.live import LiveService, live_router, load_video_config
+from gateway.live import LiveService, load_video_config
 
 MB = 1024 * 1024
 
@@ -64,10 +62,6 @@ class CameraServices:
             on_event=lambda event, _snapshot: store([event]),
         )
         self.live = LiveService(self.video.cameras, self.video.live)
-
-    @property
-    def routers(self) -> list[APIRouter]:
-        return [evidence_router(self.store), live_router(self.live)]
 
     async def start(self) -> None:
         await self.snapshots.start()

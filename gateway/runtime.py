@@ -9,13 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter
-
 from device_adapters.registry import load_adapters
 from gateway import __version__
-from gateway.api.routes.config_reload import build_config_reload_router
-from gateway.api.routes.device_edits import DeviceRemoval, build_device_edit_router
-from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import (
     BrokerHealth,
     HealthReport,
@@ -29,7 +24,6 @@ from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
-from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate
@@ -38,11 +32,9 @@ from gateway.ingest.pipeline import Normaliser, QuarantineRecord
 from gateway.ingest.reasons import Reason
 from gateway.ingest.unregistered import UnregisteredPanics, UnregisteredReport
 from gateway.privacy import install_log_redaction, load_pii_key, set_pii_key
-from gateway.receivers.gat1400.routes import gat1400_router
 from gateway.receivers.gat1400.service import Gat1400Service
 from gateway.receivers.gb28181.server import Gb28181Server
 from gateway.receivers.httppush.intake import PushIntake, release_replies
-from gateway.receivers.isapi.routes import isapi_router
 from gateway.receivers.isapi.service import IsapiService
 from gateway.receivers.sia.receiver import SiaReceiver
 from gateway.receivers.sia.server import SiaServer
@@ -53,6 +45,7 @@ from gateway.storage.db import make_engine, migrate
 from gateway.storage.files import secure_data_dir
 from gateway.storage.registry import (
     CONSOLE,
+    DeviceRemoval,
     console_devices,
     delete_console_device,
     save_device,
@@ -393,29 +386,6 @@ class Gateway:
 
     async def wait_subscribed(self, within_s: float = 30.0) -> bool:
         return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)
-
-    @property
-    def routers(self) -> list[APIRouter]:
-        """API routers of the parts beyond the core API (rules, cameras, incidents, grid)."""
-        return [
-            rules_router,
-            *self.cameras.routers,
-            *self.incidents.routers,
-            build_alarm_router(self.incidents),
-            build_device_edit_router(self),
-            build_config_reload_router(self.reloader),
-        ]
-
-    @property
-    def device_routers(self) -> list[APIRouter]:
-        """Routers devices call (GA/T 1400, ISAPI push): mounted without the API's login,
-        each behind its own device authentication."""
-        routers = []
-        if self.gat1400 is not None:
-            routers.append(gat1400_router(self.gat1400))
-        if self.isapi is not None:
-            routers.append(isapi_router(self.isapi))
-        return routers
 
     async def stop(self) -> None:
         await self.reloader.stop()

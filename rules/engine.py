@@ -74,6 +74,7 @@ class RuleState:
 
     id: str
     description: str
+    description_zh: str
     severity: str
     category: str
     condition: str
@@ -438,6 +439,7 @@ class Engine:
                 RuleState(
                     id=r.id,
                     description=r.description,
+                    description_zh=r.description_zh or r.description,
                     severity=r.severity.value,
                     category=r.category.value,
                     condition=r.condition.type,

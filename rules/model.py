@@ -296,6 +296,9 @@ class CancelSpec(Strict):
 class Rule(Strict):
     id: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     description: str = ""
+    description_zh: str = Field(
+        "", description="The description in Chinese, for the console (default: description)"
+    )
     severity: Severity
     category: Category
     title: Titles

@@ -57,6 +57,18 @@ def write_sites(sites: Path) -> None:
                     *doors,
                     {"id": "cam-1", "kind": "perimeter"},
                     {"id": "panic-1", "kind": "alarm", "household": "1-101"},
+                    # push devices: their protocol settings have no field in the console
+                    {
+                        "id": "panel-1",
+                        "kind": "alarm",
+                        "password_env": "LF_TEST_PANEL_PW",
+                        "sia": {"account": "1234", "zones": {"015": "1-101"}},
+                    },
+                    {
+                        "id": "31010800001320000001",
+                        "kind": "perimeter",
+                        "gb28181": {"password_env": "LF_TEST_GB_PW"},
+                    },
                 ],
             },
             allow_unicode=True,
@@ -345,3 +357,77 @@ async def test_console_device_is_deleted_and_then_unknown(running: Running) -> N
     assert gw.registry.device("door-new") is None
     assert gw.registry.device("door-1") is not None and gw.registry.device("cam-new") is not None
     assert "door-new" in stored_devices(gw)
+
+
+async def test_console_edits_keep_the_push_protocol_settings(running: Running) -> None:
+    """The console's form has no fields for ``sia:``, ``gb28181:`` and ``password_env``: an
+    edit keeps them (in use at once and after a restart), so a push device still
+    authenticates; given explicitly, they are replaced or removed."""
+    gw = running.gw
+    r = await running.put("pm", "panel-1", site=SITE, kind="alarm", name="1号楼报警主机")
+    assert r.status_code == 200, r.text
+    panel = gw.registry.device("panel-1")[1]  # type: ignore[index]
+    assert panel.name == "1号楼报警主机" and panel.password_env == "LF_TEST_PANEL_PW"
+    assert panel.sia is not None and panel.sia.account == "1234"
+    assert panel.sia.household_of("15", None) == "1-101"
+    r = await running.put("pm", "31010800001320000001", site=SITE, kind="perimeter", name="南门")
+    assert r.status_code == 200, r.text
+    with gw.engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                select(tables.devices.c.id, tables.devices.c.protocols).where(
+                    tables.devices.c.source == "console"
+                )
+            ).all()
+        )
+    assert stored == {
+        "panel-1": {"password_env": "LF_TEST_PANEL_PW",
+                    "sia": {"account": "1234", "zones": {"15": "1-101"}, "users": {}}},
+        "31010800001320000001": {"gb28181": {"password_env": "LF_TEST_GB_PW"}},
+    }  # fmt: skip
+
+    # a restart loads the console's record, blocks included
+    await running.stop()
+    await running.start()
+    gw = running.gw
+    panel = gw.registry.device("panel-1")[1]  # type: ignore[index]
+    assert panel.name == "1号楼报警主机" and panel.sia is not None
+    assert panel.password_env == "LF_TEST_PANEL_PW"
+    camera = gw.registry.device("31010800001320000001")[1]  # type: ignore[index]
+    assert camera.name == "南门" and camera.gb28181 is not None
+    assert camera.gb28181.password_env == "LF_TEST_GB_PW"
+
+    # given, they replace the entry's; null removes them
+    r = await running.put(
+        "admin", "panel-1", site=SITE, kind="alarm", sia={"account": "ABCD"}, password_env=None
+    )
+    assert r.status_code == 200, r.text
+    panel = gw.registry.device("panel-1")[1]  # type: ignore[index]
+    assert panel.sia is not None and panel.sia.account == "ABCD" and panel.password_env is None
+    r = await running.put("admin", "panel-1", site=SITE, kind="alarm", sia=None)
+    assert gw.registry.device("panel-1")[1].sia is None  # type: ignore[index]
+    # and a bad block is a 422 naming it
+    r = await running.put("admin", "panel-1", site=SITE, kind="alarm", sia={"account": "xyz!"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "sia"]
+
+
+async def test_console_rows_from_before_take_the_site_file_settings(running: Running) -> None:
+    """A console row stored before the ``protocols`` column lost its device's blocks: the
+    next start gives them back from the site-file entry; an entry the console stored without
+    any (``{}``) is left so."""
+    gw = running.gw
+    for device_id in ("panel-1", "31010800001320000001"):
+        r = await running.put("pm", device_id, site=SITE, kind="alarm", name="改")
+        assert r.status_code == 200, r.text
+    with gw.engine.begin() as conn:
+        c = tables.devices.c
+        conn.execute(tables.devices.update().where(c.id == "panel-1").values(protocols=None))
+        conn.execute(
+            tables.devices.update().where(c.id == "31010800001320000001").values(protocols={})
+        )
+    await running.stop()
+    await running.start()
+    panel = running.gw.registry.device("panel-1")[1]  # type: ignore[index]
+    assert panel.name == "改" and panel.sia is not None and panel.sia.account == "1234"
+    camera = running.gw.registry.device("31010800001320000001")[1]  # type: ignore[index]
+    assert camera.name == "改" and camera.gb28181 is None

@@ -24,7 +24,7 @@ import gateway.notify.tables  # noqa: F401  (every table on the shared metadata)
 from gateway.audit.tables import audit_log
 from gateway.storage.db import MIGRATIONS, make_engine, migrate
 from gateway.storage.tables import metadata
-from gateway.web.api import _incident_audit, incident_audit_query
+from gateway.web.incident_context import incident_audit, incident_audit_query
 from tests.conftest import postgres_database
 
 DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -129,9 +129,9 @@ def test_incident_audit_rows_are_found_by_target(engine: Engine) -> None:
         "/api/incidents/17/actions",
     ]
     add_rows(engine, [*others[:2], *about_7[:2], *others[2:], *about_7[2:]])
-    found = _incident_audit(engine, 7)
+    found = incident_audit(engine, 7)
     assert [r["action"].removeprefix("POST ") for r in found] == about_7
-    assert _incident_audit(engine, 70)[0]["action"] == "POST /api/incidents/70/actions"
+    assert incident_audit(engine, 70)[0]["action"] == "POST /api/incidents/70/actions"
 
 
 def test_incident_audit_query_uses_the_target_index(engine: Engine) -> None:

@@ -192,3 +192,22 @@ def test_list_reports_config_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["list", "--profiles-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert "x.yaml: mappings" in result.stderr
+
+
+def test_list_from_another_folder_names_the_path_it_looked_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 1
+    assert f"looked in {tmp_path / 'config' / 'profiles'}" in result.stderr
+    assert "--profiles-dir" in result.stderr
+    by_id = runner.invoke(app, ["test", "lianfang", str(tmp_path / "p.json")])
+    assert by_id.exit_code == 1
+    assert f"looked in {tmp_path / 'config' / 'profiles'}" in by_id.stderr
+
+
+def test_list_of_an_empty_folder_says_which(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["list", "--profiles-dir", str(tmp_path)])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"no profiles in {tmp_path.resolve()}"

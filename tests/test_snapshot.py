@@ -30,8 +30,8 @@ from gateway.evidence import (
     SnapshotError,
     SnapshotService,
     StoredSnapshot,
-    evidence_router,
 )
+from gateway.evidence import routes as evidence_routes
 from gateway.evidence.snapshot import JPEG_MAGIC, fetch_http_snapshot, grab_stream_frame
 from tests.support.auth import trusted
 
@@ -416,7 +416,8 @@ class StubRuntime:
 async def test_evidence_routes(tmp_path: Path) -> None:
     store = EvidenceStore(tmp_path)
     stored = store.save(snap(0), ref="inc-7", pin=True)
-    app = trusted(create_app(StubRuntime(), extra_routers=[evidence_router(store)]))
+    app = trusted(create_app(StubRuntime(), extra_routers=[evidence_routes.router]))
+    app.state.evidence = store
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         listed = (await client.get("/api/evidence", params={"ref": "inc-7"})).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gateway.web.embed import json_script
-from gateway.web.pages import env
+from gateway.web.routes.pages import env
 
 
 def test_json_script_escapes_markup_and_line_separators() -> None:

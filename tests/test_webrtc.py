@@ -21,7 +21,8 @@ from gateway.api.schemas import BrokerHealth, HealthReport
 from gateway.bus import EventBus
 from gateway.demo.synthetic_video import write_demo_video
 from gateway.evidence.cameras import CameraConfig
-from gateway.live import LiveConfig, LiveService, live_router
+from gateway.live import LiveConfig, LiveService
+from gateway.live import routes as live_routes
 from gateway.live.ice import rtc_configuration
 from tests.support.auth import trusted
 
@@ -51,7 +52,8 @@ async def live(video: Path) -> AsyncIterator[tuple[LiveService, httpx.AsyncClien
     config = LiveConfig(host_addresses=["127.0.0.1"], max_viewers_per_camera=2, max_viewers=3)
     service = LiveService(cameras, config)
     await service.start()
-    app = trusted(create_app(StubRuntime(), extra_routers=[live_router(service)]))
+    app = trusted(create_app(StubRuntime(), extra_routers=[live_routes.router]))
+    app.state.live = service
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield service, client

@@ -83,6 +83,23 @@ def get_bus(runtime: RuntimeDep) -> EventBus:
 DatabaseDep = Annotated[Database, Depends(get_database)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 
+
+def app_part(name: str) -> Callable[[HTTPConnection], Any]:
+    """Dependency on a running part the app holds as ``app.state.<name>`` (set where the app
+    is assembled: ``gateway.server.build_app``), so that routes are plain module-level
+    functions: ``IncidentsDep = Annotated[IncidentsContext, Depends(app_part("incidents"))]``.
+    An app without that part answers 503."""
+
+    def get(conn: HTTPConnection) -> Any:
+        part = getattr(conn.app.state, name, None)
+        if part is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no {name} in this app")
+        return part
+
+    get.__name__ = f"app_state_{name}"
+    return get
+
+
 # -- authentication -------------------------------------------------------------------
 
 SESSION_COOKIE = "lianfang_session"

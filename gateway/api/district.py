@@ -27,13 +27,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Engine, Select, func, literal_column, select, tuple_
 
 from gateway.api.cursor import InvalidCursor, encode_cursor
-from gateway.api.queries import _EVENT_COLUMNS, _event_public, utc
+from gateway.api.queries import _EVENT_COLUMNS, _event_public
 from gateway.api.schemas import EventPublic, Page
 from gateway.events import DeviceKind
 from gateway.incidents.lifecycle import Stage
 from gateway.incidents.tables import incidents
 from gateway.storage.postgres_tables import event_counts
 from gateway.storage.tables import devices, events, sites
+from gateway.storage.times import utc
 
 PLATE_TRACE = "plate-trace"
 PERSON_TRACE = "person-trace"

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Row, Select, func, select, text
 
-from gateway.api.cursor import encode_cursor
 from gateway.api.filters import DeviceFilter, EventFilter, PageRequest, QuarantineFilter
 from gateway.api.schemas import (
     DatabaseHealth,
@@ -24,7 +23,9 @@ from gateway.api.schemas import (
     QuarantineStats,
 )
 from gateway.ingest.reasons import Reason
+from gateway.storage.cursor import encode_cursor
 from gateway.storage.tables import devices, events, quarantine, quarantine_counts
+from gateway.storage.times import utc
 
 EVENTS_LISTING = "events"
 DEVICES_LISTING = "devices"
@@ -38,13 +39,6 @@ OVERDUE_FACTOR = 2  # a device is overdue after this many missed heartbeat perio
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
-
-
-def utc(value: datetime) -> datetime:
-    """Aware UTC. SQLite returns naive datetimes (stored as UTC), PostgreSQL aware ones."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:

@@ -68,8 +68,19 @@ def resolve_profile(name: str, profiles_dir: Path) -> Profile:
             return load_profile(candidate, presets)
         if isinstance(profile_id, str):
             known.append(profile_id)
+    if not profiles_dir.is_dir():
+        raise ProfileNotFound(f"no profile {name!r}: {missing_folder(profiles_dir)}")
     raise ProfileNotFound(
         f"no profile {name!r} in {profiles_dir} (known: {', '.join(known) or 'none'})"
+    )
+
+
+def missing_folder(profiles_dir: Path) -> str:
+    """What to say when the profiles folder is not there (a relative default read from
+    another working directory, most often)."""
+    return (
+        f"{profiles_dir} does not exist (looked in {profiles_dir.resolve()}); run lianfang "
+        "from the folder that holds config/, or pass --profiles-dir"
     )
 
 
@@ -216,8 +227,10 @@ def list_profiles(profiles_dir: Path = ProfilesDirOption) -> None:
         for err in exc.errors:
             typer.echo(f"error {err}", err=True)
         raise typer.Exit(1) from None
+    if not profiles_dir.is_dir():
+        raise _fail(f"no profiles: {missing_folder(profiles_dir)}")
     if not profiles:
-        typer.echo(f"no profiles in {profiles_dir}")
+        typer.echo(f"no profiles in {profiles_dir.resolve()}")
         return
     for profile in profiles:
         adapter = ProfileAdapter(profile)

@@ -77,6 +77,14 @@ def test(
     if "category" not in values:
         typer.echo("category=… is required", err=True)
         raise typer.Exit(2)
+    for folder, option, what in ((grid, "--grid", "cells, roles and households"),
+                                 (sites, "--sites", "devices and compounds")):  # fmt: skip
+        if not folder.exists():
+            typer.echo(
+                f"warning: no {folder} (looked in {folder.resolve()}): {what} cannot be "
+                f"resolved; run from the folder that holds config/ or pass {option}",
+                err=True,
+            )
     try:
         registry = load_sites(sites) if sites.is_dir() else SiteRegistry([])
         grid_cfg = load_grid(grid, registry) if grid.exists() else None
@@ -128,11 +136,13 @@ def test(
         if v
     )
     typer.echo(f"location: {where or 'unknown'}")
-    if not found["deliveries"]:
-        typer.echo("no recipients resolved (is the cell on the grid?)")
     for d in found["deliveries"]:
         ack = " ack" if d["ack"] else ""
         typer.echo(f"  {d['receiver']:16} {d['recipient']:32} {d['name']} [{d['channel']}]{ack}")
+    for u in found["unresolved"]:
+        typer.echo(f"  {u['receiver']:16} nobody ({u['target']}): {u['reason']}")
+    if not found["deliveries"]:
+        typer.echo("no recipients resolved")
 
 
 @app.command("check")

@@ -10,11 +10,11 @@ Public surface::
     SnapshotService     capture / request, never raising into the event path
     EvidenceSink        the incidents store's side: attach(ref, stored)
     EvidenceConfig      ``evidence:`` settings
-    evidence_router     /api/evidence routes
+
+Its HTTP routes (``/api/evidence``) are ``gateway.evidence.routes``.
 """
 
 from gateway.evidence.cameras import CameraConfig
-from gateway.evidence.routes import evidence_router
 from gateway.evidence.service import EvidenceConfig, EvidenceSink, SnapshotService
 from gateway.evidence.snapshot import Snapshot, SnapshotError
 from gateway.evidence.store import EvidenceStore, StoredSnapshot
@@ -28,5 +28,4 @@ __all__ = [
     "SnapshotError",
     "SnapshotService",
     "StoredSnapshot",
-    "evidence_router",
 ]

@@ -1,4 +1,4 @@
-"""``/api/evidence``: snapshot metadata and the JPEGs themselves."""
+"""``/api/evidence``: snapshot metadata and the JPEGs themselves (the store: ``app.state.evidence``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel
 
-from gateway.api.deps import CurrentPrincipal, DatabaseDep, Permission, require
+from gateway.api.deps import CurrentPrincipal, DatabaseDep, Permission, app_part, require
 from gateway.auth.guards import camera_visible
 from gateway.evidence.store import ID_PATTERN, EvidenceStore, StoredSnapshot
 
@@ -42,65 +42,62 @@ class EvidencePublic(BaseModel):
 SnapshotId = Annotated[str, Path(pattern=ID_PATTERN, description="Snapshot id")]
 
 
-def evidence_router(store: EvidenceStore) -> APIRouter:
-    # Snapshots show people: evidence:read, and only snapshots of cameras in the caller's
-    # scope (camera → device → site, as for live view); others answer 404 like a missing id.
-    router = APIRouter(
-        prefix="/api/evidence",
-        tags=["evidence"],
-        dependencies=[Depends(require(Permission.EVIDENCE_READ))],
+EvidenceDep = Annotated[EvidenceStore, Depends(app_part("evidence"))]
+# Snapshots show people: evidence:read, and only snapshots of cameras in the caller's scope
+# (camera → device → site, as for live view); others answer 404 like a missing id.
+router = APIRouter(
+    prefix="/api/evidence",
+    tags=["evidence"],
+    dependencies=[Depends(require(Permission.EVIDENCE_READ))],
+)
+
+
+async def found(
+    snapshot_id: SnapshotId, principal: CurrentPrincipal, db: DatabaseDep, store: EvidenceDep
+) -> StoredSnapshot:
+    """Dependency: the snapshot, if it exists and its camera is in the caller's scope."""
+    meta = store.get(snapshot_id)
+    if meta is None or not await camera_visible(principal, db, meta.camera_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot")
+    return meta
+
+
+InScope = Annotated[StoredSnapshot, Depends(found)]
+Ref = Annotated[str, Query(min_length=1, max_length=128, description="Incident or event id")]
+
+
+@router.get("", summary="Snapshots attached to an incident or event")
+async def list_evidence(
+    ref: Ref, principal: CurrentPrincipal, db: DatabaseDep, store: EvidenceDep
+) -> list[EvidencePublic]:
+    """The ref's snapshots whose cameras are in the caller's scope."""
+    return [
+        EvidencePublic.of(m)
+        for m in store.for_ref(ref)
+        if await camera_visible(principal, db, m.camera_id)
+    ]
+
+
+@router.get("/{snapshot_id}", summary="One snapshot's metadata")
+async def get_evidence(meta: InScope) -> EvidencePublic:
+    return EvidencePublic.of(meta)
+
+
+@router.get(
+    "/{snapshot_id}/image",
+    summary="The JPEG",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def get_image(meta: InScope, store: EvidenceDep) -> Response:
+    data = store.read(meta.id)
+    if data is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot file is gone")
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={
+            "Cache-Control": "private, max-age=3600",
+            "X-Captured-At": meta.captured_at.isoformat(),
+        },
     )
-
-    async def found(
-        snapshot_id: SnapshotId, principal: CurrentPrincipal, db: DatabaseDep
-    ) -> StoredSnapshot:
-        """Dependency: the snapshot, if it exists and its camera is in the caller's scope."""
-        meta = store.get(snapshot_id)
-        if meta is None or not await camera_visible(principal, db, meta.camera_id):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot")
-        return meta
-
-    async def visible_for_ref(
-        ref: Annotated[
-            str, Query(min_length=1, max_length=128, description="Incident or event id")
-        ],
-        principal: CurrentPrincipal,
-        db: DatabaseDep,
-    ) -> list[StoredSnapshot]:
-        """Dependency: the ref's snapshots whose cameras are in the caller's scope."""
-        return [m for m in store.for_ref(ref) if await camera_visible(principal, db, m.camera_id)]
-
-    # defaults, not Annotated aliases: the aliases would be local names, which string
-    # annotations cannot resolve
-    in_scope = Depends(found)
-
-    @router.get("", summary="Snapshots attached to an incident or event")
-    async def list_evidence(
-        snapshots: list[StoredSnapshot] = Depends(visible_for_ref),
-    ) -> list[EvidencePublic]:
-        return [EvidencePublic.of(m) for m in snapshots]
-
-    @router.get("/{snapshot_id}", summary="One snapshot's metadata")
-    async def get_evidence(meta: StoredSnapshot = in_scope) -> EvidencePublic:
-        return EvidencePublic.of(meta)
-
-    @router.get(
-        "/{snapshot_id}/image",
-        summary="The JPEG",
-        response_class=Response,
-        responses={200: {"content": {"image/jpeg": {}}}},
-    )
-    async def get_image(meta: StoredSnapshot = in_scope) -> Response:
-        data = store.read(meta.id)
-        if data is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "snapshot file is gone")
-        return Response(
-            data,
-            media_type="image/jpeg",
-            headers={
-                "Cache-Control": "private, max-age=3600",
-                "X-Captured-At": meta.captured_at.isoformat(),
-            },
-        )
-
-    return router

@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select
 
-from gateway.api.queries import utc
 from gateway.incidents.lifecycle import OPEN_STAGES, Action
 from gateway.incidents.records import MAX_EVENT_IDS, SYSTEM, IncidentRecord
 from gateway.incidents.rows import update_incident
 from gateway.incidents.tables import OPEN_GROUP, incident_signals, incidents
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.routing.planner import Delivery
+from gateway.storage.times import utc
 from rules.signal import Signal
 
 SEVERITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}

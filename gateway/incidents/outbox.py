@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from gateway.api.queries import utc
 from gateway.grid.directory import Location
 from gateway.incidents.categories import Severity
 from gateway.incidents.lifecycle import Action
@@ -26,6 +25,7 @@ from gateway.notify.tables import notifications
 from gateway.routing.model import RoutingConfig, Target
 from gateway.routing.planner import Delivery
 from gateway.routing.targets import Recipient
+from gateway.storage.times import utc
 
 PAYLOAD_EVENT_IDS = 10  # the newest event ids a notification names
 

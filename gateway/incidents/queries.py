@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, select
 
-from gateway.api.cursor import encode_cursor
-from gateway.api.queries import utc
 from gateway.incidents.stats import Entry, IncidentRow
 from gateway.incidents.tables import incident_attachments, incident_timeline, incidents
 from gateway.notify.tables import notifications
+from gateway.storage.cursor import encode_cursor
+from gateway.storage.times import utc
 
 INCIDENTS_LISTING = "incidents"
 

@@ -7,7 +7,8 @@ Usage (see docs/incidents.md for the exact wiring)::
     gateway.rules.sink = incidents.sink          # before gateway.start()
     await gateway.start()
     await incidents.start()                      # after: the schema is migrated
-    app = create_app(gateway, extra_routers=[rules_router, *incidents.routers])
+    app = create_app(gateway, extra_routers=[*incidents_routes.routers, grid_routes.router])
+    app.state.incidents = incidents              # what those routes read
     ...
     await incidents.stop()                       # before gateway.stop()
 """
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import APIRouter
 from sqlalchemy import Engine
 
 from gateway.audit.chain import AuditLog, load_audit_key
@@ -28,12 +28,10 @@ from gateway.config.errors import ConfigErrors
 from gateway.config.settings import MqttConfig, SmsConfig
 from gateway.config.sites import SiteRegistry
 from gateway.events import utcnow
-from gateway.grid.api import build_grid_router
 from gateway.grid.directory import GridDirectory
 from gateway.grid.model import load_grid
 from gateway.grid.store import grid_is_empty, import_grid, read_directory
 from gateway.incidents.acks import MqttAcks
-from gateway.incidents.api import build_routers
 from gateway.incidents.service import IncidentService
 from gateway.notify.base import Notifier
 from gateway.notify.console import ConsoleNotifier, NotificationHub
@@ -137,7 +135,6 @@ class IncidentsRuntime:
             tick_s=tick_s,
         )
         self.service.dispatcher = self.dispatcher
-        self.routers: list[APIRouter] = [*build_routers(self), build_grid_router(self)]
 
     @property
     def sink(self) -> IncidentService:

@@ -25,7 +25,6 @@ from datetime import datetime
 
 from sqlalchemy import Connection, update
 
-from gateway.api.queries import utc
 from gateway.grid.directory import GridDirectory
 from gateway.incidents import outbox
 from gateway.incidents.lifecycle import Action
@@ -41,6 +40,7 @@ from gateway.incidents.rows import load_incident, update_incident
 from gateway.incidents.timeline import TimelineEntry, append
 from gateway.notify.tables import notifications
 from gateway.routing.model import RoutingConfig
+from gateway.storage.times import utc
 
 OCCASION = "acknowledged"
 

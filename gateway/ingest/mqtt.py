@@ -99,6 +99,23 @@ class SingleConsumerLock:
             self._fd = None
 
 
+def use_broker_account(client: mqtt.Client, config: MqttConfig) -> None:
+    """The gateway's broker credentials and TLS settings on a client (the consumer's, and a
+    topic watch's: gateway.watch.topics)."""
+    if config.username:
+        client.username_pw_set(config.username, config.password())
+    tls = config.tls
+    if tls.enabled:
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+        )
+        if tls.insecure_skip_verify:
+            client.tls_insecure_set(True)
+
+
 class MqttConsumer:
     """Receives on paho's network thread, normalises there, hands off to the batch writer."""
 
@@ -149,18 +166,7 @@ class MqttConsumer:
             min_delay=max(1, int(self.config.reconnect_min_s)),
             max_delay=max(1, int(self.config.reconnect_max_s)),
         )
-        if self.config.username:
-            client.username_pw_set(self.config.username, self.config.password())
-        tls = self.config.tls
-        if tls.enabled:
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            if tls.insecure_skip_verify:
-                client.tls_insecure_set(True)
+        use_broker_account(client, self.config)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -5,11 +5,11 @@ Public surface::
     VideoConfig, load_video_config   the whole cameras.yaml (cameras, evidence, fences, live)
     LiveConfig                       viewer limits, ICE servers (none by default)
     LiveService                      one pull per camera, relayed to every viewer
-    live_router                      POST /api/live/{camera_id}/offer, DELETE a session
+
+Its HTTP routes (``POST /api/live/{camera_id}/offer``, …) are ``gateway.live.routes``.
 """
 
 from gateway.live.config import IceServerConfig, LiveConfig, VideoConfig, load_video_config
-from gateway.live.routes import live_router
 from gateway.live.service import LiveService
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "LiveConfig",
     "LiveService",
     "VideoConfig",
-    "live_router",
     "load_video_config",
 ]

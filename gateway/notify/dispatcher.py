@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from gateway.api.queries import utc
 from gateway.incidents.tables import incidents
 from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
 from gateway.notify.tables import notifications
+from gateway.storage.times import utc
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway.grid.directory import GridDirectory, Location
 from gateway.routing.model import ChannelRef, RoutingConfig, Target
-from gateway.routing.targets import Recipient, resolve
-from gateway.routing.tree import RouteInput, match_routes
+from gateway.routing.targets import Recipient, resolve, why_nobody
+from gateway.routing.tree import RouteInput, RouteMatch, match_routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,4 +148,30 @@ def explain(
             }
             for d in plan(config, grid, x, loc)
         ],
+        "unresolved": _unresolved(config, grid, matched, loc),
     }
+
+
+def _unresolved(
+    config: RoutingConfig, grid: GridDirectory, matched: list[RouteMatch], loc: Location
+) -> list[dict[str, Any]]:
+    """The matched receivers' targets that resolve to nobody here, each with the reason."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, Target]] = set()
+    for m in matched:
+        for name in m.receivers:
+            for target in config.receiver(name).targets:
+                if (name, target) in seen or resolve(target, loc, grid):
+                    continue
+                seen.add((name, target))
+                why = why_nobody(target, loc, grid)
+                out.append(
+                    {
+                        "receiver": name,
+                        "target": target.value,
+                        "code": why.code,
+                        "reason": why.reason,
+                        "values": why.values,
+                    }
+                )
+    return out

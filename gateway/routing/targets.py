@@ -96,3 +96,79 @@ def resolve(target: Target, loc: Location, grid: GridDirectory) -> list[Recipien
     street = loc.street or "default"
     name = grid.areas[street].name if street in grid.areas else "指挥中心"
     return [Recipient("command-centre", street, name, target)]
+
+
+@dataclass(frozen=True, slots=True)
+class Nobody:
+    """Why a target resolved to nobody: a ``code`` (the console's message key
+    ``routing.why.<code>``), the ``values`` it names, and the English ``reason``."""
+
+    code: str
+    reason: str
+    values: dict[str, str]
+
+
+def why_nobody(target: Target, loc: Location, grid: GridDirectory) -> Nobody:
+    """Why ``resolve(target, loc, grid)`` found nobody, in words an integrator can act on
+    (``lianfang routes test``, the console's routing tester): the key to give, or what the
+    grid lacks."""
+    role = target.value
+    if target is Target.PROPERTY_MANAGER:
+        if loc.site is None:
+            return Nobody(
+                "needs_site",
+                "needs site= (the compound): property managers are assigned per compound; "
+                "give site=, or a device= or household= of the compound",
+                {},
+            )
+        return Nobody(
+            "no_property_manager",
+            f"no property_manager is assigned to site {loc.site} on the grid",
+            {"site": loc.site},
+        )
+    if target is Target.NEIGHBOURS:
+        if loc.household is None:
+            return Nobody(
+                "needs_household",
+                "needs household= (the 十户联防 neighbour group is the household's)",
+                {},
+            )
+        values = {"household": loc.household}
+        if loc.household not in grid.households:
+            return Nobody(
+                "household_not_on_grid", f"household {loc.household} is not on the grid", values
+            )
+        return Nobody(
+            "household_no_group", f"household {loc.household} is in no neighbour group", values
+        )
+    if target is Target.COMMAND_CENTRE:  # always resolves (command-centre/default)
+        return Nobody("no_command_centre", "no command centre", {})
+    if loc.cell is None:
+        return Nobody(
+            "needs_cell",
+            "needs a cell: give cell=, or a site=, device= or household= the grid places in one",
+            {},
+        )
+    cell = {"cell": loc.cell}
+    if loc.cell not in grid.areas:
+        return Nobody("cell_not_on_grid", f"cell {loc.cell} is not on the grid", cell)
+    if target is Target.POLICE_DESK or (target is Target.COMMUNITY_POLICE and not loc.beats):
+        return Nobody("no_beat", f"no police beat covers cell {loc.cell}", cell)
+    if target is Target.COMMUNITY_POLICE:
+        beats = ", ".join(loc.beats)
+        return Nobody(
+            "no_community_police", f"no community_police on beat {beats}", {"beats": beats}
+        )
+    if target is Target.COMMUNITY:
+        return Nobody("no_community", f"cell {loc.cell} belongs to no community", cell)
+    if target in _CELL_ROLES:
+        return Nobody(
+            "no_role_in_cell",
+            f"no {role} in cell {loc.cell}, the cells above it or its community",
+            {**cell, "role": role},
+        )
+    return Nobody(
+        "no_role_in_community",
+        f"no {role} in cell {loc.cell} or its community",
+        {**cell, "role": role},
+    )

@@ -3,9 +3,10 @@ edited in the console, which the database holds (docs/web-console.md, "Devices")
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.config.sites import DeviceConfig, SiteRegistry
@@ -13,10 +14,27 @@ from gateway.storage import tables
 
 CONSOLE = "console"  # devices.source of a device added or edited in the console
 _FIELDS = ("kind", "name", "profile", "place", "zone", "household", "camera", "heartbeat_s")
+# The push protocols' settings of an entry, kept together in the ``protocols`` JSON column.
+PROTOCOL_FIELDS = ("sia", "gb28181", "password_env")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRemoval:
+    """What became of a request to remove a device (``gateway.runtime.Gateway``)."""
+
+    outcome: Literal["deleted", "missing", "site_file", "not_console", "linked"]
+    site: str | None = None
+    device: DeviceConfig | None = None  # the entry removed
+    linked: tuple[str, ...] = ()  # devices whose linked camera it is
 
 
 def _insert(engine: Engine) -> Any:
     return sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
+
+
+def protocols_of(device: DeviceConfig) -> dict[str, Any]:
+    """``sia``, ``gb28181`` and ``password_env`` of an entry, those that are set."""
+    return device.model_dump(include=set(PROTOCOL_FIELDS), exclude_none=True, mode="json")
 
 
 def _row(site_id: str, device: DeviceConfig) -> dict[str, Any]:
@@ -31,6 +49,7 @@ def _row(site_id: str, device: DeviceConfig) -> dict[str, Any]:
         "household": device.household,
         "camera": device.camera,
         "heartbeat_s": device.heartbeat_s,
+        "protocols": protocols_of(device),
         "registered": True,
     }
 
@@ -50,7 +69,7 @@ def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
             rows = [_row(site.id, d) for d in site.devices]
             if rows:
                 ins = insert(tables.devices)
-                keep = ("site", *_FIELDS, "registered")
+                keep = ("site", *_FIELDS, "protocols", "registered")
                 conn.execute(
                     ins.on_conflict_do_update(
                         index_elements=["id"],
@@ -59,17 +78,33 @@ def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
                     ),
                     rows,
                 )
+            _repair_console_protocols(conn, [r for r in rows if r["protocols"]])
+
+
+def _repair_console_protocols(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Console rows stored before the ``protocols`` column (NULL) take their site-file
+    entry's push-protocol settings, which an edit used to drop (a push device could then no
+    longer authenticate). A console row that says ``{}`` chose to have none: left alone."""
+    c = tables.devices.c
+    for r in rows:
+        conn.execute(
+            update(tables.devices)
+            .where(c.id == r["id"], c.source == CONSOLE, c.protocols.is_(None))
+            .values(protocols=r["protocols"])
+        )
 
 
 def console_devices(engine: Engine) -> list[tuple[str, DeviceConfig]]:
     """The devices added or edited in the console, as ``(site id, device)``."""
     c = tables.devices.c
-    stmt = select(c.id, c.site, *(c[f] for f in _FIELDS)).where(c.source == CONSOLE)
+    stmt = select(c.id, c.site, c.protocols, *(c[f] for f in _FIELDS)).where(c.source == CONSOLE)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(stmt.order_by(c.id))]
     out = []
     for r in rows:
         fields = {k: r[k] for k in _FIELDS if r[k] is not None}
+        protocols = r["protocols"] or {}
+        fields.update({k: protocols[k] for k in PROTOCOL_FIELDS if protocols.get(k) is not None})
         out.append((str(r["site"]), DeviceConfig.model_validate({"id": r["id"], **fields})))
     return out
 
@@ -80,7 +115,7 @@ def save_device(engine: Engine, site_id: str, device: DeviceConfig) -> None:
     ins = _insert(engine)(tables.devices)
     stmt = ins.on_conflict_do_update(
         index_elements=["id"],
-        set_={k: ins.excluded[k] for k in ("site", *_FIELDS, "registered", "source")},
+        set_={k: ins.excluded[k] for k in ("site", *_FIELDS, "protocols", "registered", "source")},
     )
     with engine.begin() as conn:
         conn.execute(stmt, [row])

@@ -54,6 +54,9 @@ devices = Table(
     # None: from config/sites (or first seen); "console": added or edited in the console,
     # which the site files no longer overwrite (docs/web-console.md)
     Column("source", String(16)),
+    # sia / gb28181 / password_env of the entry (the push protocols), as JSON; NULL: not
+    # recorded (rows from before migration 0009)
+    Column("protocols", JSON(none_as_null=True)),
     Column("online", Boolean),
     Column("last_seen_at", UtcDateTime),
     Column("last_event_type", String(32)),

@@ -6,6 +6,8 @@ shows the key itself, so a gap is visible rather than blank.
 
 from __future__ import annotations
 
+from gateway.web.terms import TERMS
+
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
 
@@ -18,6 +20,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.resident": ("居民", "Resident"),
     "nav.devices": ("设备", "Devices"),
     "nav.rules": ("规则与路由", "Rules & routing"),
+    "nav.quarantine": ("隔离报文", "Quarantine"),
     "nav.logout": ("退出", "Sign out"),
     "lang.switch": ("English", "中文"),
     "login.title": ("登录", "Sign in"),
@@ -31,10 +34,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "notfound.title": ("未找到", "Not found"),
     "back.home": ("返回首页", "Back to my page"),
     # command centre
-    "cmd.events": ("实时事件", "Live events"),
+    "cmd.events": ("实时设备事件", "Live device events"),
+    "cmd.events_none": ("暂无设备事件", "No device events yet"),
+    "cmd.open_none": ("暂无待办事件", "No open incidents"),
+    "cmd.ranking_none": ("本月暂无排名", "No ranking this month yet"),
+    "cmd.no_cameras": ("没有可查看的摄像机", "No cameras to show"),
+    "cmd.no_sites": ("没有可显示的小区", "No compound to show"),
     "event.late": ("迟到", "late"),
     "event.late_title": (
-        "设备时间早于接收时间超过容差：仅一键报警与离线规则评估了此事件",
+        "设备时间早于接收时间超过容差：仅一键报警与离线规则评估了此设备事件",
         "Received later than the tolerance after its device time: only panic and absence "
         "rules used this event",
     ),
@@ -82,6 +90,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dev.online": ("在线", "Online"),
     "dev.offline": ("离线", "Offline"),
     "dev.unknown": ("未知", "Unknown"),
+    "unit.seconds": ("{n} 秒", "{n} s"),
+    "actor.system": ("系统", "system"),
+    # live video and pictures: what a tile or thumbnail shows before (or instead of) a picture
+    "video.connecting": ("视频连接中…", "Connecting video…"),
+    "video.failed": ("视频无法连接", "Video unavailable"),
+    "video.ended": ("视频已断开", "Video disconnected"),
+    "img.loading": ("图片加载中…", "Loading picture…"),
+    "img.failed": ("图片无法加载", "Picture unavailable"),
     # police desk
     "desk.title": ("派出所接警台", "Police alarm desk"),
     "desk.incoming": ("紧急报警", "Incoming alarm"),
@@ -91,6 +107,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "desk.neighbours": ("已通知邻居", "Neighbours notified"),
     "desk.camera": ("最近摄像机", "Nearest camera"),
     "desk.snapshot": ("抓拍", "Snapshot"),
+    "desk.snapshot_taking": ("正在抓拍…", "Taking a snapshot…"),
     "desk.clock": ("升级倒计时", "Escalation clock"),
     "desk.acked": ("已确认", "Acknowledged"),
     "desk.escalated": ("已超时升级", "Deadline passed: escalated"),
@@ -132,6 +149,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # grid worker
     "grid.mine": ("我的事件", "My incidents"),
     "grid.none": ("暂无事件", "No incidents"),
+    "res.reports_none": ("暂无上报", "No reports yet"),
     "grid.photo": ("拍照 / 选择照片", "Take or choose a photo"),
     # resident
     "res.alarm": ("一键报警", "Emergency alarm"),
@@ -150,6 +168,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "res.my_reports": ("我的上报", "My reports"),
     # devices
     "devices.title": ("设备管理", "Devices"),
+    "devices.id": ("设备编号", "Device id"),
+    "devices.state": ("状态", "State"),
+    "devices.none": ("暂无设备", "No devices"),
+    "devices.payload_label": ("报文", "Payload"),
+    "devices.events_made": ("生成 {n} 条设备事件", "{n} event(s)"),
+    "devices.no_event": ("未生成设备事件", "No event"),
     "devices.last_seen": ("最后上报", "Last seen"),
     "devices.battery": ("电量", "Battery"),
     "devices.kind": ("类型", "Kind"),
@@ -182,6 +206,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "devices.normalise": ("规范化", "Normalise"),
     # rules
     "rules.title": ("规则", "Rules"),
+    "rules.id": ("规则", "Rule"),
+    "rules.severity": ("等级", "Severity"),
+    "rules.none": ("暂无规则", "No rules"),
     "rules.state": ("状态", "State"),
     "rules.last": ("最近触发", "Last fired"),
     "rules.enable": ("启用", "Enable"),
@@ -190,6 +217,125 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rules.disabled": ("已停用", "Disabled"),
     "routing.title": ("路由测试", "Routing tester"),
     "routing.run": ("测试", "Test"),
+    "routing.category": ("事件类别", "Category"),
+    "routing.severity": ("等级", "Severity"),
+    "routing.source": ("来源", "Source"),
+    "routing.site": ("小区", "Compound"),
+    "routing.device": ("设备", "Device"),
+    "routing.household": ("住户", "Household"),
+    "routing.cell": ("网格", "Cell"),
+    "routing.routes": ("匹配路由", "Routes"),
+    "routing.where": ("定位", "Location"),
+    "routing.beats": ("警务区", "Police beats"),
+    "routing.nobody": ("无人接收", "Nobody"),
+    "routing.ack": ("需确认", "Ack required"),
+    "routing.none": ("没有解析出接收人", "No recipients resolved"),
+    "routing.why.needs_site": (
+        "需要指定小区（site）：物业经理按小区分配；请填写小区，或填写该小区的设备或住户",
+        "Needs a compound (site): property managers are assigned per compound; give the site, "
+        "or a device or household of it",
+    ),
+    "routing.why.no_property_manager": (
+        "小区 {site} 在网格中没有物业经理",
+        "No property manager for compound {site} on the grid",
+    ),
+    "routing.why.needs_household": (
+        "需要指定住户：十户联防小组按住户确定",
+        "Needs a household: the neighbour group is the household's",
+    ),
+    "routing.why.household_not_on_grid": (
+        "住户 {household} 不在网格中",
+        "Household {household} is not on the grid",
+    ),
+    "routing.why.household_no_group": (
+        "住户 {household} 不属于任何十户联防小组",
+        "Household {household} is in no neighbour group",
+    ),
+    "routing.why.needs_cell": (
+        "需要定位到网格：请填写网格，或填写可定位的小区、设备或住户",
+        "Needs a cell: give the cell, or a site, device or household the grid places in one",
+    ),
+    "routing.why.cell_not_on_grid": (
+        "网格 {cell} 不在网格配置中",
+        "Cell {cell} is not on the grid",
+    ),
+    "routing.why.no_beat": ("没有警务区覆盖网格 {cell}", "No police beat covers cell {cell}"),
+    "routing.why.no_community_police": (
+        "警务区 {beats} 没有社区民警",
+        "No community police on beat {beats}",
+    ),
+    "routing.why.no_community": (
+        "网格 {cell} 不属于任何社区",
+        "Cell {cell} belongs to no community",
+    ),
+    "routing.why.no_role_in_cell": (
+        "网格 {cell}（及上级网格、社区）没有{role}",
+        "No {role} in cell {cell}, the cells above it or its community",
+    ),
+    "routing.why.no_role_in_community": (
+        "网格 {cell} 及其社区没有{role}",
+        "No {role} in cell {cell} or its community",
+    ),
+    "routing.why.no_command_centre": ("没有指挥中心", "No command centre"),
+    # quarantine and topic watch (integrators)
+    "q.title": ("隔离报文", "Quarantined messages"),
+    "q.hint": (
+        "未能成为设备事件的报文：按原因和设备筛选，查看原始报文，用设备档案重新测试。",
+        "Messages that did not become events: filter by reason and device, read the raw "
+        "payload, test it with a profile.",
+    ),
+    "q.received": ("共收到", "Received"),
+    "q.stored": ("已保存", "Stored"),
+    "q.reason": ("原因", "Reason"),
+    "q.all_reasons": ("全部原因", "Every reason"),
+    "q.device": ("设备", "Device"),
+    "q.filter": ("筛选", "Filter"),
+    "q.time": ("时间", "Time"),
+    "q.topic": ("主题", "Topic"),
+    "q.size": ("大小", "Size"),
+    "q.none": ("没有隔离报文", "No quarantined messages"),
+    "q.more": ("更多", "More"),
+    "q.pick": ("选择一条报文查看原始内容", "Choose a message to see its raw payload"),
+    "q.detail": ("说明", "Detail"),
+    "q.raw": ("原始报文", "Raw payload"),
+    "q.truncated": ("仅保存了报文开头", "Only the start of the payload was kept"),
+    "q.test": ("用设备档案测试", "Test with a profile"),
+    "q.profile_taking": ("接收此主题的档案", "The profile taking the topic"),
+    "q.events": ("生成 {n} 条设备事件", "{n} event(s)"),
+    "q.would_quarantine": ("仍会被隔离", "Still quarantined"),
+    "q.no_profile": (
+        "没有设备档案订阅此主题：网关收不到它",
+        "No profile subscribes to this topic: the gateway never receives it",
+    ),
+    "q.panic_note": (
+        "含一键报警：网关仍按未登记设备立即生成 P1 事件",
+        "A panic: the gateway raises it as an unregistered device's P1 all the same",
+    ),
+    "w.title": ("主题监听", "Topic watch"),
+    "w.hint": (
+        "在网关的消息服务器上临时订阅一个主题过滤器，查看到达的报文，以及哪个设备档案会接收。报文只在本页会话中保存于内存。",
+        "Subscribe to a filter on the gateway's broker for a few minutes: what arrives there and "
+        "which profile would take it. Payloads are held in memory for this watch only.",
+    ),
+    "w.filter": ("主题过滤器", "Topic filter"),
+    "w.duration": ("时长", "Duration"),
+    "w.minutes": ("{n} 分钟", "{n} min"),
+    "w.max": ("最多报文数", "At most"),
+    "w.start": ("开始监听", "Start watching"),
+    "w.stop": ("停止", "Stop"),
+    "w.state.connecting": ("连接中…", "Connecting…"),
+    "w.state.watching": ("监听中，至 {until}", "Watching until {until}"),
+    "w.state.ended": ("已结束", "Ended"),
+    "w.end.time": ("时间到", "time is up"),
+    "w.end.messages": ("已达报文上限", "message limit reached"),
+    "w.end.stopped": ("已停止", "stopped"),
+    "w.none": (
+        "尚无报文到达。若一直为空：该主题无人发布，或网关的消息服务器账户无权读取它（见 config/mosquitto）。",
+        "Nothing has arrived yet. If it stays empty: nobody publishes there, or the gateway's "
+        "broker account may not read it (see config/mosquitto).",
+    ),
+    "w.taken_by": ("接收档案", "Taken by"),
+    "w.verdict": ("结果", "Outcome"),
     # incident
     "inc.progress": ("处置进度", "Progress"),
     "inc.timeline": ("时间线", "Timeline"),
@@ -198,6 +344,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "inc.audit": ("审计记录", "Audit entries"),
     "inc.actions": ("操作", "Actions"),
     "inc.open": ("查看", "Open"),
+    "inc.cell": ("网格", "Cell"),
+    "inc.note": ("说明", "Note"),
+    "dlv.receiver": ("接收方", "Receiver"),
+    "dlv.recipient": ("接收人", "Recipient"),
+    "dlv.channel": ("渠道", "Channel"),
+    "dlv.status": ("状态", "Status"),
+    "dlv.ack": ("确认", "Acknowledged"),
+    "dlv.wait": ("等待", "Wait"),
     "stage.discovered": ("发现问题", "Discovered"),
     "stage.dispatched": ("流转信息", "Dispatched"),
     "stage.handling": ("处置问题", "Handling"),
@@ -233,9 +387,9 @@ def pick_lang(value: str | None) -> str:
 
 def catalogue(lang: str) -> dict[str, str]:
     i = LANGS.index(pick_lang(lang))
-    return {k: v[i] for k, v in MESSAGES.items()}
+    return {k: v[i] for k, v in {**MESSAGES, **TERMS}.items()}
 
 
 def translate(lang: str, key: str) -> str:
-    entry = MESSAGES.get(key)
+    entry = MESSAGES.get(key) or TERMS.get(key)
     return entry[LANGS.index(pick_lang(lang))] if entry else key

@@ -19,17 +19,18 @@ SESSION_COOKIE = "lianfang_session"  # the accounts' session (gateway.api.deps)
 LANG_COOKIE = "lianfang_lang"
 
 # Pages by role; the first page a role may open is its home page.
-COMMAND, DESK, GRID, RESIDENT, DEVICES, RULES = (
+COMMAND, DESK, GRID, RESIDENT, DEVICES, RULES, QUARANTINE = (
     "command",
     "desk",
     "grid",
     "resident",
     "devices",
     "rules",
+    "quarantine",
 )
-PAGE_ORDER = (COMMAND, DESK, GRID, RESIDENT, DEVICES, RULES)
+PAGE_ORDER = (COMMAND, DESK, GRID, RESIDENT, DEVICES, RULES, QUARANTINE)
 PAGES_BY_ROLE: dict[Role, tuple[str, ...]] = {
-    Role.ADMINISTRATOR: (COMMAND, DESK, GRID, DEVICES, RULES),
+    Role.ADMINISTRATOR: (COMMAND, DESK, GRID, DEVICES, RULES, QUARANTINE),
     Role.COMMAND_OPERATOR: (COMMAND, DESK, GRID),
     Role.GRID_SUPERVISING_LEADER: (COMMAND, GRID),
     Role.GRID_CONVENER: (COMMAND, GRID),
@@ -42,6 +43,7 @@ PAGES_BY_ROLE: dict[Role, tuple[str, ...]] = {
     Role.COMMUNITY_POLICE: (DESK,),
     Role.PROPERTY_MANAGER: (DEVICES, COMMAND),
     Role.RESIDENT: (RESIDENT,),
+    Role.INTEGRATOR: (QUARANTINE,),  # device types: what arrives and what the profiles make of it
 }
 # Roles that see every incident.
 GLOBAL_ROLES = frozenset({Role.ADMINISTRATOR, Role.COMMAND_OPERATOR})

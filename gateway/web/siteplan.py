@@ -13,11 +13,14 @@ import math
 from html import escape
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from gateway.config.sites import PlaceConfig, SiteConfig
+from gateway.config.sites import DeviceConfig, PlaceConfig, SiteConfig
 
 W, H = 1000, 640
 X0, Y0, X1, Y1 = 70, 60, 930, 580  # the compound's fence
 SIDES = ("north", "east", "south", "west")
+# A gate's devices sit inside the fence, this far from the gate's label.
+INWARD = {"north": (0, 26), "south": (0, -26), "east": (-58, 0), "west": (58, 0)}
+FAN, STEP = 6, 20  # markers per row around their point, and their spacing
 WORDS = {
     "north": ("north", "北"),
     "east": ("east", "东"),
@@ -73,6 +76,12 @@ def _text(parent: Element, x: float, y: float, text: str, cls: str = "lbl") -> N
     t.text = text
 
 
+def label_width(text: str, font_px: float) -> float:
+    """About how wide a label is drawn: a Chinese character is as wide as the font is high,
+    a Latin letter or digit a little over half of it."""
+    return sum(font_px if ord(ch) > 0x2E80 else font_px * 0.6 for ch in text)
+
+
 def render(site: SiteConfig) -> str:
     """The plan as an SVG document (no script, no external references)."""
     svg = Element(
@@ -93,6 +102,9 @@ def render(site: SiteConfig) -> str:
         by_kind.setdefault(p.kind, []).append(p)
     parents = {p.id: p.parent for p in site.places}
     pos: dict[str, tuple[float, float]] = {}
+    # Where a place's devices go when that is not the place's own point: beside a label
+    # (gates, loose doors), never on it.
+    anchor: dict[str, tuple[float, float]] = {}
 
     _el(svg, "rect", x=X0, y=Y0, width=X1 - X0, height=Y1 - Y0, class_="compound", rx=6)
     _text(svg, W / 2, 30, site.name or site.id, "title")
@@ -122,9 +134,13 @@ def render(site: SiteConfig) -> str:
             gx, gy = _mid(side, (i + 1) / (len(ids) + 1))
             gate = next(p for p in gates if p.id == gid)
             g = _el(svg, "g", class_="gate", data_place=gid)
-            _el(g, "rect", x=gx - 34, y=gy - 9, width=68, height=18, rx=3)
+            width = max(68, label_width(gate.name or gid, 12) + 12)
+            _el(g, "rect", x=round(gx - width / 2, 1), y=gy - 9, width=round(width, 1), height=18,
+                rx=3)  # fmt: skip
             _text(g, gx, gy + 5, gate.name or gid, "lbl gate-lbl")
             pos[gid] = (gx, gy)
+            ix, iy = INWARD[side]
+            anchor[gid] = (gx + ix, gy + iy)
 
     # buildings in rows
     buildings = by_kind.get("building", [])
@@ -159,41 +175,47 @@ def render(site: SiteConfig) -> str:
         x = X0 + (X1 - X0) * (i + 1) / (len(middle) + 1)
         y = (Y0 + Y1) / 2
         g = _el(svg, "g", class_="door-loose", data_place=d.id)
-        _el(g, "rect", x=round(x - 40, 1), y=y - 10, width=80, height=20, rx=3, class_="door")
+        width = max(80, label_width(d.name or d.id, 11) + 14)
+        _el(g, "rect", x=round(x - width / 2, 1), y=y - 10, width=round(width, 1), height=20, rx=3,
+            class_="door")  # fmt: skip
         _text(g, x, y + 5, d.name or d.id, "lbl small")
         pos[d.id] = (x, y)
+        anchor[d.id] = (x, y + 24)  # under the label
     for d in loose:
         if d.id in pos:
             continue
         px, py = pos.get(parents.get(d.id) or "", ((X0 + X1) / 2, (Y0 + Y1) / 2))
         inward = 26 if py <= (Y0 + Y1) / 2 else -26
         pos[d.id] = (px + 50, py + inward)
+        anchor[d.id] = (px + 50, py + inward * 1.6)  # further in: the door stays visible
         _el(svg, "rect", x=round(px + 43, 1), y=round(py + inward - 3, 1), width=14, height=6,
             class_="door", data_place=d.id)  # fmt: skip
 
-    # devices: markers at their place (walking up the place tree), fanned out
-    devices = _el(svg, "g", class_="devices")
-    used: dict[tuple[float, float], int] = {}
+    # devices: markers at their place (walking up the place tree), beside its label, fanned
+    # out in rows of six around the point so that no two overlap
+    at: dict[tuple[float, float], list[DeviceConfig]] = {}
     for dev in site.devices:
         place = dev.place
         seen: set[str] = set()
         while place is not None and place not in pos and place not in seen:
             seen.add(place)
             place = parents.get(place)
-        base = pos.get(place or "", ((X0 + X1) / 2, (Y0 + Y1) / 2 + 60))
-        k = used.get(base, 0)
-        used[base] = k + 1
-        dx = (k % 6 - 2.5) * 13 if k else 0
-        dy = (k // 6) * 13 - (6 if dev.kind.value == "alarm" else 0)
-        x, y = base[0] + dx, base[1] + dy
-        g = _el(devices, "g", class_=f"dev dev-{dev.kind.value}", data_device=dev.id,
-                transform=f"translate({round(x, 1)},{round(y, 1)})")  # fmt: skip
-        t = SubElement(g, "title")
-        t.text = f"{dev.name or dev.id} ({dev.id})"
-        if dev.kind.value == "perimeter":
-            _el(g, "path", d="M-9,-6 h13 l6,-4 v20 l-6,-4 h-13 z")
-        else:
-            _el(g, "circle", r=5 if dev.kind.value == "alarm" else 6.5)
+        base = anchor.get(place or "") or pos.get(place or "", ((X0 + X1) / 2, (Y0 + Y1) / 2 + 60))
+        at.setdefault(base, []).append(dev)
+    devices = _el(svg, "g", class_="devices")
+    for (bx, by), group in at.items():
+        across = min(len(group), FAN)
+        for i, dev in enumerate(group):
+            x = bx + (i % FAN - (across - 1) / 2) * STEP
+            y = by + (i // FAN) * STEP
+            g = _el(devices, "g", class_=f"dev dev-{dev.kind.value}", data_device=dev.id,
+                    transform=f"translate({round(x, 1)},{round(y, 1)})")  # fmt: skip
+            t = SubElement(g, "title")
+            t.text = f"{dev.name or dev.id} ({dev.id})"
+            if dev.kind.value == "perimeter":
+                _el(g, "path", d="M-9,-6 h13 l6,-4 v20 l-6,-4 h-13 z")
+            else:
+                _el(g, "circle", r=5 if dev.kind.value == "alarm" else 6.5)
     return tostring(svg, encoding="unicode")
 
 

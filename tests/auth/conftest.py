@@ -23,15 +23,15 @@ from gateway.audit.chain import AuditLog
 from gateway.auth.config import AuthConfig
 from gateway.auth.roles import AccountRole
 from gateway.auth.service import CLI, AuthService
-from gateway.evidence.routes import evidence_router
+from gateway.evidence import routes as evidence_routes
 from gateway.evidence.store import EvidenceStore
-from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.incidents.service import Report
 from gateway.storage.db import make_engine
 from gateway.storage.tables import devices, events
 from tests.incidents.helpers import FakeClock, runtime
+from tests.support.incidents_app import ROUTERS
 
 AUDIT_KEY = b"test-audit-key"
 T = datetime(2026, 5, 12, 2, 0, tzinfo=UTC)
@@ -128,12 +128,13 @@ async def make_world(tmp_path: Path, database_url: str | None = None) -> AsyncIt
     auth = AuthService(r.engine, audit, AuthConfig(login_rate="1000/minute"), grid=lambda: r.grid)
     evidence = EvidenceStore(tmp_path / "evidence")
     routers = [
-        *r.routers,
-        build_alarm_router(r),
+        *ROUTERS,
         rules_router,
-        evidence_router(evidence),
+        evidence_routes.router,
     ]
     app = create_app(_Stub(r), extra_routers=routers, auth=auth)  # type: ignore[arg-type]
+    app.state.incidents = r
+    app.state.evidence = evidence
     _seed_devices(r)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -21,6 +21,7 @@ from gateway.server import uvicorn_config
 from tests.auth.conftest import World, _Stub, make_world
 from tests.support.auth import cheap_argon2
 from tests.support.brokers import free_port
+from tests.support.incidents_app import ROUTERS, with_incidents
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +31,9 @@ def _cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def served(w: World, trusted: list[str]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(_Stub(w.rt), extra_routers=w.rt.routers, auth=w.auth, trusted_proxies=trusted)  # type: ignore[arg-type]
+    app = with_incidents(
+        create_app(_Stub(w.rt), extra_routers=ROUTERS, auth=w.auth, trusted_proxies=trusted), w.rt
+    )  # type: ignore[arg-type]
     api = ApiConfig(host="127.0.0.1", port=free_port(), trusted_proxies=trusted)
     import uvicorn
 

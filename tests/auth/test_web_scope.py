@@ -17,8 +17,10 @@ import pytest
 from gateway.api.app import create_app
 from gateway.auth.roles import AccountRole
 from gateway.auth.service import CLI
-from gateway.web import WebConsole
+from gateway.web import WebContext
+from gateway.web import routes as web_routes
 from tests.auth.conftest import World, _incident, _Stub, make_world
+from tests.support.incidents_app import ROUTERS, with_incidents
 from tests.test_api_live import AsgiConnection
 
 
@@ -52,9 +54,12 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
                 store=SimpleNamespace(for_ref=lambda _ref: []),
             ),
         )
-        web = WebConsole(gateway, w.rt)  # type: ignore[arg-type]
-        app = create_app(_Stub(w.rt), extra_routers=[*w.rt.routers, web.api_router], auth=w.auth)  # type: ignore[arg-type]
-        app.include_router(web.pages_router)
+        app = with_incidents(
+            create_app(_Stub(w.rt), extra_routers=[*ROUTERS, *web_routes.api_routers], auth=w.auth),  # type: ignore[arg-type]
+            w.rt,
+        )
+        app.include_router(web_routes.pages_router)
+        app.state.web = WebContext(gateway, w.rt)  # type: ignore[arg-type]
         passwords: dict[str, str] = {}
         for name, role, extra in (
             ("cw1", AccountRole.GRID_WORKER, {"person_id": "p-worker-1"}),

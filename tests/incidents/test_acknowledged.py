@@ -25,6 +25,7 @@ from gateway.incidents.queries import get_incident
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.incidents.service import AckOutcome, ActionInput
 from tests.incidents.helpers import FakeClock, Recorder, door_signal, panic_signal, runtime
+from tests.support.incidents_app import ROUTERS, with_incidents
 
 DESK = "police-desk/beat-taiping-2"
 WORKER = "person/p-worker-4"
@@ -248,7 +249,7 @@ def staff(person: str, role: str) -> Principal:
 
 @pytest.fixture
 async def http(rt: IncidentsRuntime) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    app = create_app(_Stub(rt), extra_routers=rt.routers)  # type: ignore[arg-type]
+    app = with_incidents(create_app(_Stub(rt), extra_routers=ROUTERS), rt)  # type: ignore[arg-type]
 
     def as_(principal: Principal) -> None:
         app.dependency_overrides[get_current_principal] = lambda: principal

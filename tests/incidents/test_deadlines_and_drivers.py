@@ -35,6 +35,7 @@ from tests.incidents.helpers import (
     runtime,
 )
 from tests.support.auth import trusted
+from tests.support.incidents_app import ROUTERS, with_incidents
 
 PROPERTY = "person/p-property"
 HEAD = "person/p-head-1"  # grid head of shifan-01, where door-b2u1 is
@@ -147,7 +148,7 @@ class _Stub:
 
 @pytest.fixture
 async def client(rt: IncidentsRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    app = trusted(create_app(_Stub(rt), extra_routers=rt.routers))
+    app = with_incidents(trusted(create_app(_Stub(rt), extra_routers=ROUTERS)), rt)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c
 

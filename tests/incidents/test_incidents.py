@@ -21,6 +21,7 @@ from gateway.notify.base import Message, SendResult
 from gateway.notify.tables import notifications
 from tests.incidents.helpers import FakeClock, Recorder, door_signal, panic_signal, runtime
 from tests.support.auth import trusted
+from tests.support.incidents_app import ROUTERS, with_incidents
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -331,7 +332,7 @@ class _Stub:
 
 @pytest.fixture
 async def client(rt: IncidentsRuntime) -> AsyncIterator[httpx.AsyncClient]:
-    app = trusted(create_app(_Stub(rt), extra_routers=rt.routers))  # type: ignore[arg-type]
+    app = with_incidents(trusted(create_app(_Stub(rt), extra_routers=ROUTERS)), rt)  # type: ignore[arg-type]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c

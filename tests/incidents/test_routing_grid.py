@@ -166,6 +166,56 @@ def test_routes_test_cli_prints_receivers() -> None:
     assert "police-desk/beat-taiping-1" in result.output and "person/p-worker-1" in result.output
     bad = CliRunner().invoke(app, ["test", "categroy=panic"])
     assert bad.exit_code == 2
+    # the neighbours are the household's group: without household= they are nobody, said so
+    assert "neighbours       nobody (neighbours): needs household=" in result.output
+
+
+def _routes_test(*pairs: str) -> str:
+    from gateway.cli.routes_cmd import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "test",
+            *pairs,
+            *("--routing", str(ROUTING), "--grid", str(CONFIG / "grid")),
+            *("--sites", str(CONFIG / "sites"), "--rules", str(CONFIG / "rules")),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_routes_test_says_a_property_route_needs_the_site() -> None:
+    """A cell locates police beats and grid staff, not a compound: the property manager is
+    found by site, and the tester says so instead of doubting the cell."""
+    out = _routes_test("category=access", "cell=shifan-01")
+    assert "property         nobody (property_manager): needs site=" in out
+    assert "is the cell on the grid" not in out
+    with_site = _routes_test("category=access", "cell=shifan-01", "site=demo-compound")
+    assert "person/p-property" in with_site and "nobody" not in with_site
+
+
+def test_routes_test_names_a_cell_not_on_the_grid() -> None:
+    out = _routes_test("category=panic", "cell=no-such-cell")
+    assert "police-desk      nobody (police_desk): cell no-such-cell is not on the grid" in out
+    assert out.rstrip().endswith("no recipients resolved")
+
+
+def test_routes_test_warns_of_a_missing_grid_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cli.routes_cmd import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        ["test", "category=panic", "cell=shifan-01", "--routing", str(ROUTING),
+         "--rules", str(CONFIG / "rules")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"no config/grid (looked in {tmp_path / 'config' / 'grid'})" in result.stderr
+    assert "--grid" in result.stderr
 
 
 # -- grid -------------------------------------------------------------------------------

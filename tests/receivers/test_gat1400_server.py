@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from gateway.receivers.gat1400 import routes as gat1400_routes
 from gateway.receivers.gat1400.config import Gat1400Config
-from gateway.receivers.gat1400.routes import gat1400_router
 from gateway.receivers.gat1400.service import Gat1400Service
 from tests.receivers.push_harness import (
     FACE_CAMERA,
@@ -65,7 +65,8 @@ async def viid(tmp_path: Path) -> AsyncIterator[Viid]:
         config = Gat1400Config(enabled=True, max_body_mb=1, platforms=[FACE_CAMERA])
         service = Gat1400Service(config, s.registry, s.intake("gat1400"), timezone="Asia/Shanghai")
         app = FastAPI()
-        app.include_router(gat1400_router(service))
+        app.include_router(gat1400_routes.router)
+        app.state.gat1400 = service
         yield Viid(s, service, app)
 
 

@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.receivers.httppush import unregistered
+from gateway.receivers.isapi import routes as isapi_routes
 from gateway.receivers.isapi.config import IsapiConfig
-from gateway.receivers.isapi.routes import isapi_router
 from gateway.receivers.isapi.service import IsapiService
 from tests.receivers.push_harness import (
     ACS,
@@ -53,7 +53,8 @@ async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
         config = IsapiConfig(enabled=True, max_body_mb=0.5, unauthenticated={PINNED: CLIENT[0]})
         service = IsapiService(config, s.registry, s.intake("isapi"))
         app = FastAPI()
-        app.include_router(isapi_router(service))
+        app.include_router(isapi_routes.router)
+        app.state.isapi = service
         yield Listener(s, app)
 
 
@@ -258,7 +259,8 @@ async def test_oversize_picture_is_not_kept_but_event_is(
     with stack(tmp_path / "small") as s:
         config = IsapiConfig(enabled=True, max_image_kb=16)
         app = FastAPI()
-        app.include_router(isapi_router(IsapiService(config, s.registry, s.intake("isapi"))))
+        app.include_router(isapi_routes.router)
+        app.state.isapi = IsapiService(config, s.registry, s.intake("isapi"))
         body, content_type = multipart(
             [
                 ("event_log", "application/json", acs_event(5)),

@@ -15,12 +15,12 @@ from gateway.config.settings import IngestConfig
 from gateway.config.sites import load_sites
 from gateway.demo.devices import PASSWORD_ENV
 from gateway.demo.simulator.http_push import push_devices, run_push_devices
+from gateway.receivers.gat1400 import routes as gat1400_routes
 from gateway.receivers.gat1400.config import Gat1400Config
-from gateway.receivers.gat1400.routes import gat1400_router
 from gateway.receivers.gat1400.service import Gat1400Service
 from gateway.receivers.httppush.intake import PushIntake
+from gateway.receivers.isapi import routes as isapi_routes
 from gateway.receivers.isapi.config import IsapiConfig
-from gateway.receivers.isapi.routes import isapi_router
 from gateway.receivers.isapi.service import IsapiService
 from tests.receivers.push_harness import ROOT, stack
 
@@ -43,10 +43,10 @@ async def test_demo_push_devices_are_accepted(
         gat1400 = Gat1400Service(
             Gat1400Config(enabled=True), s.registry, intake("gat1400"), timezone="Asia/Shanghai"
         )
-        app.include_router(gat1400_router(gat1400))
-        app.include_router(
-            isapi_router(IsapiService(IsapiConfig(enabled=True), s.registry, intake("isapi")))
-        )
+        app.include_router(gat1400_routes.router)
+        app.include_router(isapi_routes.router)
+        app.state.gat1400 = gat1400
+        app.state.isapi = IsapiService(IsapiConfig(enabled=True), s.registry, intake("isapi"))
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 9000))
         stats = await run_push_devices(
             site, "http://gw", "demo-password", rate=60, seed=3, stop=asyncio.Event(),

@@ -187,3 +187,13 @@ def test_titles_are_rendered_in_both_languages() -> None:
     assert s.title_zh == "一键报警：3-201 户按下报警按钮"
     assert s.title_en == "Panic alarm pressed by household 3-201"
     assert s.labels["team"] == "police"
+
+
+def test_every_shipped_rule_describes_itself_in_chinese() -> None:
+    """The console shows ``description_zh`` (English only where a rule gives none): every
+    shipped rule gives one, and it is Chinese."""
+    rules = [compiled.rule for compiled in load_rules(DEFAULT_RULES).rules]
+    assert rules
+    for rule in rules:
+        assert rule.description and rule.description_zh, rule.id
+        assert any("\u4e00" <= ch <= "\u9fff" for ch in rule.description_zh), rule.id

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from gateway.api.deps import Permission, require
+from gateway.api.deps import Permission, app_part, require
 from gateway.config.errors import ConfigError
 from gateway.reloading import ConfigReloader, ReloadReport
 
@@ -43,21 +45,20 @@ class ReloadOut(BaseModel):
         )
 
 
-def build_config_reload_router(reloader: ConfigReloader) -> APIRouter:
-    router = APIRouter(prefix="/api/config", tags=["config"])
+ReloaderDep = Annotated[ConfigReloader, Depends(app_part("reloader"))]
+router = APIRouter(prefix="/api/config", tags=["config"])
 
-    @router.post(
-        "/reload",
-        response_model=ReloadOut,
-        responses={422: {"model": ReloadOut}},
-        dependencies=[Depends(require(Permission.DEVICES_WRITE))],
-    )
-    async def reload_config() -> ReloadOut | JSONResponse:
-        """Read profiles and sites again and use them at once (the files are also checked
-        every few seconds). On errors (422) the running profiles and sites stay."""
-        out = ReloadOut.of(await reloader.reload())
-        if not out.ok:
-            return JSONResponse(out.model_dump(mode="json"), status_code=422)
-        return out
 
-    return router
+@router.post(
+    "/reload",
+    response_model=ReloadOut,
+    responses={422: {"model": ReloadOut}},
+    dependencies=[Depends(require(Permission.DEVICES_WRITE))],
+)
+async def reload_config(reloader: ReloaderDep) -> ReloadOut | JSONResponse:
+    """Read profiles and sites again and use them at once (the files are also checked
+    every few seconds). On errors (422) the running profiles and sites stay."""
+    out = ReloadOut.of(await reloader.reload())
+    if not out.ok:
+        return JSONResponse(out.model_dump(mode="json"), status_code=422)
+    return out

@@ -25,6 +25,7 @@ _write = [Depends(require(Permission.RULES_WRITE))]
 class RuleOut(BaseModel):
     id: str
     description: str
+    description_zh: str = Field(..., description="In Chinese (the English when none is given)")
     severity: str
     category: str
     condition: str
@@ -46,6 +47,7 @@ class RuleOut(BaseModel):
         return cls(
             id=r.id,
             description=r.description,
+            description_zh=r.description_zh,
             severity=r.severity,
             category=r.category,
             condition=r.condition,

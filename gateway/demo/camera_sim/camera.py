@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.demo.camera_sim import soap
-from gateway.demo.camera_sim.jpeg import TINY_JPEG
+from gateway.demo.camera_sim.jpeg import snapshot_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -483,9 +483,9 @@ class SimCamera:
             except ValueError:
                 user, pw = "", ""
             if user == self.username and secrets.compare_digest(pw, self.password):
-                return Response(TINY_JPEG, media_type="image/jpeg")
+                return self._picture()
         elif header.startswith("Digest ") and self._digest_ok(request, header[7:]):
-            return Response(TINY_JPEG, media_type="image/jpeg")
+            return self._picture()
         nonce = secrets.token_hex(16)
         return Response(
             status_code=401,
@@ -493,6 +493,10 @@ class SimCamera:
                 "WWW-Authenticate": f'Digest realm="simcam", qop="auth", nonce="{nonce}", algorithm=MD5'
             },
         )
+
+    def _picture(self) -> Response:
+        now = datetime.now(UTC) + self.clock_skew
+        return Response(snapshot_jpeg(self.id, now), media_type="image/jpeg")
 
     def _digest_ok(self, request: Request, params: str) -> bool:
         fields: dict[str, str] = {}

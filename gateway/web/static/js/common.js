@@ -3,8 +3,43 @@ export const I18N = JSON.parse(document.getElementById("i18n").textContent);
 export const ME = JSON.parse(document.getElementById("me").textContent);
 export const LANG = document.body.dataset.lang || "zh";
 
-export function t(key) {
-  return I18N[key] ?? key;
+export function t(key, values) {
+  const text = I18N[key] ?? key;
+  return values ? fill(text, values) : text;
+}
+
+// "{site} …" with values; a placeholder without a value stays as it is (a gap shows).
+export function fill(text, values = {}) {
+  return text.replace(/\{(\w+)\}/g, (m, k) => (values[k] ?? m));
+}
+
+// The domain's words (gateway/web/terms.py, stage./cat./act. in i18n.py): a value the
+// catalogue lacks shows as it is, so a gap is visible rather than blank.
+function term(prefix, value) {
+  if (value === undefined || value === null || value === "") return "—";
+  return I18N[`${prefix}.${value}`] ?? String(value);
+}
+export const kindLabel = (v) => term("kind", v);
+export const typeLabel = (v) => term("type", v);
+export const roleLabel = (v) => term("role", v);
+export const sourceLabel = (v) => term("source", v);
+export const catLabel = (v) => term("cat", v);
+export const stageLabel = (v) => term("stage", v);
+export const actionLabel = (v) => term("act", v);
+// "webhook:city-platform" → "Webhook 推送: city-platform"
+export function channelLabel(v) {
+  const [kind, name] = String(v || "").split(/:(.*)/s);
+  return name ? `${term("channel", kind)}: ${name}` : term("channel", kind);
+}
+export const actorLabel = (v, names = {}) => (v === "system" ? t("actor.system") : names[v] || v);
+export const seconds = (v) => (v === null || v === undefined ? "—" : t("unit.seconds", { n: Math.round(v) }));
+
+// What an empty list says (and, before its first load, "loading…").
+export function emptyItem(key, tag = "li") {
+  return h(tag, { class: "muted empty", "data-empty": key }, t(key));
+}
+export function emptyRow(key, columns) {
+  return h("tr", { class: "empty" }, h("td", { class: "muted", colspan: columns, "data-empty": key }, t(key)));
 }
 
 export class ApiError extends Error {
@@ -62,11 +97,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Times in the page's language, dates with the month in words (12月4日 / 4 Dec): a date
+// written 12/04 reads as two different days in the two languages.
 export function fmtTime(iso, withDate = false) {
   if (!iso) return "—";
   const d = new Date(iso);
   const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
-  if (withDate) Object.assign(opts, { month: "2-digit", day: "2-digit" });
+  if (withDate) Object.assign(opts, { month: "short", day: "numeric" });
   return d.toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", opts);
 }
 
@@ -82,9 +119,9 @@ export function stageBar(stage) {
     "ol",
     { class: "stages", "data-stage": stage, "data-testid": "stages" },
     STAGES.map((s, i) =>
-      h("li", { class: i < at ? "done" : i === at ? "now" : "" }, h("b", {}, i + 1), t(`stage.${s}`)),
+      h("li", { class: i < at ? "done" : i === at ? "now" : "" }, h("b", {}, i + 1), stageLabel(s)),
     ),
-    at < 0 ? h("li", { class: "now closed" }, t(`stage.${stage}`)) : null,
+    at < 0 ? h("li", { class: "now closed" }, stageLabel(stage)) : null,
   );
 }
 
@@ -101,9 +138,9 @@ export function timeline(entries, names = {}) {
         "li",
         { "data-action": e.action },
         h("time", {}, fmtTime(e.at, true)),
-        h("b", {}, t(`act.${e.action}`)),
-        h("span", { class: "actor" }, names[e.actor] || e.actor),
-        e.to_stage && e.from_stage !== e.to_stage ? h("span", { class: "tag" }, t(`stage.${e.to_stage}`)) : null,
+        h("b", {}, actionLabel(e.action)),
+        h("span", { class: "actor" }, actorLabel(e.actor, names)),
+        e.to_stage && e.from_stage !== e.to_stage ? h("span", { class: "tag" }, stageLabel(e.to_stage)) : null,
         e.note ? h("p", { class: "note" }, e.note) : null,
       ),
     ),
@@ -186,13 +223,17 @@ export function beep(times = 3) {
 }
 
 // WebRTC live view: POST the offer to /api/live/{camera}/offer and play the answer.
-export async function liveVideo(cameraId, video) {
+// `onEnd` is told when the connection fails or closes after it was set up.
+export async function liveVideo(cameraId, video, onEnd = () => {}) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.ontrack = (ev) => {
     video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
     video.play().catch(() => {});
   };
+  pc.addEventListener("connectionstatechange", () => {
+    if (["failed", "disconnected", "closed"].includes(pc.connectionState)) onEnd(pc.connectionState);
+  });
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {
     if (pc.iceGatheringState === "complete") return resolve();
@@ -217,12 +258,60 @@ export async function liveVideo(cameraId, video) {
   return close;
 }
 
+const FIRST_FRAME_S = 15; // a tile still without a picture by then says the video failed
+
+// A live tile: "connecting…" over it until the first frame plays, then the picture; a
+// failure or a dropped connection says so (the reason in the tooltip) instead of black.
 export function videoTile(cameraId) {
   const video = h("video", { muted: true, autoplay: true, playsinline: true, "data-camera": cameraId });
   video.muted = true;
-  const tile = h("figure", { class: "tile", "data-testid": "tile" }, video, h("figcaption", {}, cameraId));
-  liveVideo(cameraId, video).catch((err) => tile.append(h("p", { class: "err" }, String(err.message || err))));
+  const state = h("span", { class: "tile-state", "data-testid": "tile-state" });
+  const tile = h("figure", { class: "tile", "data-testid": "tile" }, video, state, h("figcaption", {}, cameraId));
+  const show = (name, key, detail = "") => {
+    tile.dataset.state = name;
+    state.textContent = key ? t(key) : "";
+    state.title = detail;
+    state.hidden = !key;
+  };
+  show("connecting", "video.connecting");
+  video.addEventListener("playing", () => show("playing", null));
+  const late = setTimeout(() => {
+    if (tile.dataset.state === "connecting") show("failed", "video.failed", `no picture within ${FIRST_FRAME_S}s`);
+  }, FIRST_FRAME_S * 1000);
+  video.addEventListener("playing", () => clearTimeout(late), { once: true });
+  liveVideo(cameraId, video, (why) => show("ended", "video.ended", why)).catch((err) => {
+    clearTimeout(late);
+    show("failed", "video.failed", String(err.message || err));
+  });
   return tile;
+}
+
+// A picture that says "loading…" until it arrives and "unavailable" if it does not, instead
+// of a black box. `set(src)` shows another one (an empty src: loading, e.g. while a
+// snapshot is being taken).
+export function picture(alt, src = "", { testid = "picture", pending = "img.loading" } = {}) {
+  const img = h("img", { alt });
+  const state = h("span", { class: "pic-state" });
+  const box = h("span", { class: "pic", "data-testid": testid }, img, state);
+  const show = (name, key) => {
+    box.dataset.state = name;
+    state.textContent = key ? t(key) : "";
+    state.hidden = !key;
+    img.hidden = name !== "loaded";
+  };
+  img.addEventListener("load", () => show("loaded", null));
+  img.addEventListener("error", () => img.getAttribute("src") && show("failed", "img.failed"));
+  const set = (url, key = pending) => {
+    show("loading", key);
+    if (url) img.src = url;
+    else img.removeAttribute("src");
+  };
+  const fail = (detail = "") => {
+    show("failed", "img.failed");
+    state.title = detail;
+  };
+  set(src);
+  return { el: box, img, set, fail };
 }
 
 export function clock(el, deadlineIso, ackedIso) {

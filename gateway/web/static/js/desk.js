@@ -1,5 +1,5 @@
 // Police alarm desk: P1 and panic alarms arrive live with sound and a flashing banner.
-import { api, beep, clock, fmtTime, h, sevBadge, subscribe, t, title, videoTile } from "./common.js";
+import { api, beep, clock, emptyItem, fmtTime, h, picture, sevBadge, stageLabel, subscribe, t, title, videoTile } from "./common.js";
 import { loadIncident, renderIncident } from "./incident_view.js";
 
 const list = document.getElementById("alarms");
@@ -111,10 +111,10 @@ function drawList() {
             },
             sevBadge(inc.severity),
             h("b", {}, title(inc)),
-            h("small", {}, `${fmtTime(inc.opened_at)} · ${t(`stage.${inc.stage}`)}`),
+            h("small", {}, `${fmtTime(inc.opened_at)} · ${stageLabel(inc.stage)}`),
           ),
         )
-      : [h("li", { class: "muted" }, t("desk.none"))]),
+      : [emptyItem("desk.none")]),
   );
 }
 
@@ -165,9 +165,9 @@ async function select(id) {
   }
   if (ctx.camera) {
     const shot = inc.evidence?.[inc.evidence.length - 1];
-    const img = h("img", { alt: t("desk.snapshot"), src: shot ? shot.image_url : "" });
-    snapBox.append(img, h("button", { class: "small", onclick: () => snapshot(id, img) }, t("desk.snapshot")));
-    if (!shot) snapshot(id, img);
+    const pic = picture(t("desk.snapshot"), shot ? shot.image_url : "", { testid: "snapshot-picture" });
+    snapBox.append(pic.el, h("button", { class: "small", onclick: () => snapshot(id, pic) }, t("desk.snapshot")));
+    if (!shot) snapshot(id, pic);
     if (!video || video.dataset.camera !== ctx.camera) {
       video = videoTile(ctx.camera);
       video.dataset.camera = ctx.camera;
@@ -176,12 +176,15 @@ async function select(id) {
   }
 }
 
-async function snapshot(id, img) {
+// A new snapshot: "taking a snapshot…" until it is there, "unavailable" (with the reason
+// in the tooltip) when the camera gave none.
+async function snapshot(id, pic) {
+  pic.set("", "desk.snapshot_taking");
   try {
     const s = await api(`/api/web/incidents/${id}/snapshot`, { method: "POST" });
-    img.src = s.image_url;
+    pic.set(s.image_url);
   } catch (err) {
-    img.alt = String(err.message);
+    pic.fail(String(err.message));
   }
 }
 

@@ -1,7 +1,7 @@
 // Command centre, the district's data pool (docs/datapool.md): counts per compound over the
 // last 7 days with open incidents, and traces of a plate, a card or person number (sent in a
 // POST body, hashed by the gateway, never in a URL) or a device's day. Pages with next_cursor.
-import { api, fmtTime, h, t } from "./common.js";
+import { api, fmtTime, h, t, typeLabel } from "./common.js";
 
 const KINDS = ["access", "gate", "perimeter", "alarm"];
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "Asia/Shanghai"; // the day is the viewer's
@@ -71,7 +71,7 @@ function detail(e) {
 function show(page, fetchMore) {
   traceBody.append(
     ...page.items.map((e) =>
-      h("tr", {}, h("td", {}, fmtTime(e.occurred_at, true)), h("td", {}, e.site), h("td", {}, e.device_id), h("td", {}, e.type), h("td", {}, detail(e))),
+      h("tr", {}, h("td", {}, fmtTime(e.occurred_at, true)), h("td", {}, e.site), h("td", {}, e.device_id), h("td", {}, typeLabel(e.type)), h("td", {}, detail(e))),
     ),
   );
   if (!traceBody.children.length) traceBody.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, t("district.none"))));

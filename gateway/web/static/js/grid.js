@@ -1,5 +1,5 @@
 // Grid worker (phone): my incidents; accept, handle with notes and photos, feedback, verify.
-import { api, fmtTime, h, sevBadge, subscribe, t, title } from "./common.js";
+import { api, emptyItem, fmtTime, h, sevBadge, stageLabel, subscribe, t, title } from "./common.js";
 import { loadIncident, renderIncident } from "./incident_view.js";
 
 const mine = document.getElementById("mine");
@@ -18,7 +18,7 @@ function card(inc) {
   c.row.replaceChildren(
     sevBadge(inc.severity),
     h("b", {}, title(inc)),
-    h("small", {}, `${t(`stage.${inc.stage}`)} · ${fmtTime(inc.opened_at, true)}`),
+    h("small", {}, `${stageLabel(inc.stage)} · ${fmtTime(inc.opened_at, true)}`),
   );
   c.li.classList.toggle("open", inc.id === openId);
   return c.li;
@@ -26,7 +26,7 @@ function card(inc) {
 
 async function refreshList() {
   const { items } = await api("/api/web/incidents?limit=50");
-  mine.replaceChildren(...(items.length ? items.map(card) : [h("li", { class: "muted" }, t("grid.none"))]));
+  mine.replaceChildren(...(items.length ? items.map(card) : [emptyItem("grid.none")]));
 }
 
 async function show(id) {

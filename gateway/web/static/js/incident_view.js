@@ -1,6 +1,9 @@
 // One incident: six-stage progress, details, actions for the user's role, timeline,
 // evidence, notifications with their delivery state, audit entries.
-import { ME, act, api, fmtTime, h, sevBadge, stageBar, t, timeline, title, uploadPhoto } from "./common.js";
+import {
+  ME, act, actionLabel, actorLabel, api, catLabel, channelLabel, fmtTime, h, picture, roleLabel, sevBadge, stageBar, t,
+  timeline, title, uploadPhoto,
+} from "./common.js";
 
 const WORK = ["acknowledge", "accept", "feedback", "verify", "reject", "comment", "attach"];
 export const ROLE_ACTIONS = {
@@ -32,7 +35,7 @@ function actionPanel(inc, onDone) {
   const assignee = h(
     "select",
     { name: "assignee", "data-testid": "assignee" },
-    staff.map((p) => h("option", { value: p.id }, `${p.name} (${p.role})`)),
+    staff.map((p) => h("option", { value: p.id }, `${p.name}（${roleLabel(p.role)}）`)),
   );
   const photo = h("input", { type: "file", accept: "image/*", capture: "environment", "data-testid": "photo" });
   const score = h("select", { name: "score" }, [5, 4, 3, 2, 1].map((s) => h("option", { value: s }, s)));
@@ -85,20 +88,17 @@ function actionPanel(inc, onDone) {
 export function renderIncident(root, inc, { onChange, compact = false } = {}) {
   const names = inc.context?.names || {};
   const ctx = inc.context || {};
+  // thumbnails say "loading…" (or "unavailable") until the picture is there
+  const thumb = (href, alt, testid) =>
+    h("a", { href, target: "_blank", class: "thumb" }, picture(alt, href, { testid }).el);
   const att = (inc.attachments || []).map((a) =>
-    h(
-      "a",
-      { href: `/api/incidents/${inc.id}/attachments/${a.id}`, target: "_blank", class: "thumb" },
-      h("img", { src: `/api/incidents/${inc.id}/attachments/${a.id}`, alt: a.filename, "data-testid": "attachment" }),
-    ),
+    thumb(`/api/incidents/${inc.id}/attachments/${a.id}`, a.filename, "attachment"),
   );
-  const ev = (inc.evidence || []).map((e) =>
-    h("a", { href: e.image_url, target: "_blank", class: "thumb" }, h("img", { src: e.image_url, alt: e.camera_id })),
-  );
+  const ev = (inc.evidence || []).map((e) => thumb(e.image_url, e.camera_id, "evidence"));
   const deliveries = h(
     "table",
     { class: "grid-table small", "data-testid": "deliveries" },
-    h("thead", {}, h("tr", {}, ["receiver", "recipient", "channel", "status", "ack"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["dlv.receiver", "dlv.recipient", "dlv.channel", "dlv.status", "dlv.ack"].map((c) => h("th", {}, t(c))))),
     h(
       "tbody",
       {},
@@ -108,7 +108,7 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
           { class: `st-${d.status}` },
           h("td", {}, d.receiver),
           h("td", {}, d.recipient_name || d.recipient_id),
-          h("td", {}, d.channel),
+          h("td", { "data-channel": d.channel }, channelLabel(d.channel)),
           h("td", {}, t(`status.${d.status}`)),
           h("td", {}, d.acked_at ? `✔ ${names[d.acked_by] || d.acked_by || ""}` : d.ack_required ? "…" : ""),
         ),
@@ -125,15 +125,15 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
       { class: "inc-head" },
       sevBadge(inc.severity),
       h("h1", {}, title(inc)),
-      h("span", { class: "muted" }, `#${inc.id} · ${t(`cat.${inc.category}`)} · ${fmtTime(inc.opened_at, true)}`),
+      h("span", { class: "muted" }, `#${inc.id} · ${catLabel(inc.category)} · ${fmtTime(inc.opened_at, true)}`),
     ),
     stageBar(inc.stage),
     h(
       "dl",
       { class: "facts" },
       ctx.address ? [h("dt", {}, t("desk.address")), h("dd", { "data-testid": "address" }, ctx.address)] : null,
-      ctx.cell_name ? [h("dt", {}, "网格 / cell"), h("dd", {}, ctx.cell_name)] : null,
-      inc.description ? [h("dt", {}, "说明 / note"), h("dd", {}, inc.description)] : null,
+      ctx.cell_name ? [h("dt", {}, t("inc.cell")), h("dd", {}, ctx.cell_name)] : null,
+      inc.description ? [h("dt", {}, t("inc.note")), h("dd", {}, inc.description)] : null,
       inc.assignees?.length ? [h("dt", {}, t("assignee")), h("dd", {}, inc.assignees.map((a) => names[a] || a).join("、"))] : null,
     ),
     actionPanel(inc, onChange),
@@ -153,7 +153,16 @@ export function renderIncident(root, inc, { onChange, compact = false } = {}) {
               "tbody",
               {},
               audit.map((e) =>
-                h("tr", {}, h("td", {}, fmtTime(e.at, true)), h("td", {}, names[e.actor] || e.actor), h("td", {}, e.role), h("td", {}, e.action), h("td", {}, e.note)),
+                h(
+                  "tr",
+                  {},
+                  h("td", {}, fmtTime(e.at, true)),
+                  h("td", {}, actorLabel(e.actor, names)),
+                  h("td", {}, e.role ? roleLabel(e.role) : ""),
+                  // the audit log's own rows name the call (POST /api/…); timeline steps an action
+                  h("td", {}, inc.audit ? e.action : actionLabel(e.action)),
+                  h("td", {}, e.note),
+                ),
               ),
             ),
           ),

@@ -1,5 +1,5 @@
 // Resident (phone): press-and-hold alarm with a cancel window; 随手报; my reports.
-import { ME, api, fmtTime, h, t, title, uploadPhoto } from "./common.js";
+import { ME, api, emptyItem, fmtTime, h, stageLabel, t, title, uploadPhoto } from "./common.js";
 
 const HOLD_MS = 2000;
 const CANCEL_MS = 3000;
@@ -127,14 +127,16 @@ form.addEventListener("submit", async (ev) => {
 async function loadReports() {
   const { items } = await api("/api/web/my-reports");
   document.getElementById("reports").replaceChildren(
-    ...items.map((r) =>
-      h(
-        "li",
-        { "data-incident": r.id, "data-stage": r.stage },
-        h("b", {}, title(r)),
-        h("small", {}, `${t(`stage.${r.stage}`)} · ${fmtTime(r.opened_at, true)}`),
-      ),
-    ),
+    ...(items.length
+      ? items.map((r) =>
+          h(
+            "li",
+            { "data-incident": r.id, "data-stage": r.stage },
+            h("b", {}, title(r)),
+            h("small", {}, `${stageLabel(r.stage)} · ${fmtTime(r.opened_at, true)}`),
+          ),
+        )
+      : [emptyItem("res.reports_none")]),
   );
 }
 loadReports();
