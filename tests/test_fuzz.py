@@ -24,7 +24,8 @@ from gateway.config.loader import load_yaml
 from gateway.config.settings import IngestConfig
 from gateway.events import RAW_PAYLOAD_LIMIT, Event
 from gateway.ingest.decode import Rejected, decode_payload
-from gateway.ingest.pipeline import Normaliser
+from gateway.ingest.panic_sniff import looks_like_panic
+from gateway.ingest.pipeline import UNREADABLE_REASONS, Normaliser
 from gateway.ingest.reasons import Reason
 from gateway.ingest.unregistered import UnregisteredPanics
 from tests.support.two_sites import registry
@@ -171,7 +172,12 @@ def check_processed(topic: str, raw: bytes) -> None:
         assert len(record.detail) <= 1000 and len(record.topic) <= 512
         assert not outcome.events
     for alarm in outcome.alarms:
-        assert record is not None and record.reason is Reason.UNKNOWN_DEVICE
+        # an unregistered device's panic, or an unreadable message that looks like one
+        assert record is not None
+        if alarm.unreadable:
+            assert record.reason in UNREADABLE_REASONS and looks_like_panic(raw)
+        else:
+            assert record.reason is Reason.UNKNOWN_DEVICE
         assert alarm.site in {"north-compound", "south-compound"}
 
 
@@ -251,3 +257,9 @@ def test_onvif_anything(
         if value is not None:
             message[key] = value
     check_notification(message)
+
+
+@BUDGET
+@given(st.binary(max_size=2048))
+def test_the_panic_sniffer_on_anything(raw: bytes) -> None:
+    assert isinstance(looks_like_panic(raw), bool)  # never raises, whatever the bytes

@@ -17,10 +17,12 @@ from gateway.config.settings import IngestConfig
 from gateway.config.sites import SiteRegistry
 from gateway.events import Event, EventType, utcnow
 from gateway.ids import first_bad_device_id
+from gateway.ingest.alarm_signal import UnregisteredPanic, panic_note
 from gateway.ingest.decode import Rejected, decode_payload
+from gateway.ingest.panic_sniff import looks_like_panic
 from gateway.ingest.quarantine import QuarantineSampler
 from gateway.ingest.reasons import Reason
-from gateway.ingest.unregistered import UnregisteredPanic, UnregisteredPanics, panic_note
+from gateway.ingest.unregistered import UnregisteredPanics
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,21 @@ RECENT_IDS = 100_000  # event ids remembered to drop redeliveries before they re
 TOPIC_CACHE = 50_000
 _UNSEEN = object()
 _REASON_NAMES = {r: r.value for r in Reason}
+# Messages no profile could read: those that look like a panic are raised all the same.
+UNREADABLE_REASONS = frozenset(
+    {
+        Reason.OVERSIZE,
+        Reason.INVALID_UTF8,
+        Reason.MALFORMED_JSON,
+        Reason.DUPLICATE_KEY,
+        Reason.TOO_DEEP,
+        Reason.INVALID_TEXT,
+        Reason.NO_PROFILE,
+        Reason.NO_MATCH,
+        Reason.INVALID_EVENT,
+        Reason.ADAPTER_ERROR,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +313,17 @@ class Normaliser:
         (a raised panic's record is always kept)."""
         name = _REASON_NAMES[reason]  # not reason.value: the enum's descriptor costs more
         self.stats.rejected[name] += 1
+        if (
+            alarms is None
+            and reason in UNREADABLE_REASONS
+            and self.unregistered is not None
+            and looks_like_panic(raw)
+        ):
+            # Unreadable, yet it looks like a panic: the resident is heard (panic_sniff).
+            alarms = self.unregistered.plan_unreadable(
+                topic=topic, raw=raw, detail=f"{reason.value}: {detail}", received_at=received_at
+            )
+            detail = f"{detail} — looks like a panic: {panic_note(alarms)}"
         source = device_id or topic
         if alarms:
             self.quarantine.keep_always(name, source, received_at, detail)

@@ -31,7 +31,10 @@ from rules.durations import Duration
 DEVICE_LABEL_KEYS = frozenset(
     f"device.{k}" for k in ("kind", "name", "place", "zone", "household", "camera")
 ) | {"device.registered"}  # "false" on panics of unregistered devices (gateway.ingest.unregistered)
-DEFAULT_LABEL_KEYS = frozenset({"team", "notify", "escalated"}) | DEVICE_LABEL_KEYS
+# "message.readable": "false" on panics read from messages no profile could (panic_sniff)
+DEFAULT_LABEL_KEYS = (
+    frozenset({"team", "notify", "escalated", "message.readable"}) | DEVICE_LABEL_KEYS
+)
 NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
