@@ -11,19 +11,19 @@ from typing import Literal
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
-from gateway.api.schemas import (
-    BrokerHealth,
-    HealthReport,
-    IngestHealth,
-    PipelineHealth,
-    WriterHealth,
-)
 from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
+from gateway.health import (
+    BrokerHealth,
+    HealthReport,
+    IngestHealth,
+    PipelineHealth,
+    WriterHealth,
+)
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import create_engine
 
 from gateway.api.app import create_app
-from gateway.api.schemas import BrokerHealth, HealthReport
 from gateway.bus import EventBus
 from gateway.config.sites import DeviceConfig, SiteConfig, SiteRegistry
 from gateway.events import DeviceKind, Event, EventType
@@ -33,6 +32,7 @@ from gateway.evidence import (
 )
 from gateway.evidence import routes as evidence_routes
 from gateway.evidence.snapshot import JPEG_MAGIC, fetch_http_snapshot, grab_stream_frame
+from gateway.health import BrokerHealth, HealthReport
 from tests.support.auth import trusted
 
 USER, PASSWORD, REALM = "admin", "s3cret-pw", "IP Camera(C1234)"

@@ -17,10 +17,10 @@ from aiortc.mediastreams import MediaStreamTrack
 from sqlalchemy import create_engine
 
 from gateway.api.app import create_app
-from gateway.api.schemas import BrokerHealth, HealthReport
 from gateway.bus import EventBus
 from gateway.demo.synthetic_video import write_demo_video
 from gateway.evidence.cameras import CameraConfig
+from gateway.health import BrokerHealth, HealthReport
 from gateway.live import LiveConfig, LiveService
 from gateway.live import routes as live_routes
 from gateway.live.ice import rtc_configuration

@@ -7,7 +7,7 @@ health models it returns.
 from typing import TYPE_CHECKING, Any
 
 from gateway.api.runtime import Runtime
-from gateway.api.schemas import (
+from gateway.health import (
     BrokerHealth,
     DatabaseHealth,
     HealthReport,

@@ -28,10 +28,10 @@ from gateway.api import queries
 from gateway.api.cursor import InvalidCursor, decode_int_cursor, decode_str_cursor
 from gateway.api.filters import DeviceFilter, EventFilter, PageRequest, QuarantineFilter
 from gateway.api.runtime import Runtime
-from gateway.api.schemas import DatabaseHealth
 from gateway.auth.principal import ALL, ANONYMOUS, Permission, Principal, Scope
 from gateway.bus import EventBus
 from gateway.events import DeviceKind, EventType
+from gateway.health import DatabaseHealth
 from gateway.ingest.reasons import Reason
 
 R = TypeVar("R")

@@ -14,7 +14,6 @@ from sqlalchemy import ColumnElement, Engine, Row, Select, func, select, text
 
 from gateway.api.filters import DeviceFilter, EventFilter, PageRequest, QuarantineFilter
 from gateway.api.schemas import (
-    DatabaseHealth,
     DevicePublic,
     EventDetail,
     EventPublic,
@@ -22,6 +21,7 @@ from gateway.api.schemas import (
     QuarantinePublic,
     QuarantineStats,
 )
+from gateway.health import DatabaseHealth
 from gateway.ingest.reasons import Reason
 from gateway.storage.cursor import encode_cursor
 from gateway.storage.tables import devices, events, quarantine, quarantine_counts

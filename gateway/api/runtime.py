@@ -10,8 +10,8 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from gateway.api.schemas import HealthReport
 from gateway.bus import EventBus
+from gateway.health import HealthReport
 
 
 class Runtime(Protocol):

@@ -7,19 +7,13 @@ row written under an older vocabulary still lists instead of failing the whole p
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from gateway.events import Event
 from rules.lateness import arrival_delay_s
-
-if TYPE_CHECKING:
-    from gateway.ingest.mqtt import BrokerStatus
-    from gateway.ingest.pipeline import IngestStats
-    from gateway.storage.writer import BatchWriter
 
 T = TypeVar("T")
 
@@ -154,115 +148,3 @@ class QuarantineStats(BaseModel):
     received_by_reason: dict[str, int] = Field(
         ..., description="Every quarantined message per reason, every known reason"
     )
-
-
-# -- health -----------------------------------------------------------------------
-
-
-class BrokerHealth(BaseModel):
-    connected: bool
-    host: str = ""
-    port: int = 0
-    reconnects: int = 0
-    last_error: str | None = None
-
-    @classmethod
-    def from_status(cls, status: BrokerStatus) -> BrokerHealth:
-        return cls(
-            connected=status.connected,
-            host=status.host,
-            port=status.port,
-            reconnects=max(status.connects - 1, 0),
-            last_error=status.last_error,
-        )
-
-
-class DatabaseHealth(BaseModel):
-    ok: bool
-    error: str | None = None
-    latency_ms: float | None = None
-
-
-class IngestHealth(BaseModel):
-    messages: int = 0
-    events: int = 0
-    duplicates: int = 0
-    rejected: dict[str, int] = Field(default_factory=dict, description="Count per reason")
-    last_message_at: datetime | None = None
-
-    @classmethod
-    def from_stats(cls, stats: IngestStats) -> IngestHealth:
-        return cls(
-            messages=stats.messages,
-            events=stats.events,
-            duplicates=stats.duplicates,
-            rejected=dict(stats.rejected),
-            last_message_at=stats.last_message_at,
-        )
-
-
-class WriterHealth(BaseModel):
-    backlog: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    quarantine_evicted: int = Field(0, description="Oldest rows removed past the size cap")
-    batches: int = 0
-    errors: int = 0
-    last_commit_age_s: float | None = None
-    last_batch_ms: float = 0.0
-
-    @classmethod
-    def from_writer(cls, writer: BatchWriter, now: float | None = None) -> WriterHealth:
-        stats = writer.stats
-        now = time.time() if now is None else now
-        age = None if stats.last_commit_at is None else max(now - stats.last_commit_at, 0.0)
-        return cls(
-            backlog=writer.backlog,
-            stored=stats.stored,
-            duplicates=stats.duplicates,
-            quarantined=stats.quarantined,
-            quarantine_evicted=stats.quarantine_evicted,
-            batches=stats.batches,
-            errors=stats.errors,
-            last_commit_age_s=age,
-            last_batch_ms=stats.last_batch_ms,
-        )
-
-
-class PipelineHealth(BaseModel):
-    rules_backlog: int = Field(0, description="Events received and not yet evaluated by rules")
-    signals_pending: int = Field(0, description="Rule signals not yet stored as incidents")
-    panic_acks_held: int = Field(
-        0, description="Panic messages whose MQTT acknowledgement waits for their incident"
-    )
-
-
-class HealthReport(BaseModel):
-    """What ``Runtime.health()`` returns. ``database`` is filled in by the API itself (it runs
-    ``SELECT 1``), and ``status`` becomes ``degraded`` when the broker or database is down."""
-
-    status: Literal["ok", "degraded"] = "ok"
-    version: str = ""
-    broker: BrokerHealth
-    database: DatabaseHealth = DatabaseHealth(ok=False, error="not checked")
-    ingest: IngestHealth = IngestHealth()
-    writer: WriterHealth = WriterHealth()
-    lag_ms: float | None = Field(
-        None, description="Ingest lag as measured by the runtime (message receipt to commit)"
-    )
-    pipeline: PipelineHealth = Field(
-        default_factory=lambda: PipelineHealth(),
-        description="Work waiting after ingest: rules, incident storage, held acknowledgements",
-    )
-
-    def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:
-        """The final report: the API's own database check; degraded when anything is down."""
-        down = not self.broker.connected or not database.ok
-        return self.model_copy(
-            update={
-                "database": database,
-                "status": "degraded" if down or self.status == "degraded" else "ok",
-                "version": self.version or version,
-            }
-        )

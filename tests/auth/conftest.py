@@ -18,13 +18,13 @@ from sqlalchemy import func, insert, select
 
 from gateway.api.app import create_app
 from gateway.api.routes.rules import router as rules_router
-from gateway.api.schemas import BrokerHealth, HealthReport
 from gateway.audit.chain import AuditLog
 from gateway.auth.config import AuthConfig
 from gateway.auth.roles import AccountRole
 from gateway.auth.service import CLI, AuthService
 from gateway.evidence import routes as evidence_routes
 from gateway.evidence.store import EvidenceStore
+from gateway.health import BrokerHealth, HealthReport
 from gateway.incidents.categories import IncidentCategory, Severity, Source
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.incidents.service import Report

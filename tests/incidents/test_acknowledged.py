@@ -17,8 +17,8 @@ import pytest
 
 from gateway.api.app import create_app
 from gateway.api.deps import get_current_principal
-from gateway.api.schemas import HealthReport
 from gateway.auth.principal import ALL, EVERYTHING, Principal
+from gateway.health import HealthReport
 from gateway.incidents.categories import Severity
 from gateway.incidents.lifecycle import Action
 from gateway.incidents.queries import get_incident

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from gateway.api.app import create_app
-from gateway.api.schemas import HealthReport
 from gateway.bus import EventBus
+from gateway.health import HealthReport
 from gateway.incidents.queries import get_incident
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.notify.base import Message

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.api.app import create_app
-from gateway.api.schemas import HealthReport
 from gateway.bus import EventBus
+from gateway.health import HealthReport
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.incidents.tables import incidents
 from gateway.notify.base import Message, SendResult

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends
 
 from gateway import __version__
 from gateway.api.deps import DatabaseDep, Permission, RuntimeDep, require
-from gateway.api.schemas import HealthReport
+from gateway.health import HealthReport
 
 router = APIRouter(tags=["health"], dependencies=[Depends(require(Permission.HEALTH_READ))])
 
