@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.brokers import MOSQUITTO
 from tests.support.bridge_cut import edge_bridge_config, run_bridge_cut
+from tests.support.brokers import MOSQUITTO
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto")
 
