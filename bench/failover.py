@@ -72,9 +72,7 @@ def require_cluster_mode() -> None:
 
 
 def lianfang_command() -> list[str]:
-    script = Path(sys.executable).parent / "lianfang"
-    if script.exists():
-        return [str(script)]
+    """`lianfang` from this checkout (run with cwd ROOT), whatever the venv has installed."""
     return [sys.executable, "-c", "from gateway.cli.main import app; app()"]
 
 
@@ -134,7 +132,11 @@ class Cluster:
         )
         log = (self.workdir / f"{worker_id}.log").open("wb")
         self.procs[worker_id] = subprocess.Popen(
-            [*lianfang_command(), "run", "--config", str(cfg)], stdout=log, stderr=log
+            [*lianfang_command(), "run", "--config", str(cfg)],
+            stdout=log,
+            stderr=log,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
 
     def check_alive(self, skip: str | None = None) -> None:
@@ -148,6 +150,15 @@ class Cluster:
         path = self.workdir / f"{worker_id}.log"
         text_ = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text_.splitlines()[-lines:])
+
+    def tracebacks(self) -> dict[str, int]:
+        """Tracebacks in each worker's log: errors the counts above may not show."""
+        out = {}
+        for wid in self.procs:
+            path = self.workdir / f"{wid}.log"
+            log = path.read_text(errors="replace") if path.exists() else ""
+            out[wid] = log.count("Traceback (most recent call last)")
+        return out
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -331,6 +342,7 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
             "panic_p50_ms": acc.percentile_ms(list(latency.values()), 0.50),
             "panic_p99_ms": acc.percentile_ms(list(latency.values()), 0.99),
             "unexpected_events": events.unexpected,
+            "worker_tracebacks": cluster.tracebacks(),
             "lost_examples": list(events.lost_examples),
             "panics_without_incident": list(incident_tally.panics_without_incident[:5]),
             "publish_s": round(published_until - started, 1),
