@@ -190,6 +190,17 @@ def wait_spread(engine: Engine, cluster: Cluster, sites: list[str], timeout_s: f
     raise SystemExit(f"failover: sites not spread over the workers in {timeout_s:.0f} s: {last}")
 
 
+def wait_holding(engine: Engine, cluster: Cluster, worker_id: str, timeout_s: float) -> None:
+    """Until ``worker_id`` holds a lease: it has finished starting (schema, grid import)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cluster.check_alive()
+        if worker_id in owners(engine).values():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"failover: {worker_id} holds no site {timeout_s:.0f} s after its start")
+
+
 def stored_ids(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(text("SELECT event_id FROM events"))]
@@ -233,6 +244,8 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
         workers = [f"w{i + 1}" for i in range(args.workers)]
         for wid in workers:
             cluster.start(wid)
+            if not args.simultaneous_start:
+                wait_holding(engine, cluster, wid, 60)
         wait_spread(engine, cluster, sites, 90)
         desk = Desk(broker.port)
         pub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="fo-press")
@@ -374,6 +387,12 @@ def main() -> None:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         help="a PostgreSQL server (any existing database): a fresh database is created there "
         "for the run and dropped afterwards",
+    )
+    parser.add_argument(
+        "--simultaneous-start",
+        action="store_true",
+        help="start every worker at once (default: one after the other, each once it holds a "
+        "site: workers starting together raced on the grid import, see the docs)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
