@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,180 +43,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench import failover_accounting as acc  # noqa: E402
 from bench import failover_setup as setup  # noqa: E402
+from bench.failover_cluster import (  # noqa: E402
+    Cluster,
+    Desk,
+    owners,
+    require_cluster_mode,
+    stored_ids,
+    wait_holding,
+    wait_spread,
+    wait_stored,
+)
 from bench.ingest import bench_database  # noqa: E402
 from bench.lean_publisher import LeanPublisher, Template  # noqa: E402
-from tests.support.brokers import free_port  # noqa: E402
-
-OWNED = text(
-    "SELECT site, worker_id FROM site_leases "
-    "WHERE worker_id IS NOT NULL AND expires_at > now() ORDER BY site"
-)
-
-
-class Unavailable(SystemExit):
-    pass
-
-
-def require_cluster_mode() -> None:
-    """Fail at once, clearly, where this checkout has no cluster mode yet."""
-    try:
-        from gateway.cluster.config import ClusterConfig  # noqa: F401
-
-        from gateway.config.settings import GatewayConfig
-    except ImportError as exc:
-        raise Unavailable(
-            f"failover: cluster mode is not available in this checkout ({exc}); it needs "
-            "gateway/cluster (issue 16: leases, per-site sessions)"
-        ) from None
-    if "cluster" not in GatewayConfig.model_fields:
-        raise Unavailable("failover: lianfang.yaml has no `cluster:` section in this checkout")
-
-
-def lianfang_command() -> list[str]:
-    """`lianfang` from this checkout (run with cwd ROOT), whatever the venv has installed."""
-    return [sys.executable, "-c", "from gateway.cli.main import app; app()"]
-
-
-def owners(engine: Engine) -> dict[str, str]:
-    """site → worker id of every valid lease (the database's clock)."""
-    with engine.connect() as conn:
-        return {site: worker for site, worker in conn.execute(OWNED).all()}
-
-
-class Desk:
-    """The police desk: a plain MQTT subscriber on its notification topics."""
-
-    def __init__(self, port: int) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.first_new: dict[str, float] = {}  # press event id → arrival (wall clock)
-        self._lock = threading.Lock()
-        ready = threading.Event()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id="failover-desk"
-        )
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *_a: ready.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("lianfang/notify/police-desk/#", qos=1)
-        self.client.loop_start()
-        if not ready.wait(10):
-            raise SystemExit("failover: the desk could not subscribe")
-
-    def _on_message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
-        now = time.time()
-        body = json.loads(m.payload)
-        with self._lock:
-            self.messages.append((m.topic, body))
-            if body.get("occasion") == "new" and body.get("event_ids"):
-                self.first_new.setdefault(body["event_ids"][0], now)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class Cluster:
-    """The worker processes, by worker id."""
-
-    def __init__(self, workdir: Path, broker_port: int, url: str, ttl: float) -> None:
-        self.workdir, self.broker_port, self.url, self.ttl = workdir, broker_port, url, ttl
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, worker_id: str) -> None:
-        cfg = setup.write_worker_config(
-            self.workdir,
-            worker_id,
-            broker_port=self.broker_port,
-            api_port=free_port(),
-            database_url=self.url,
-            lease_ttl_s=self.ttl,
-        )
-        log = (self.workdir / f"{worker_id}.log").open("wb")
-        self.procs[worker_id] = subprocess.Popen(
-            [*lianfang_command(), "run", "--config", str(cfg)],
-            stdout=log,
-            stderr=log,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def check_alive(self, skip: str | None = None) -> None:
-        for wid, proc in self.procs.items():
-            if wid != skip and proc.poll() is not None:
-                raise SystemExit(
-                    f"failover: worker {wid} exited ({proc.returncode}):\n" + self.log_tail(wid)
-                )
-
-    def log_tail(self, worker_id: str, lines: int = 30) -> str:
-        path = self.workdir / f"{worker_id}.log"
-        text_ = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text_.splitlines()[-lines:])
-
-    def tracebacks(self) -> dict[str, int]:
-        """Tracebacks in each worker's log: errors the counts above may not show."""
-        out = {}
-        for wid in self.procs:
-            path = self.workdir / f"{wid}.log"
-            log = path.read_text(errors="replace") if path.exists() else ""
-            out[wid] = log.count("Traceback (most recent call last)")
-        return out
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for wid, proc in self.procs.items():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                print(f"failover: worker {wid} did not stop in 30 s, killed", file=sys.stderr)
-                proc.kill()
-                proc.wait()
-
-
-def wait_spread(engine: Engine, cluster: Cluster, sites: list[str], timeout_s: float) -> None:
-    """Until every site is owned, every worker owns one, and that holds for 2 s."""
-    deadline = time.monotonic() + timeout_s
-    stable_since, last = 0.0, {}
-    while time.monotonic() < deadline:
-        cluster.check_alive()
-        now_owned = owners(engine)
-        good = set(now_owned) == set(sites) and set(now_owned.values()) == set(cluster.procs)
-        if good and now_owned == last:
-            if time.monotonic() - stable_since >= 2.0:
-                return
-        else:
-            stable_since, last = time.monotonic(), now_owned
-        time.sleep(0.2)
-    raise SystemExit(f"failover: sites not spread over the workers in {timeout_s:.0f} s: {last}")
-
-
-def wait_holding(engine: Engine, cluster: Cluster, worker_id: str, timeout_s: float) -> None:
-    """Until ``worker_id`` holds a lease: it has finished starting (schema, grid import)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        cluster.check_alive()
-        if worker_id in owners(engine).values():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"failover: {worker_id} holds no site {timeout_s:.0f} s after its start")
-
-
-def stored_ids(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        return [r[0] for r in conn.execute(text("SELECT event_id FROM events"))]
-
-
-def wait_stored(engine: Engine, ids: set[str], timeout_s: float, idle_s: float) -> None:
-    """Until every id is stored, or ``timeout_s`` passed, or nothing new came for ``idle_s``."""
-    deadline, idle_since, last = time.monotonic() + timeout_s, time.monotonic(), -1
-    while time.monotonic() < deadline and time.monotonic() - idle_since < idle_s:
-        have = len(ids.intersection(stored_ids(engine)))
-        if have == len(ids):
-            return
-        if have != last:
-            last, idle_since = have, time.monotonic()
-        time.sleep(0.5)
 
 
 def publish_process(port: int, seed: int, rate: float, n: int, sites: list[str]) -> None:
@@ -226,6 +65,82 @@ def publish_process(port: int, seed: int, rate: float, n: int, sites: list[str])
     if not lean.wait_acked(n, 120):
         raise SystemExit(f"broker acknowledged only {lean.acked} of {n}")
     lean.close()
+
+
+@dataclass
+class Disruption:
+    """What the scenario did, in wall-clock seconds."""
+
+    start: float  # the kill, or the first stop
+    end: float  # every affected site leased by a live worker again
+    killed: str | None = None
+    killed_sites: int = 0
+    takeover_s: float | None = None  # the kill (or the slowest stop) until its sites moved
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def owned_elsewhere(
+    engine: Engine, cluster: Cluster, sites: list[str], away_from: str, timeout_s: float
+) -> float | None:
+    """Seconds until every one of ``sites`` is leased by a worker other than ``away_from``
+    (polled every 0.1 s), or None after ``timeout_s``."""
+    started = time.time()
+    while time.time() - started < timeout_s:
+        now_owned = owners(engine)
+        if all(now_owned.get(s) not in (None, away_from) for s in sites):
+            return round(time.time() - started, 2)
+        cluster.check_alive(skip=away_from)
+        time.sleep(0.1)
+    return None
+
+
+def kill_busiest(engine: Engine, cluster: Cluster, ttl: float) -> Disruption:
+    """SIGKILL to the worker owning the most sites; wait until they are owned again."""
+    cluster.check_alive()
+    before = owners(engine)
+    victim, owned = Counter(before.values()).most_common(1)[0]
+    orphaned = sorted(s for s, w in before.items() if w == victim)
+    cluster.procs[victim].send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    cluster.procs[victim].wait()
+    takeover = owned_elsewhere(engine, cluster, orphaned, victim, max(60.0, ttl * 4))
+    end = killed_at + (takeover if takeover is not None else 60.0)
+    return Disruption(killed_at, end, victim, owned, takeover)
+
+
+def rolling_restart(engine: Engine, cluster: Cluster, ttl: float) -> Disruption:
+    """docs/cluster-operations.md, "Rolling restart": each worker in turn stopped with
+    SIGTERM, its sites owned by the others, started again, holding sites again."""
+    first = time.time()
+    restarts: list[dict[str, Any]] = []
+    for wid in list(cluster.procs):
+        mine = sorted(s for s, w in owners(engine).items() if w == wid)
+        stopped_at = time.time()
+        proc = cluster.procs[wid]
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stop_s = round(time.time() - stopped_at, 2)
+        handover = owned_elsewhere(engine, cluster, mine, wid, max(60.0, ttl * 4))
+        restarted_at = time.time()
+        cluster.start(wid)
+        wait_holding(engine, cluster, wid, 90)
+        restarts.append(
+            {
+                "worker": wid,
+                "sites": len(mine),
+                "exit_code": proc.returncode,
+                "stop_s": stop_s,
+                "handover_s": handover,  # from SIGTERM
+                "rejoined_s": round(time.time() - restarted_at, 2),
+            }
+        )
+    handovers = [r["handover_s"] for r in restarts]
+    slowest = None if None in handovers else max(handovers)
+    return Disruption(first, time.time(), takeover_s=slowest, restarts=restarts)
 
 
 def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
@@ -282,21 +197,11 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
         press_thread = threading.Thread(target=presses, name="presses")
         press_thread.start()
         time.sleep(args.kill_after)
-        cluster.check_alive()
-        before = owners(engine)
-        victim, owned = Counter(before.values()).most_common(1)[0]
-        orphaned = sorted(s for s, w in before.items() if w == victim)
-        cluster.procs[victim].send_signal(signal.SIGKILL)
-        killed_at = time.time()
-        cluster.procs[victim].wait()
-        takeover_s: float | None = None
-        while time.time() - killed_at < max(60.0, args.lease_ttl * 4):
-            now_owned = owners(engine)
-            if all(now_owned.get(s) not in (None, victim) for s in orphaned):
-                takeover_s = round(time.time() - killed_at, 2)
-                break
-            time.sleep(0.1)
-        cluster.check_alive(skip=victim)
+        if args.scenario == "kill":
+            disruption = kill_busiest(engine, cluster, args.lease_ttl)
+        else:
+            disruption = rolling_restart(engine, cluster, args.lease_ttl)
+        cluster.check_alive(skip=disruption.killed)
         publisher.wait(args.seconds + 120)
         stop_presses.set()
         press_thread.join()
@@ -328,13 +233,14 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
                 ).mappings()
             ]
         incident_tally = acc.tally_incidents(incidents, pressed)
+        duplicate_rows = acc.duplicate_notification_rows(outbox)
         latency = {e: desk.first_new[e] - t for e, t in pressed.items() if e in desk.first_new}
-        window_end = killed_at + (takeover_s if takeover_s is not None else 60.0)
-        in_failover = acc.during(pressed, killed_at, window_end)
+        in_failover = acc.during(pressed, disruption.start, disruption.end)
         return {
             "workers": args.workers,
-            "killed": victim,
-            "killed_sites": owned,
+            "scenario": args.scenario,
+            "killed": disruption.killed,
+            "killed_sites": disruption.killed_sites,
             "sites": args.sites,
             "events_sent": events.sent,
             "events_stored": events.stored,
@@ -342,11 +248,12 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
             "duplicates": events.duplicates,
             "duplicate_incidents": incident_tally.duplicate_incidents,
             "duplicate_notifications": acc.duplicate_deliveries(desk.messages),
-            "duplicate_notification_rows": acc.duplicate_notification_rows(outbox),
+            "duplicate_notification_rows": sum(duplicate_rows.values()),
+            "duplicate_notification_rows_by_occasion": duplicate_rows,
             "panics_sent": len(pressed),
             "panic_incidents": incident_tally.panic_incidents,
             "panics_notified": len(latency),
-            "takeover_s": takeover_s,
+            "takeover_s": disruption.takeover_s,
             "panic_p99_ms_during_failover": acc.percentile_ms(
                 [latency[e] for e in in_failover if e in latency], 0.99
             ),
@@ -358,7 +265,9 @@ def run(args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
             "worker_tracebacks": cluster.tracebacks(),
             "lost_examples": list(events.lost_examples),
             "panics_without_incident": list(incident_tally.panics_without_incident[:5]),
+            "restarts": disruption.restarts,
             "publish_s": round(published_until - started, 1),
+            "stream_outlasted_disruption": published_until >= disruption.end,
             "rate": args.rate,
             "kill_after_s": args.kill_after,
             "lease_ttl_s": args.lease_ttl,
@@ -378,8 +287,18 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=12)
     parser.add_argument("--rate", type=float, default=400.0, help="background events/s")
     parser.add_argument("--presses", type=float, default=4.0, help="panic presses/s")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to publish")
-    parser.add_argument("--kill-after", type=float, default=10.0, help="s into the stream")
+    parser.add_argument(
+        "--scenario",
+        choices=["kill", "rolling"],
+        default="kill",
+        help="kill: SIGKILL the busiest worker; rolling: restart every worker in turn",
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="how long to publish (default 30; rolling: 60)"
+    )
+    parser.add_argument(
+        "--kill-after", type=float, default=10.0, help="s into the stream (rolling: the first stop)"
+    )
     parser.add_argument("--lease-ttl", type=float, default=6.0, help="cluster.lease_ttl_s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -401,6 +320,8 @@ def main() -> None:
         port, seed, rate, n, sites = args.publish
         publish_process(int(port), int(seed), float(rate), int(n), sites.split(","))
         return
+    if args.seconds is None:
+        args.seconds = 60.0 if args.scenario == "rolling" else 30.0
     require_cluster_mode()
     if args.workers < 2 or args.sites < args.workers:
         raise SystemExit("failover: at least 2 workers and as many sites as workers")

@@ -77,12 +77,13 @@ def tally_incidents(
     )
 
 
-def duplicate_notification_rows(rows: Iterable[Mapping[str, Any]]) -> int:
-    """Outbox rows beyond the first per (incident, occasion, level, recipient, channel)."""
+def duplicate_notification_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Outbox rows beyond the first per (incident, occasion, level, recipient, channel), by
+    occasion (empty: none)."""
     keys = Counter(
         (
-            r["incident_id"],
             r["occasion"],
+            r["incident_id"],
             r["level"],
             r["recipient_kind"],
             r["recipient_id"],
@@ -91,7 +92,11 @@ def duplicate_notification_rows(rows: Iterable[Mapping[str, Any]]) -> int:
         for r in rows
         if r["occasion"] not in REPEATING_OCCASIONS
     )
-    return sum(n - 1 for n in keys.values() if n > 1)
+    by_occasion: Counter[str] = Counter()
+    for key, n in keys.items():
+        if n > 1:
+            by_occasion[key[0]] += n - 1
+    return dict(by_occasion)
 
 
 def duplicate_deliveries(messages: Iterable[tuple[str, Mapping[str, Any]]]) -> int:

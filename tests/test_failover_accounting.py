@@ -68,7 +68,8 @@ def test_notification_rows_twice_for_one_recipient_are_duplicates_reminders_are_
         row(1, occasion="reminder"),
         row(1, occasion="reminder"),
     ]
-    assert duplicate_notification_rows(rows) == 1
+    assert duplicate_notification_rows(rows) == {"new": 1}
+    assert duplicate_notification_rows(rows[2:]) == {}
 
 
 def test_a_new_notification_delivered_twice_on_one_topic_is_a_duplicate() -> None:
