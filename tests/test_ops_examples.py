@@ -59,6 +59,10 @@ def test_compose_runs_postgres_mosquitto_and_three_gracefully_stopped_workers() 
         assert "/readyz" in " ".join(w["healthcheck"]["test"])
         hosts.add(w["hostname"])
     assert len(hosts) == 3  # distinct worker ids (<host>-<pid>)
+    # The first worker starts alone on a fresh database; the others wait until it is ready.
+    assert "lianfang-1" not in services["lianfang-1"]["depends_on"]
+    for name in ("lianfang-2", "lianfang-3"):
+        assert services[name]["depends_on"]["lianfang-1"] == {"condition": "service_healthy"}
     assert any(v.endswith(":/mosquitto/data") for v in services["mosquitto"]["volumes"])
     # Every file the compose file mounts from the repository exists.
     for service in services.values():
