@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -327,17 +328,19 @@ def main() -> None:
         raise SystemExit("failover: at least 2 workers and as many sites as workers")
     os.environ.setdefault("LIANFANG_PII_KEY", "bench-only-key")
     tmp = tempfile.mkdtemp(prefix="lianfang-failover-")
+    keep = args.keep
     try:
         with bench_database(args.database_url, Path(tmp)) as url:
             if not url.startswith("postgresql"):
                 raise SystemExit("failover: cluster mode needs a PostgreSQL --database-url")
             result = run(args, Path(tmp), url)
+    except BaseException:
+        keep = True  # the workers' logs say why
+        raise
     finally:
-        if args.keep:
-            print(f"failover: work folder kept: {tmp}", file=sys.stderr)
+        if keep:
+            print(f"failover: work folder kept (workers' logs): {tmp}", file=sys.stderr)
         else:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))
 
