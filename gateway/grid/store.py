@@ -27,6 +27,7 @@ from gateway.grid.directory import (
 )
 from gateway.grid.model import Contact, GridConfig, Household, Person, Role
 from gateway.privacy import PiiKeyError, decrypt_phone, encrypt_phone, mask_tail, pseudonymise
+from gateway.storage.startup import serialize_startup
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,13 @@ def person_rows(p: Person) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return row, assignments
 
 
-def import_grid(engine: Engine, grid: GridConfig) -> dict[str, int]:
-    """Replace the whole grid in one transaction; returns counts per section."""
+def import_grid(
+    engine: Engine, grid: GridConfig, *, only_if_empty: bool = False
+) -> dict[str, int] | None:
+    """Replace the whole grid in one transaction; returns counts per section. With
+    ``only_if_empty`` (a worker's first start), nothing is done — ``None`` — when a grid is
+    there already, decided under the start-up lock so that workers starting together import
+    it once."""
     areas: list[dict[str, str | None]] = [
         {"id": s.id, "level": "street", "name": s.name} for s in grid.street_offices
     ]
@@ -128,6 +134,9 @@ def import_grid(engine: Engine, grid: GridConfig) -> dict[str, int]:
             places[(ref.site, ref.place)] = cell.id
     people = [person_rows(p) for p in grid.people]
     with engine.begin() as conn:
+        serialize_startup(conn)
+        if only_if_empty and conn.execute(select(t.grid_areas.c.id).limit(1)).first():
+            return None
         for table in t.GRID_TABLES:
             conn.execute(delete(table))
         _insert(conn, t.grid_areas, [{"parent_id": None, "parent_cell": None, **a} for a in areas])

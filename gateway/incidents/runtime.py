@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -173,8 +174,12 @@ class IncidentsRuntime:
         against it, restore the outbox and start sending."""
         if await self.service.run_db(grid_is_empty, self.engine) and self.grid_dir.is_dir():
             grid = load_grid(self.grid_dir, self.registry)
-            counts = await self.service.run_db(import_grid, self.engine, grid)
-            log.info("grid imported from %s: %s", self.grid_dir, counts)
+            # another worker starting now may import it first: then this one imports nothing
+            counts = await self.service.run_db(
+                partial(import_grid, only_if_empty=True), self.engine, grid
+            )
+            if counts is not None:
+                log.info("grid imported from %s: %s", self.grid_dir, counts)
         await self.reload_grid()
         self.routing = load_routing(
             self.routing_path,

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from gateway.storage.files import private_dir, touch_private
+from gateway.storage.startup import serialize_startup
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -64,6 +65,7 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        serialize_startup(conn)  # workers starting together migrate one after the other
         before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

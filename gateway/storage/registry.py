@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.config.sites import DeviceConfig, SiteRegistry
 from gateway.storage import tables
+from gateway.storage.startup import serialize_startup
 
 CONSOLE = "console"  # devices.source of a device added or edited in the console
 _FIELDS = ("kind", "name", "profile", "place", "zone", "household", "camera", "heartbeat_s")
@@ -59,6 +60,7 @@ def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
     so is every device edited in the console (the site files are its seed, not its record)."""
     insert = _insert(engine)
     with engine.begin() as conn:
+        serialize_startup(conn)  # workers starting together seed one after the other
         for site in registry.sites.values():
             stmt = insert(tables.sites).values(id=site.id, name=site.name, address=site.address)
             conn.execute(
@@ -66,19 +68,23 @@ def seed_registry(engine: Engine, registry: SiteRegistry) -> None:
                     index_elements=["id"], set_={"name": site.name, "address": site.address}
                 )
             )
-            rows = [_row(site.id, d) for d in site.devices]
-            if rows:
-                ins = insert(tables.devices)
-                keep = ("site", *_FIELDS, "protocols", "registered")
-                conn.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["id"],
-                        set_={k: ins.excluded[k] for k in keep},
-                        where=tables.devices.c.source.is_(None),
-                    ),
-                    rows,
-                )
-            _repair_console_protocols(conn, [r for r in rows if r["protocols"]])
+        # In id order, as the batch writer updates them: one lock order, no deadlock.
+        rows = sorted(
+            (_row(site.id, d) for site in registry.sites.values() for d in site.devices),
+            key=lambda r: str(r["id"]),
+        )
+        if rows:
+            ins = insert(tables.devices)
+            keep = ("site", *_FIELDS, "protocols", "registered")
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={k: ins.excluded[k] for k in keep},
+                    where=tables.devices.c.source.is_(None),
+                ),
+                rows,
+            )
+        _repair_console_protocols(conn, [r for r in rows if r["protocols"]])
 
 
 def _repair_console_protocols(conn: Any, rows: list[dict[str, Any]]) -> None:

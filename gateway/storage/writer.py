@@ -527,6 +527,8 @@ class BatchWriter:
                     "registered": False,  # only for devices not in the registry (inserted here)
                     "name": "",
                 }
-                for device_id, (site, kind, online, seen, type_, battery) in devices.items()
+                # In id order, as seed_registry writes them: workers sharing a PostgreSQL
+                # database lock device rows in one order, so they never deadlock on them.
+                for device_id, (site, kind, online, seen, type_, battery) in sorted(devices.items())
             ],
         )
