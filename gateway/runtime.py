@@ -18,6 +18,7 @@ from gateway.api.routes.device_edits import DeviceRemoval, build_device_edit_rou
 from gateway.api.routes.rules import router as rules_router
 from gateway.api.schemas import (
     BrokerHealth,
+    ClusterHealth,
     HealthReport,
     IngestHealth,
     PipelineHealth,
@@ -26,6 +27,8 @@ from gateway.api.schemas import (
 from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
+from gateway.cluster import LeaseFence, SiteOwnership
+from gateway.cluster.config import process_lock_file
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
@@ -33,7 +36,7 @@ from gateway.incidents.alarms import build_alarm_router
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate
-from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
+from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser, QuarantineRecord
 from gateway.ingest.reasons import Reason
 from gateway.ingest.unregistered import UnregisteredPanics, UnregisteredReport
@@ -102,6 +105,17 @@ class Gateway:
             quarantine_counts=self.normaliser.quarantine.drain,
             quarantine_max_bytes=config.ingest.quarantine_max_bytes,
         )
+        # Cluster mode (docs/cluster.md): this worker's share of the sites, and the writer's
+        # fence that stores a site's events only under the lease they were received under.
+        self.cluster: SiteOwnership | None = None
+        if config.cluster.enabled:
+            self.cluster = SiteOwnership.from_config(
+                self.engine,
+                self.registry.sites,
+                config.cluster,
+                writer_load=lambda: (self.writer.backlog, self.writer.lag_s() * 1000),
+            )
+            self.writer.fence = LeaseFence(self.cluster.worker_id, self.cluster.owned)
         self.consumer = MqttConsumer(
             config.mqtt, self.normaliser, self.writer, self.bus, protocol=protocol
         )
@@ -193,7 +207,9 @@ class Gateway:
             interval_s=config.retention.interval_minutes * 60,
         )
         self.reloader = ConfigReloader(self)
-        self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
+        self._lock = SingleConsumerLock(
+            process_lock_file(config.data_dir, config.mqtt.client_id, config.cluster)
+        )
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
         return PushIntake(
@@ -229,6 +245,8 @@ class Gateway:
         if self.gb28181 is not None:
             await self.gb28181.start()
         self.consumer.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.reloader.start()
         log.info(
             "gateway started: %d sites, %d devices, %d adapters, broker %s:%s",
@@ -431,6 +449,8 @@ class Gateway:
             await self.gb28181.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
+        if self.cluster is not None:  # after the last write: then the others take over at once
+            await self.cluster.stop()
         await self.rules.stop()
         await self.incidents.stop()
         self.engine.dispose()
@@ -449,4 +469,5 @@ class Gateway:
                 signals_pending=self.incidents.service.signals.pending,
                 panic_acks_held=len(self.ack_gate),
             ),
+            cluster=ClusterHealth.from_status(self.cluster.status()) if self.cluster else None,
         )
