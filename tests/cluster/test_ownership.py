@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy import Engine, select
 
+from gateway.api.schemas import ClusterHealth
 from gateway.cluster import SiteOwnership, leases
 from gateway.cluster.tables import site_leases
 from tests.cluster.conftest import wait_until
@@ -81,6 +82,9 @@ async def test_three_workers_spread_the_sites_evenly(make: Make) -> None:
     for w, r in zip(workers, records, strict=True):
         # every site it owns was announced with the token it owns it by, before it counted
         assert {s: t for s, t in r.acquired if s in w.owned()} == dict(w.owned())
+        health = ClusterHealth.from_status(w.status())  # what /api/health shows
+        assert health.sites == dict(w.owned()) and health.renewal_ok
+        assert health.live_workers == 3 and health.lease_expires_at is not None
 
 
 async def test_a_joining_worker_takes_its_share(make: Make, engine: Engine) -> None:
