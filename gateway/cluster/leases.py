@@ -69,6 +69,9 @@ _RELEASE_ALL = text("""
 WITH mine AS (SELECT site FROM site_leases WHERE worker_id = :w ORDER BY site FOR UPDATE)
 UPDATE site_leases l SET worker_id = NULL, expires_at = NULL FROM mine WHERE l.site = mine.site
 """)
+_EARLIEST = text(
+    "SELECT min(expires_at) FROM site_leases WHERE worker_id = :w AND expires_at > now()"
+)
 _STOPPED = text("UPDATE workers SET stopped_at = now() WHERE id = :w")
 
 
@@ -126,6 +129,11 @@ def acquire(
         return {}
     params = {"w": worker_id, "sites": names, "k": count, "ttl": ttl_s}
     return {site: int(token) for site, token in conn.execute(_ACQUIRE, params).all()}
+
+
+def earliest_expiry(conn: Connection, worker_id: str) -> datetime | None:
+    """When the first of ``worker_id``'s valid leases expires (database clock)."""
+    return conn.execute(_EARLIEST, {"w": worker_id}).scalar()  # type: ignore[no-any-return]
 
 
 def release(conn: Connection, worker_id: str, leases: Mapping[str, int]) -> None:

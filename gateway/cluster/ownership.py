@@ -85,6 +85,7 @@ class SiteOwnership:
         self._valid_until = 0.0  # monotonic: our leases cannot have expired before this
         self._renewal: leases.Renewal | None = None
         self._renewal_ok = False
+        self._expires_at: datetime | None = None  # earliest expiry of the held leases
 
     @classmethod
     def from_config(
@@ -126,7 +127,7 @@ class SiteOwnership:
             sites=dict(self._owned),
             starting=sorted(self._starting),
             live_workers=renewal.live_workers if renewal else 0,
-            lease_expires_at=renewal.expires_at if renewal else None,
+            lease_expires_at=self._expires_at,
             last_renewal_at=renewal.now if renewal else None,
             renewal_ok=self._renewal_ok,
         )
@@ -176,6 +177,7 @@ class SiteOwnership:
         # A renewal stuck longer than the TTL is worthless: stop waiting for it.
         renewal = await asyncio.wait_for(asyncio.to_thread(self._renew), self.lease_ttl_s)
         self._renewal, self._renewal_ok = renewal, True
+        self._expires_at = renewal.expires_at
         self._valid_until = sent + self.lease_ttl_s
         held = renewal.tokens
         mine = {**self._owned, **{s: t for s, (t, _) in self._starting.items()}}
@@ -272,9 +274,12 @@ class SiteOwnership:
 
     def _acquire(self, count: int) -> dict[str, int]:
         with self.engine.begin() as conn:
-            return leases.acquire(
+            taken = leases.acquire(
                 conn, self.worker_id, self._sites, count=count, ttl_s=self.lease_ttl_s
             )
+            if taken:
+                self._expires_at = leases.earliest_expiry(conn, self.worker_id)
+            return taken
 
     def _release(self, tokens: Mapping[str, int]) -> None:
         if tokens:
