@@ -133,7 +133,7 @@ def acquire(
 
 def earliest_expiry(conn: Connection, worker_id: str) -> datetime | None:
     """When the first of ``worker_id``'s valid leases expires (database clock)."""
-    return conn.execute(_EARLIEST, {"w": worker_id}).scalar()  # type: ignore[no-any-return]
+    return conn.execute(_EARLIEST, {"w": worker_id}).scalar()
 
 
 def release(conn: Connection, worker_id: str, leases: Mapping[str, int]) -> None:

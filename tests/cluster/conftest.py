@@ -33,10 +33,10 @@ def engine(pg_engine: Engine) -> Engine:
     return pg_engine
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll ``condition`` until it holds; fail (not hang) after a generous ``timeout``."""
+async def wait_until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; fail (not hang) after a generous ``within`` s."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")

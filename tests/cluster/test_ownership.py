@@ -45,9 +45,7 @@ async def make(engine: Engine) -> AsyncIterator[Make]:
     def _make(
         worker_id: str, *, ttl: float = 1.0, renew: float = 0.1, record: Recorder | None = None
     ) -> SiteOwnership:
-        o = SiteOwnership(
-            engine, SITES, worker_id=worker_id, lease_ttl_s=ttl, renew_every_s=renew
-        )
+        o = SiteOwnership(engine, SITES, worker_id=worker_id, lease_ttl_s=ttl, renew_every_s=renew)
         if record is not None:
             o.on_acquired(record.on_acquired)
             o.on_lost(record.on_lost)
@@ -94,7 +92,9 @@ async def test_a_joining_worker_takes_its_share(make: Make, engine: Engine) -> N
     before = tokens(engine)
     second = make("second")
     await second.start()
-    await wait_until(lambda: spread(first, second) == [6, 6] and disjoint_and_complete(first, second))
+    await wait_until(
+        lambda: spread(first, second) == [6, 6] and disjoint_and_complete(first, second)
+    )
     moved = set(second.owned())
     assert set(lost_by_first.lost) == moved  # released by the first, heard by its listeners
     after = tokens(engine)
@@ -112,7 +112,7 @@ async def test_a_graceful_stop_hands_the_sites_over_at_once(make: Make) -> None:
     had = set(leaves.owned())
     await leaves.stop()
     assert set(heard.lost) == had and leaves.owned() == {}
-    await wait_until(lambda: len(stays.owned()) == 12, timeout=20)
+    await wait_until(lambda: len(stays.owned()) == 12, within=20)
 
 
 async def test_a_dead_workers_leases_expire_and_are_taken(make: Make, engine: Engine) -> None:
@@ -125,7 +125,7 @@ async def test_a_dead_workers_leases_expire_and_are_taken(make: Make, engine: En
     # A paused process: its renewal stops, nothing is released, it still believes it owns.
     assert paused._task is not None
     paused._task.cancel()
-    await wait_until(lambda: len(alive.owned()) == 12, timeout=30)
+    await wait_until(lambda: len(alive.owned()) == 12, within=30)
     now = tokens(engine)
     assert all(now[s] > t for s, t in stale.items())  # taken with newer tokens
     assert dict(paused.owned()) == stale  # it has not noticed yet
@@ -145,13 +145,13 @@ async def test_a_resumed_worker_gives_up_what_expired_and_rejoins(
     stale = dict(paused.owned())
     assert paused._task is not None
     paused._task.cancel()
-    await wait_until(lambda: len(alive.owned()) == 12, timeout=30)
+    await wait_until(lambda: len(alive.owned()) == 12, within=30)
     heard.acquired.clear()
     await paused._tick()  # it wakes up: its leases are not renewed but lost
     assert set(heard.lost) == set(stale)
     assert paused.owned() == {} and heard.acquired == []  # every site held by the survivor
     paused._task = asyncio.create_task(paused._run())  # and it rejoins, taking its share back
-    await wait_until(lambda: spread(alive, paused) == [6, 6], timeout=30)
+    await wait_until(lambda: spread(alive, paused) == [6, 6], within=30)
 
 
 def test_tokens_strictly_increase_at_every_acquisition(engine: Engine) -> None:
