@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from gateway.storage.files import private_dir, touch_private
@@ -64,6 +64,10 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Workers of a cluster starting together: one migrates, the others wait for its
+            # commit here, then find the schema current (docs/cluster.md).
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lianfang-migrate'))"))
         before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

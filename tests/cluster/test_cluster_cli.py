@@ -97,3 +97,23 @@ def test_renewal_must_fit_twice_in_the_ttl() -> None:
         ClusterConfig(lease_ttl_s=4, renew_every_s=3)
     with pytest.raises(ValueError, match="worker_id"):
         ClusterConfig(worker_id="bad id/1")
+
+
+@pytest.mark.postgres
+def test_workers_starting_together_migrate_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway.storage.db import make_engine, migrate
+    from tests.conftest import postgres_database
+
+    with postgres_database() as url:
+        engines = [make_engine(url) for _ in range(3)]
+        pool = ThreadPoolExecutor(3)
+        try:
+            for done in [pool.submit(migrate, e) for e in engines]:
+                # none failed on (or waits forever for) a table another one was making
+                done.result(timeout=60)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for e in engines:
+                e.dispose()
