@@ -457,8 +457,11 @@ class Gateway:
         self._lock.release()
 
     def health(self) -> HealthReport:
-        """Cheap snapshot for /api/health; the route adds its own database check."""
+        """Cheap snapshot for /api/health; the route adds its own database check. A cluster
+        worker whose last lease renewal failed is degraded."""
+        cluster = ClusterHealth.from_status(self.cluster.status()) if self.cluster else None
         return HealthReport(
+            status="degraded" if cluster is not None and not cluster.renewal_ok else "ok",
             version=__version__,
             broker=BrokerHealth.from_status(self.consumer.status),
             ingest=IngestHealth.from_stats(self.normaliser.stats),
@@ -469,5 +472,5 @@ class Gateway:
                 signals_pending=self.incidents.service.signals.pending,
                 panic_acks_held=len(self.ack_gate),
             ),
-            cluster=ClusterHealth.from_status(self.cluster.status()) if self.cluster else None,
+            cluster=cluster,
         )

@@ -65,6 +65,7 @@ async def test_one_owner_stores_and_a_graceful_stop_hands_over(
     assert SITE not in other.cluster.owned()
     report = owner.health().cluster
     assert report is not None and report.worker_id == owner.cluster.worker_id
+    assert report.renewal_ok and owner.health().status == "ok"
     assert report.sites == {SITE: owner.cluster.owned()[SITE]}
     assert other.health().cluster is not None and other.health().cluster.sites == {}  # type: ignore[union-attr]
     assert await owner.wait_subscribed(10)
