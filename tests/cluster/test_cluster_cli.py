@@ -117,3 +117,10 @@ def test_workers_starting_together_migrate_once() -> None:
             pool.shutdown(wait=False, cancel_futures=True)
             for e in engines:
                 e.dispose()
+
+
+def test_config_check_refuses_cluster_mode_on_sqlite(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "cluster: {enabled: true}\n")
+    result = CliRunner().invoke(lianfang, ["config", "check", "--offline", str(config)])
+    assert result.exit_code == 1 and "cluster.enabled" in result.output
+    assert "needs PostgreSQL" in result.output
