@@ -4,12 +4,14 @@ ingest. Filled by the runtime (``Gateway.health``), served by ``/api/health``.""
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
+    from gateway.cluster.ownership import OwnershipStatus
     from gateway.ingest.mqtt import BrokerStatus
     from gateway.ingest.pipeline import IngestStats
     from gateway.storage.writer import BatchWriter
@@ -94,6 +96,28 @@ class PipelineHealth(BaseModel):
     )
 
 
+class ClusterHealth(BaseModel):
+    """This worker in a cluster (docs/cluster.md); absent when cluster mode is off."""
+
+    worker_id: str
+    sites: dict[str, int] = Field(
+        default_factory=dict, description="Sites this worker owns: site → fencing token"
+    )
+    starting: list[str] = Field(
+        default_factory=list, description="Sites acquired, still being started (rule state)"
+    )
+    live_workers: int = Field(0, description="Live workers at the last renewal")
+    lease_expires_at: datetime | None = Field(
+        None, description="Earliest expiry of this worker's leases (database clock)"
+    )
+    last_renewal_at: datetime | None = Field(None, description="Database clock")
+    renewal_ok: bool = Field(False, description="The last renewal reached the database")
+
+    @classmethod
+    def from_status(cls, status: OwnershipStatus) -> ClusterHealth:
+        return cls(**asdict(status))
+
+
 class HealthReport(BaseModel):
     """What ``Runtime.health()`` returns. ``database`` is filled in by the API itself (it runs
     ``SELECT 1``), and ``status`` becomes ``degraded`` when the broker or database is down."""
@@ -110,6 +134,9 @@ class HealthReport(BaseModel):
     pipeline: PipelineHealth = Field(
         default_factory=lambda: PipelineHealth(),
         description="Work waiting after ingest: rules, incident storage, held acknowledgements",
+    )
+    cluster: ClusterHealth | None = Field(
+        None, description="This worker's share of the sites (cluster mode only)"
     )
 
     def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:

@@ -14,11 +14,14 @@ from gateway import __version__
 from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
+from gateway.cluster import LeaseFence, SiteOwnership
+from gateway.cluster.config import process_lock_file
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
 from gateway.health import (
     BrokerHealth,
+    ClusterHealth,
     HealthReport,
     IngestHealth,
     PipelineHealth,
@@ -27,7 +30,7 @@ from gateway.health import (
 from gateway.incidents.evidence import IncidentEvidence
 from gateway.incidents.runtime import IncidentsRuntime
 from gateway.ingest.ack_gate import AckGate
-from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock, consumer_lock_path
+from gateway.ingest.mqtt import MqttConsumer, SingleConsumerLock
 from gateway.ingest.pipeline import Normaliser, QuarantineRecord
 from gateway.ingest.reasons import Reason
 from gateway.ingest.unregistered import UnregisteredPanics, UnregisteredReport
@@ -95,6 +98,17 @@ class Gateway:
             quarantine_counts=self.normaliser.quarantine.drain,
             quarantine_max_bytes=config.ingest.quarantine_max_bytes,
         )
+        # Cluster mode (docs/cluster.md): this worker's share of the sites, and the writer's
+        # fence that stores a site's events only under the lease they were received under.
+        self.cluster: SiteOwnership | None = None
+        if config.cluster.enabled:
+            self.cluster = SiteOwnership.from_config(
+                self.engine,
+                self.registry.sites,
+                config.cluster,
+                writer_load=lambda: (self.writer.backlog, self.writer.lag_s() * 1000),
+            )
+            self.writer.fence = LeaseFence(self.cluster.worker_id, self.cluster.owned)
         self.consumer = MqttConsumer(
             config.mqtt, self.normaliser, self.writer, self.bus, protocol=protocol
         )
@@ -186,7 +200,9 @@ class Gateway:
             interval_s=config.retention.interval_minutes * 60,
         )
         self.reloader = ConfigReloader(self)
-        self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
+        self._lock = SingleConsumerLock(
+            process_lock_file(config.data_dir, config.mqtt.client_id, config.cluster)
+        )
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
         return PushIntake(
@@ -222,6 +238,8 @@ class Gateway:
         if self.gb28181 is not None:
             await self.gb28181.start()
         self.consumer.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.reloader.start()
         log.info(
             "gateway started: %d sites, %d devices, %d adapters, broker %s:%s",
@@ -401,14 +419,19 @@ class Gateway:
             await self.gb28181.stop()
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
+        if self.cluster is not None:  # after the last write: then the others take over at once
+            await self.cluster.stop()
         await self.rules.stop()
         await self.incidents.stop()
         self.engine.dispose()
         self._lock.release()
 
     def health(self) -> HealthReport:
-        """Cheap snapshot for /api/health; the route adds its own database check."""
+        """Cheap snapshot for /api/health; the route adds its own database check. A cluster
+        worker whose last lease renewal failed is degraded."""
+        cluster = ClusterHealth.from_status(self.cluster.status()) if self.cluster else None
         return HealthReport(
+            status="degraded" if cluster is not None and not cluster.renewal_ok else "ok",
             version=__version__,
             broker=BrokerHealth.from_status(self.consumer.status),
             ingest=IngestHealth.from_stats(self.normaliser.stats),
@@ -419,4 +442,5 @@ class Gateway:
                 signals_pending=self.incidents.service.signals.pending,
                 panic_acks_held=len(self.ack_gate),
             ),
+            cluster=cluster,
         )

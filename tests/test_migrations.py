@@ -18,6 +18,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, insert, inspect, text
 
 import gateway.auth.tables
+import gateway.cluster.tables
 import gateway.grid.tables
 import gateway.incidents.tables
 import gateway.notify.tables  # noqa: F401  (every table on the shared metadata)

@@ -70,9 +70,9 @@ def test_workers_starting_together_migrate_import_and_seed_once() -> None:
             with engines[0].connect() as conn:
                 areas = conn.execute(select(func.count()).select_from(grid_tables.grid_areas))
                 devices = conn.execute(select(func.count()).select_from(tables.devices))
-                assert areas.scalar_one() == len(grid.street_offices) + len(
-                    grid.communities
-                ) + len(grid.cells)
+                assert areas.scalar_one() == len(grid.street_offices) + len(grid.communities) + len(
+                    grid.cells
+                )
                 assert devices.scalar_one() == len(registry)
         finally:
             for e in engines:

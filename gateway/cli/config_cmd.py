@@ -46,6 +46,18 @@ def check_all(config_path: Path) -> tuple[list[str], list[ConfigError]]:
     except ConfigErrors as exc:
         errors.extend(ConfigError(str(config_path), e.key_path, e.message) for e in exc.errors)
     summary.append(_sms_summary(config.sms))
+    if config.cluster.enabled:
+        from gateway.cli.startup import StartupError, check_cluster_database
+
+        try:  # as `run` meets it (docs/cluster.md)
+            check_cluster_database(True, config.database.url)
+            c = config.cluster
+            summary.append(
+                f"cluster: worker {c.worker_id or '<host>-<pid>'}, lease {c.lease_ttl_s:g}s "
+                f"renewed every {c.renew_period_s:.3g}s"
+            )
+        except StartupError as exc:
+            errors.append(ConfigError(str(config_path), "cluster.enabled", str(exc)))
     try:
         profiles = load_profiles(config.profiles_dir)
         summary.append(f"profiles: {len(profiles)} in {config.profiles_dir}")

@@ -17,6 +17,7 @@ def _register() -> None:
     from gateway.cli import (
         audit_cmd,
         cameras_cmd,
+        cluster_cmd,
         config_cmd,
         grid_cmd,
         profile_cmd,
@@ -28,6 +29,7 @@ def _register() -> None:
     )
 
     app.add_typer(cameras_cmd.app, name="cameras")
+    app.add_typer(cluster_cmd.app, name="cluster")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(profile_cmd.app, name="profile")
     app.add_typer(rules_cmd.app, name="rules")

@@ -19,10 +19,12 @@ import typer
 from gateway.cli.startup import (
     StartupError,
     bind_api_socket,
+    check_cluster_database,
     check_data_folder_free,
     check_receiver_ports,
     data_folder_in_use,
 )
+from gateway.cluster.config import process_lock_file
 from gateway.config.errors import ConfigErrors
 from gateway.config.settings import GatewayConfig
 
@@ -76,6 +78,7 @@ async def serve(
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    check_cluster_database(config.cluster.enabled, config.database.url)
     sock = sock or bind_api_socket(config.api.host, config.api.port)
     try:
         gateway = Gateway(config, protocol=protocol)
@@ -129,7 +132,12 @@ def register(app: typer.Typer) -> None:
         os.umask(0o077)  # every file the gateway creates is its owner's only
         banner = f"Lianfang 联防 gateway: API http://{cfg.api.host}:{cfg.api.port}/api/health"
         try:
-            check_data_folder_free(cfg.data_dir, cfg.mqtt.client_id)
+            check_cluster_database(cfg.cluster.enabled, cfg.database.url)
+            check_data_folder_free(
+                cfg.data_dir,
+                cfg.mqtt.client_id,
+                lock_file=process_lock_file(cfg.data_dir, cfg.mqtt.client_id, cfg.cluster),
+            )
             for receiver, option in ((cfg.sia, "sia.port"), (cfg.gb28181, "gb28181.port")):
                 if receiver.enabled and receiver.port:
                     check_receiver_ports(receiver.host, {option: receiver.port})

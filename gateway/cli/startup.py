@@ -77,17 +77,39 @@ def data_folder_in_use(lock_file: Path, data_dir: Path) -> StartupError:
     )
 
 
-def check_data_folder_free(data_dir: Path, client_id: str) -> None:
+def check_data_folder_free(
+    data_dir: Path, client_id: str, *, lock_file: Path | None = None
+) -> None:
     """Fail now, before anything starts, when another gateway consumes from this data folder
-    (the gateway takes the lock for good when it starts; this is the early, friendly check)."""
+    (the gateway takes the lock for good when it starts; this is the early, friendly check).
+    ``lock_file``: another lock than the consumer's (a cluster worker's own)."""
     from gateway.ingest.mqtt import ConsumerLockError, SingleConsumerLock, consumer_lock_path
 
-    lock = SingleConsumerLock(consumer_lock_path(data_dir, client_id))
+    lock = SingleConsumerLock(lock_file or consumer_lock_path(data_dir, client_id))
     try:
         lock.acquire()
     except ConsumerLockError as exc:
         raise data_folder_in_use(exc.path, data_dir) from None
     lock.release()
+
+
+def check_cluster_database(enabled: bool, database_url: str) -> None:
+    """Cluster mode shares the sites through leases in PostgreSQL: SQLite cannot be shared."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not enabled:
+        return
+    try:
+        backend = make_url(database_url).get_backend_name()
+    except ArgumentError:
+        backend = database_url.split(":", 1)[0]
+    if backend != "postgresql":
+        raise StartupError(
+            f"集群模式需要 PostgreSQL / cluster mode needs PostgreSQL, but database.url is "
+            f"{backend} (SQLite serves one process only): set database.url to "
+            f"postgresql+psycopg://… or cluster.enabled to false"
+        )
 
 
 def check_receiver_ports(host: str, ports: dict[str, int]) -> None:

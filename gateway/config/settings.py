@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gateway.audit.config import AuditConfig
 from gateway.auth.config import AuthConfig, RetentionConfig
+from gateway.cluster.config import ClusterConfig
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_model
 from gateway.notify.template import TemplateError, placeholders
@@ -319,6 +320,9 @@ class GatewayConfig(Strict):
     timezone: str = "Asia/Shanghai"
     mqtt: MqttConfig = MqttConfig()
     database: DatabaseConfig = DatabaseConfig()
+    cluster: ClusterConfig = Field(
+        ClusterConfig(), description="Several workers on one PostgreSQL (off by default)"
+    )
     ingest: IngestConfig = IngestConfig()
     rules: RulesConfig = RulesConfig()
     api: ApiConfig = ApiConfig()

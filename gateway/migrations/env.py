@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import gateway.cluster.tables
 import gateway.grid.tables
 import gateway.incidents.tables
 import gateway.notify.tables  # noqa: F401  (every table on the shared metadata, for autogenerate)

@@ -16,12 +16,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import BaseModel
@@ -51,6 +51,20 @@ class WriteItem:
     barrier: threading.Event | None = None  # set once this item's batch is written (flush)
     submitted: float = field(default_factory=time.monotonic)
     rows: list[Any] = field(default_factory=list)  # encoded by submit()
+    # Cluster mode: site → fencing token its events were received under (stamped by submit()
+    # unless the submitter set it); checked in the write transaction (BatchWriter.fence).
+    leases: dict[str, int] | None = None
+    refused: bool = False  # its lease was lost: neither stored nor acknowledged
+
+
+class BatchFence(Protocol):
+    """Cluster mode's fencing token check (gateway.cluster.fence.LeaseFence)."""
+
+    def stamp(self, sites: Sequence[str]) -> dict[str, int] | None: ...
+
+    def refused(
+        self, conn: Connection, stamps: Sequence[Mapping[str, int] | None]
+    ) -> list[bool]: ...
 
 
 @dataclass
@@ -61,6 +75,7 @@ class WriterStats:
     quarantined: int = 0
     quarantine_evicted: int = 0  # oldest rows removed to keep the table under its byte cap
     errors: int = 0
+    refused: int = 0  # events not stored: their site's lease was lost (cluster mode)
     last_commit_at: float | None = None
     last_batch_ms: float = 0.0
 
@@ -200,6 +215,9 @@ class BatchWriter:
         # Receives the ``ack`` tokens of each committed batch at once, in arrival order; set by
         # the MQTT consumer, which turns them into PUBACKs sent in one write.
         self.acknowledge: Callable[[list[Any]], None] | None = None
+        # Cluster mode: items stamped with their sites' fencing tokens are written only while
+        # this worker still holds those leases, checked in the same transaction (docs/cluster.md).
+        self.fence: BatchFence | None = None
         self.stats = WriterStats()
         dialect = engine.dialect.name
         if dialect not in ("sqlite", "postgresql"):
@@ -230,12 +248,15 @@ class BatchWriter:
     def submit_many(self, items: list[WriteItem | None]) -> None:
         """Queue items in order; one wake-up of the writer thread for all of them."""
         encode = self._encode
+        fence = self.fence
         with self._devices_lock:
             devices = self._devices
             for item in items:
                 if item is None or not item.events:
                     continue
                 item.rows = [encode(e) for e in item.events]
+                if fence is not None and item.leases is None:
+                    item.leases = fence.stamp(sorted({e.site for e in item.events}))
                 for e in item.events:
                     battery = e.attributes.battery_pct
                     if battery is None and e.device_id in devices:
@@ -358,7 +379,7 @@ class BatchWriter:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        acks = [item.ack for item in batch if item.ack is not None]
+        acks = [item.ack for item in batch if item.ack is not None and not item.refused]
         if acks and self.acknowledge is not None:
             try:
                 self.acknowledge(acks)
@@ -387,10 +408,12 @@ class BatchWriter:
         counts: list[MinuteCount] | None = None,
     ) -> None:
         started = time.perf_counter()
-        rows = [row for item in batch for row in item.rows]
         quarantined = [item.quarantined for item in batch if item.quarantined is not None]
         stored = 0
         with self.engine.begin() as conn:
+            if self.fence is not None:
+                devices = self._fence(conn, batch, devices)
+            rows = [row for item in batch if not item.refused for row in item.rows]
             if rows:
                 stored = self._insert_events(conn, rows)
             if devices:
@@ -403,10 +426,32 @@ class BatchWriter:
         self.stats.stored += stored
         self.stats.duplicates += len(rows) - stored
         self.stats.quarantined += len(quarantined)
+        self.stats.refused += sum(len(item.events) for item in batch if item.refused)
         self.stats.last_commit_at = time.time()
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         if self.on_committed is not None and rows:
-            self.on_committed([e for item in batch for e in item.events])
+            self.on_committed([e for item in batch if not item.refused for e in item.events])
+
+    def _fence(
+        self, conn: Connection, batch: list[WriteItem], devices: dict[str, tuple[Any, ...]]
+    ) -> dict[str, tuple[Any, ...]]:
+        """Mark the items whose site lease was lost (not written, not acknowledged: the broker
+        keeps their messages for the site's new owner); their devices' state is not written
+        either. Returns the device states still to write."""
+        assert self.fence is not None
+        fenced = [item for item in batch if item.leases]
+        for item in batch:
+            item.refused = False  # a retried batch is checked again
+        lost_sites: set[str] = set()
+        for item, refused in zip(
+            fenced, self.fence.refused(conn, [i.leases for i in fenced]), strict=True
+        ):
+            if refused:
+                item.refused = True
+                lost_sites.update(e.site for e in item.events)
+        if not lost_sites:
+            return devices
+        return {d: state for d, state in devices.items() if state[0] not in lost_sites}
 
     def _insert_events(self, conn: Connection, rows: list[Any]) -> int:
         """Insert, skipping ids already stored; returns how many rows were new."""
