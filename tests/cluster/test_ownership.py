@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy import Engine, select
 
-from gateway.health import ClusterHealth
 from gateway.cluster import SiteOwnership, leases
 from gateway.cluster.tables import site_leases
+from gateway.health import ClusterHealth
 from tests.cluster.conftest import wait_until
 
 pytestmark = pytest.mark.postgres
