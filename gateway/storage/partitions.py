@@ -1,4 +1,4 @@
-"""The time partitions of ``events`` on PostgreSQL (migration 0007): which exist, creating
+"""The time partitions of ``events`` on PostgreSQL (migration 0009): which exist, creating
 them ahead, and dropping whole ones for retention. SQLite has no partitions: every function
 here is for a PostgreSQL connection only (``is_partitioned`` tells).
 
@@ -57,7 +57,7 @@ _BOUND = re.compile(r"FROM \((?:'([^']+)'|MINVALUE)\) TO \('([^']+)'\)")
 
 
 def is_partitioned(conn: Connection) -> bool:
-    """Whether ``events`` is the partitioned table of migration 0007."""
+    """Whether ``events`` is the partitioned table of migration 0009."""
     if conn.dialect.name != "postgresql":
         return False
     kind = conn.exec_driver_sql(

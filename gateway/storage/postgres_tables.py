@@ -1,4 +1,4 @@
-"""Tables only PostgreSQL has (migration 0007), on their own metadata: the shared one is what
+"""Tables only PostgreSQL has (migration 0009), on their own metadata: the shared one is what
 SQLite is built from and checked against."""
 
 from __future__ import annotations
