@@ -67,6 +67,7 @@ from gateway.incidents.signal_queue import Queued, SignalQueue
 from gateway.notify.console import NotificationHub
 from gateway.notify.dispatcher import Dispatcher
 from gateway.routing.model import RoutingConfig
+from gateway.storage.write_lane import lane_for
 from rules.signal import Signal
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class IncidentService:
         # releases the MQTT acknowledgement of the panic it carries (gateway.ingest.ack_gate).
         self.on_stored: Callable[[Signal], None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lianfang-incidents")
+        self.lane = lane_for(engine)
         self.signals = SignalQueue(self._store_open, self._store_update_batch)
 
     async def aclose(self, within_s: float = 10.0) -> None:
@@ -122,9 +124,17 @@ class IncidentService:
         self._executor.shutdown(wait=True)
 
     async def run_db(self, fn: Callable[..., T], /, *args: Any) -> T:
-        """Run ``fn(*args)`` in the incident writer thread."""
+        """Run ``fn(*args)`` in the incident writer thread, holding the database's urgent
+        write lane: it goes before the event batch writer's next transaction
+        (``gateway.storage.write_lane``)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args))
+        lane = self.lane
+
+        def run() -> T:
+            with lane.urgent():
+                return fn(*args)
+
+        return await loop.run_in_executor(self._executor, run)
 
     async def _write(self, job: Callable[..., T], /, **kwargs: Any) -> T:
         """Run ``job(conn, **kwargs)`` in one transaction in the writer thread."""

@@ -34,6 +34,7 @@ from gateway.ingest.pipeline import QuarantineRecord
 from gateway.ingest.quarantine import MinuteCount
 from gateway.storage import tables
 from gateway.storage.timetext import utc_text
+from gateway.storage.write_lane import lane_for
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._devices_written_at = 0.0
         self._checkpointed_at = time.monotonic()
+        # Incident writes go before the next batch (gateway/storage/write_lane.py).
+        self.lane = lane_for(engine)
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -345,11 +348,32 @@ class BatchWriter:
                 devices, self._devices = self._devices, {}
             self._devices_written_at = now
         counts = self.quarantine_counts() if self.quarantine_counts is not None else []
+        self._retry(lambda: self._write(batch, counts))
+        acks = [item.ack for item in batch if item.ack is not None]
+        if acks and self.acknowledge is not None:
+            try:
+                self.acknowledge(acks)
+            except Exception:
+                log.exception("acknowledgement failed")
+        # Device state in a transaction of its own, after the events are acknowledged: the
+        # lane is free in between, so an incident waiting for it does not wait for this too.
+        if devices:
+            self._retry(lambda: self._write_devices(devices))
+        self._cap_quarantine(batch)
+        for item in batch:
+            if item.barrier is not None:
+                item.barrier.set()
+        if self._sqlite and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
+            self._checkpointed_at = now
+            self._checkpoint()
+
+    def _retry(self, write: Callable[[], None]) -> None:
+        """Run ``write`` until it succeeds, backing off up to ``RETRY_MAX_S``."""
         delay = 0.1
         while True:
             try:
-                self._write(batch, devices, counts)
-                break
+                write()
+                return
             except SQLAlchemyError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
                 self.stats.errors += 1
@@ -358,19 +382,6 @@ class BatchWriter:
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
-        acks = [item.ack for item in batch if item.ack is not None]
-        if acks and self.acknowledge is not None:
-            try:
-                self.acknowledge(acks)
-            except Exception:
-                log.exception("acknowledgement failed")
-        self._cap_quarantine(batch)
-        for item in batch:
-            if item.barrier is not None:
-                item.barrier.set()
-        if self._sqlite and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
-            self._checkpointed_at = now
-            self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for readers or writers (PASSIVE)."""
@@ -380,21 +391,15 @@ class BatchWriter:
         except SQLAlchemyError as exc:  # a checkpoint can always wait for the next one
             log.warning("WAL checkpoint failed: %s", exc.__class__.__name__)
 
-    def _write(
-        self,
-        batch: list[WriteItem],
-        devices: dict[str, tuple[Any, ...]],
-        counts: list[MinuteCount] | None = None,
-    ) -> None:
+    def _write(self, batch: list[WriteItem], counts: list[MinuteCount] | None = None) -> None:
+        """One transaction: the batch's events, quarantine rows and counts (routine lane)."""
         started = time.perf_counter()
         rows = [row for item in batch for row in item.rows]
         quarantined = [item.quarantined for item in batch if item.quarantined is not None]
         stored = 0
-        with self.engine.begin() as conn:
+        with self.lane.routine(), self.engine.begin() as conn:
             if rows:
                 stored = self._insert_events(conn, rows)
-            if devices:
-                self._upsert_devices(conn, devices)
             if quarantined:
                 conn.execute(insert(tables.quarantine), [_quarantine_row(q) for q in quarantined])
             if counts:
@@ -407,6 +412,10 @@ class BatchWriter:
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         if self.on_committed is not None and rows:
             self.on_committed([e for item in batch for e in item.events])
+
+    def _write_devices(self, devices: dict[str, tuple[Any, ...]]) -> None:
+        with self.lane.routine(), self.engine.begin() as conn:
+            self._upsert_devices(conn, devices)
 
     def _insert_events(self, conn: Connection, rows: list[Any]) -> int:
         """Insert, skipping ids already stored; returns how many rows were new."""
@@ -479,7 +488,7 @@ class BatchWriter:
         q = tables.quarantine
         freed = 0
         while freed < excess:
-            with self.engine.begin() as conn:
+            with self.lane.routine(), self.engine.begin() as conn:
                 rows = conn.execute(
                     select(q.c.id, _quarantine_size_sql()).order_by(q.c.id).limit(1000)
                 ).all()
