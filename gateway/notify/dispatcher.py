@@ -32,6 +32,7 @@ from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
 from gateway.notify.tables import notifications
+from gateway.storage.write_lane import lane_for
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ class Attempt:
 
 def record_attempts(engine: Engine, attempts: list[Attempt]) -> None:
     """Write the outcomes in one transaction (a cancelled row stays cancelled)."""
-    with engine.begin() as conn:
+    with lane_for(engine).urgent(), engine.begin() as conn:
         for a in attempts:
             values: dict[str, Any] = {
                 "status": a.status,

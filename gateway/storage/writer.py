@@ -33,6 +33,7 @@ from gateway.events import ATTRIBUTE_MODELS, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.ingest.quarantine import MinuteCount
 from gateway.storage import tables
+from gateway.storage.outage import outage_for
 from gateway.storage.timetext import utc_text
 from gateway.storage.write_lane import lane_for
 
@@ -225,6 +226,10 @@ class BatchWriter:
         self._checkpointed_at = time.monotonic()
         # Incident writes go before the next batch (gateway/storage/write_lane.py).
         self.lane = lane_for(engine)
+        # Database down since …, shared with the incident service; and the wall time the
+        # write under way began (a locked SQLite makes a write wait, not fail, for a while).
+        self.outage = outage_for(engine)
+        self.write_started: float | None = None
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -368,14 +373,20 @@ class BatchWriter:
             self._checkpoint()
 
     def _retry(self, write: Callable[[], None]) -> None:
-        """Run ``write`` until it succeeds, backing off up to ``RETRY_MAX_S``."""
+        """Run ``write`` until it succeeds, backing off up to ``RETRY_MAX_S``; the batch is
+        kept meanwhile, and the outage is recorded for health (docs/database-outage.md)."""
         delay = 0.1
         while True:
+            self.write_started = time.time()
             try:
                 write()
+                self.write_started = None
+                self.outage.recovered()
                 return
             except SQLAlchemyError as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
+                self.write_started = None
+                self.outage.failed(exc)
                 self.stats.errors += 1
                 log.error(
                     "database write failed (%s); retrying in %.1fs", exc.__class__.__name__, delay

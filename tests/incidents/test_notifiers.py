@@ -218,7 +218,10 @@ async def test_outcomes_sent_together_are_written_back_in_one_transaction(tmp_pa
         run_db=run_db,
     )
     d.submit(
-        [Outgoing(n, 7, "console", "grid_worker", f"w{n}", "网格员", {"v": 1}, T0) for n in range(5)]
+        [
+            Outgoing(n, 7, "console", "grid_worker", f"w{n}", "网格员", {"v": 1}, T0)
+            for n in range(5)
+        ]
     )
     await d.drain()
     assert len(calls) == 1
