@@ -13,6 +13,7 @@ the receive thread for it.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -38,6 +39,22 @@ from gateway.storage.timetext import utc_text
 from gateway.storage.write_lane import lane_for
 
 log = logging.getLogger(__name__)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """What a failed write raises: SQLAlchemy's errors, and the drivers' own from the hot
+    paths that use the DB-API cursor directly (SQLite multi-row INSERT, PostgreSQL COPY)."""
+    errors: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+WRITE_ERRORS = _driver_errors()
 
 RETRY_MAX_S = 5.0
 DEVICE_STATE_EVERY_S = 1.0  # how often last-seen state is written (events: every batch)
@@ -230,6 +247,7 @@ class BatchWriter:
         # write under way began (a locked SQLite makes a write wait, not fail, for a while).
         self.outage = outage_for(engine)
         self.write_started: float | None = None
+        self._in_hand = 0  # items of the batch being written
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -278,7 +296,8 @@ class BatchWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        """Items waiting: queued, and the batch being written (or retried)."""
+        return len(self._queue) + self._in_hand
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -353,7 +372,9 @@ class BatchWriter:
                 devices, self._devices = self._devices, {}
             self._devices_written_at = now
         counts = self.quarantine_counts() if self.quarantine_counts is not None else []
+        self._in_hand = len(batch)
         self._retry(lambda: self._write(batch, counts))
+        self._in_hand = 0
         acks = [item.ack for item in batch if item.ack is not None]
         if acks and self.acknowledge is not None:
             try:
@@ -383,7 +404,7 @@ class BatchWriter:
                 self.write_started = None
                 self.outage.recovered()
                 return
-            except SQLAlchemyError as exc:
+            except WRITE_ERRORS as exc:
                 # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
                 self.write_started = None
                 self.outage.failed(exc)
