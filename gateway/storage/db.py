@@ -40,7 +40,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     with contextlib.suppress(PermissionError):  # another owner's: theirs to fix
                         path.chmod(0o600)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")
