@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
@@ -59,6 +59,9 @@ class IngestHealth(BaseModel):
         )
 
 
+WRITE_STALLED_S = 5.0  # a write waiting this long counts as the database being down
+
+
 class WriterHealth(BaseModel):
     backlog: int = 0
     stored: int = 0
@@ -69,13 +72,33 @@ class WriterHealth(BaseModel):
     errors: int = 0
     last_commit_age_s: float | None = None
     last_batch_ms: float = 0.0
+    database_down_since: datetime | None = Field(
+        None,
+        description="数据库不可写起始时间 / Since when the database refuses writes, or a write "
+        "has waited longer than a few seconds (locked); null while it writes",
+    )
+    database_error: str | None = Field(None, description="The last write error of this outage")
+    ingest_paused: bool = Field(
+        False,
+        description="暂停接收 / Nothing is acknowledged while the database is down: the broker "
+        "keeps the messages (up to the receive maximum in flight) until it is back",
+    )
 
     @classmethod
     def from_writer(cls, writer: BatchWriter, now: float | None = None) -> WriterHealth:
         stats = writer.stats
         now = time.time() if now is None else now
         age = None if stats.last_commit_at is None else max(now - stats.last_commit_at, 0.0)
+        outage = writer.outage.state()
+        since = outage.down_since
+        started = writer.write_started
+        if since is None and started is not None and now - started >= WRITE_STALLED_S:
+            since = started
+        down = since is not None
         return cls(
+            database_down_since=None if since is None else datetime.fromtimestamp(since, UTC),
+            database_error=(outage.last_error or "write not answering") if down else None,
+            ingest_paused=down,
             backlog=writer.backlog,
             stored=stats.stored,
             duplicates=stats.duplicates,
@@ -93,6 +116,11 @@ class PipelineHealth(BaseModel):
     signals_pending: int = Field(0, description="Rule signals not yet stored as incidents")
     panic_acks_held: int = Field(
         0, description="Panic messages whose MQTT acknowledgement waits for their incident"
+    )
+    panics_not_stored: int = Field(
+        0,
+        description="未入库 / Panics told to the live channels (MQTT, console) before their "
+        "incident could be stored (database down); stored when it is back",
     )
 
 
@@ -141,7 +169,11 @@ class HealthReport(BaseModel):
 
     def with_database(self, database: DatabaseHealth, version: str) -> HealthReport:
         """The final report: the API's own database check; degraded when anything is down."""
-        down = not self.broker.connected or not database.ok
+        down = (
+            not self.broker.connected
+            or not database.ok
+            or self.writer.database_down_since is not None
+        )
         return self.model_copy(
             update={
                 "database": database,

@@ -441,6 +441,7 @@ class Gateway:
                 rules_backlog=self.rules.backlog,
                 signals_pending=self.incidents.service.signals.pending,
                 panic_acks_held=len(self.ack_gate),
+                panics_not_stored=self.incidents.service.unstored.waiting,
             ),
             cluster=cluster,
         )

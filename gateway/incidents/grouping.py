@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from gateway.incidents.lifecycle import OPEN_STAGES, Action
 from gateway.incidents.records import MAX_EVENT_IDS, SYSTEM, IncidentRecord
@@ -48,20 +48,24 @@ class GroupKey:
 def find_open(conn: Connection, key: GroupKey) -> IncidentRecord | None:
     """The open incident of the group, if any, locked until the transaction ends (another
     gateway joining it waits its turn, so no signal's counts are lost)."""
-    c = incidents.c
-    row = conn.execute(
-        select(incidents)
-        .where(
-            c.rule_id == key.rule_id,
-            c.group_key == key.group_key,
-            OPEN_GROUP[2] == (key.site or ""),
-            c.stage.in_([s.value for s in OPEN_STAGES]),
-        )
-        .order_by(c.id.desc())
-        .limit(1)
-        .with_for_update()
-    ).first()
+    params = {"rule_id_": key.rule_id, "group_key_": key.group_key, "site_": key.site or ""}
+    row = conn.execute(_FIND_OPEN, params).first()
     return None if row is None else IncidentRecord.from_row(row)
+
+
+# Built once, values bound at execution: on the alarm path (see rows.insert_unless_grouped).
+_FIND_OPEN = (
+    select(incidents)
+    .where(
+        incidents.c.rule_id == bindparam("rule_id_"),
+        incidents.c.group_key == bindparam("group_key_"),
+        OPEN_GROUP[2] == bindparam("site_"),
+        incidents.c.stage.in_([s.value for s in OPEN_STAGES]),
+    )
+    .order_by(incidents.c.id.desc())
+    .limit(1)
+    .with_for_update()
+)
 
 
 def record_signal(conn: Connection, signal: Signal, incident_id: int, now: datetime) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from gateway.grid.directory import GridDirectory, Location
 from gateway.incidents import grouping, outbox
@@ -125,8 +125,12 @@ def join(
 
 
 def already_stored(conn: Connection, signal_id: str) -> bool:
-    c = incident_signals.c
-    return conn.execute(select(c.incident_id).where(c.signal_id == signal_id)).first() is not None
+    return conn.execute(_ALREADY_STORED, {"signal_id_": signal_id}).first() is not None
+
+
+_ALREADY_STORED = select(incident_signals.c.incident_id).where(
+    incident_signals.c.signal_id == bindparam("signal_id_")
+)
 
 
 def open_incident(

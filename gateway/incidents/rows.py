@@ -3,9 +3,10 @@ transaction)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.incidents.records import IncidentDraft, IncidentNotFound, IncidentRecord
@@ -42,23 +43,35 @@ def insert_unless_grouped(conn: Connection, draft: IncidentDraft) -> IncidentRec
     (committed by another gateway since we looked): ``INSERT … ON CONFLICT DO NOTHING`` on
     the open-group index, which waits for a concurrent insert of the group to commit or
     roll back first."""
+    stmt = _insert_unless_grouped(conn.dialect.name)
+    if stmt is None:  # another database: its unique violation surfaces as an error
+        return insert_incident(conn, draft)
+    # The statement is built once and the values passed as parameters: a statement built
+    # with its values inline costs a cache key over every column, on the alarm path.
+    new_id = conn.execute(stmt, draft.columns()).scalar()
+    return None if new_id is None else IncidentRecord.from_draft(int(new_id), draft)
+
+
+@lru_cache(maxsize=4)
+def _insert_unless_grouped(dialect: str) -> Any:
     conflict: dict[str, Any] = {
         "index_elements": list(OPEN_GROUP),
         "index_where": OPEN_GROUP_WHERE,
     }
-    values = draft.columns()
-    stmt: postgresql.Insert | sqlite.Insert
-    if conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(incidents).values(**values).on_conflict_do_nothing(**conflict)
-    elif conn.dialect.name == "sqlite":
-        stmt = sqlite.insert(incidents).values(**values).on_conflict_do_nothing(**conflict)
-    else:  # another database: its unique violation surfaces as an error
-        return insert_incident(conn, draft)
-    new_id = conn.execute(stmt.returning(incidents.c.id)).scalar()
-    return None if new_id is None else IncidentRecord.from_draft(int(new_id), draft)
+    if dialect == "postgresql":
+        ins: Any = postgresql.insert(incidents)
+    elif dialect == "sqlite":
+        ins = sqlite.insert(incidents)
+    else:
+        return None
+    return ins.on_conflict_do_nothing(**conflict).returning(incidents.c.id)
 
 
 def update_incident(conn: Connection, incident: IncidentRecord, **values: Any) -> None:
     """Write ``values`` to the incident's row and to the record."""
-    conn.execute(update(incidents).where(incidents.c.id == incident.id).values(**values))
+    # One statement for every update; the columns to SET come from the parameter names.
+    conn.execute(_UPDATE_INCIDENT, {**values, "incident_id_": incident.id})
     incident.apply(values)
+
+
+_UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("incident_id_"))

@@ -64,9 +64,14 @@ from gateway.incidents.records import (
     Written,
 )
 from gateway.incidents.signal_queue import Queued, SignalQueue
+from gateway.incidents.unstored import UnstoredAlerts, live_messages
+from gateway.notify.base import Message, Notifier
 from gateway.notify.console import NotificationHub
 from gateway.notify.dispatcher import Dispatcher
 from gateway.routing.model import RoutingConfig
+from gateway.storage.outage import outage_for
+from gateway.storage.write_lane import lane_for
+from rules.model import Severity
 from rules.signal import Signal
 
 log = logging.getLogger(__name__)
@@ -111,7 +116,12 @@ class IncidentService:
         # releases the MQTT acknowledgement of the panic it carries (gateway.ingest.ack_gate).
         self.on_stored: Callable[[Signal], None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lianfang-incidents")
-        self.signals = SignalQueue(self._store_open, self._store_update_batch)
+        self.lane = lane_for(engine)
+        outage = outage_for(engine)
+        self.signals = SignalQueue(self._store_open, self._store_update_batch, outage=outage)
+        # A panic not stored within moments (database down) is told live at once, 未入库.
+        self.unstored = UnstoredAlerts(outage, self._announce_unstored)
+        self._live: set[asyncio.Task[Any]] = set()
 
     async def aclose(self, within_s: float = 10.0) -> None:
         """Store the queued signals (up to ``within_s``), then stop the database thread."""
@@ -130,7 +140,9 @@ class IncidentService:
         """Run ``job(conn, **kwargs)`` in one transaction in the writer thread."""
 
         def run() -> T:
-            with self.engine.begin() as conn:
+            # The urgent write lane: before the event batch writer's next transaction
+            # (gateway.storage.write_lane), held for this transaction only.
+            with self.lane.urgent(), self.engine.begin() as conn:
                 return job(conn, **kwargs)
 
         return await self.run_db(run)
@@ -154,6 +166,8 @@ class IncidentService:
         """Queue the signal and return at once: the rules loop never waits for the database
         (see ``signal_queue``). ``settled()`` waits until it is stored."""
         self.stats.signals += 1
+        if signal.kind != "update" and signal.severity is Severity.P1:
+            self.unstored.watch(signal)
         self.signals.put(signal, self.clock())
 
     async def settled(self, within_s: float | None = None) -> bool:
@@ -171,6 +185,7 @@ class IncidentService:
             routing=self.routing,
             now=item.at,
         )
+        self.unstored.stored(signal.signal_id)
         self.stats.count(written.stored)
         self._hand_over(written)
         if self.on_stored is not None:
@@ -182,6 +197,29 @@ class IncidentService:
             and signal.device_id
         ):
             self.on_opened(written.incident_id, signal.device_id, signal.rule_id)
+
+    def _announce_unstored(self, signal: Signal) -> None:
+        """Tell the live channels of ``signal`` now, marked not stored (``unstored``)."""
+        loc, deliveries = opening.plan_signal(signal, self.routing, self.grid)
+        notifiers = self.dispatcher.notifiers if self.dispatcher is not None else {}
+        for message in live_messages(signal, loc, deliveries, self.clock()):
+            notifier = notifiers.get(message.channel)
+            if notifier is None:
+                continue
+            task = asyncio.create_task(self._send_live(notifier, message))
+            self._live.add(task)
+            task.add_done_callback(self._live.discard)
+
+    @staticmethod
+    async def _send_live(notifier: Notifier, message: Message) -> None:
+        result = await notifier.send(message)
+        if not result.ok:
+            log.warning(
+                "live alert to %s via %s not sent: %s",
+                message.recipient,
+                message.channel,
+                result.error,
+            )
 
     async def _store_update_batch(self, items: list[Queued]) -> None:
         """All queued updates in one transaction; if that fails for a reason other than a
@@ -209,7 +247,7 @@ class IncidentService:
 
     def _store_updates(self, items: list[Queued]) -> list[Written]:
         """In the writer thread: one transaction for ``items`` (``updates``)."""
-        with self.engine.begin() as conn:
+        with self.lane.urgent(), self.engine.begin() as conn:
             return updates.store_updates(conn, items=items, routing=self.routing, grid=self.grid)
 
     # -- reports and actions ---------------------------------------------------------------

@@ -32,6 +32,7 @@ from functools import partial
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from gateway.storage.outage import DatabaseOutage
 from rules.model import Severity
 from rules.signal import Signal
 
@@ -77,8 +78,10 @@ class SignalQueue:
         store_updates: StoreUpdates,
         *,
         update_gather_s: float = UPDATE_GATHER_S,
+        outage: DatabaseOutage | None = None,
     ) -> None:
         self._store_open = store_open
+        self.outage = outage  # told of each transient failure and each success
         self.update_gather_s = update_gather_s
         self._store_updates = store_updates
         self._urgent: deque[Queued] = deque()
@@ -191,6 +194,8 @@ class SignalQueue:
         while True:
             try:
                 await store()
+                if self.outage is not None:
+                    self.outage.recovered()
                 return
             except asyncio.CancelledError:
                 raise
@@ -200,6 +205,8 @@ class SignalQueue:
                     log.exception("incident queue: storing signal %s failed", first.signal_id)
                     return
                 self.retries += 1
+                if self.outage is not None:
+                    self.outage.failed(exc)
                 log.warning(
                     "incident queue: database busy or unavailable (%s); retrying in %.2fs",
                     exc.__class__.__name__,

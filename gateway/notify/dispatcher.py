@@ -32,6 +32,7 @@ from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
 from gateway.notify.tables import notifications
 from gateway.storage.times import utc
+from gateway.storage.write_lane import lane_for
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Dispatcher:
         self._seq = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._attempts: list[tuple[Attempt, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, *, ticker: bool = True) -> None:
@@ -208,6 +211,30 @@ class Dispatcher:
         return min(times) if times else None
 
     # -- delivery --------------------------------------------------------------------------
+    async def _record(self, attempt: Attempt) -> None:
+        """Write an attempt's outcome back to the outbox. Outcomes that arrive while one
+        write is under way share the next one: a panic's dozen notifications cost one or two
+        transactions in the incident thread, not a dozen ahead of the next alarm's."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._attempts.append((attempt, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_waiting(), name="notify-record")
+        await done
+
+    async def _record_waiting(self) -> None:
+        while self._attempts:
+            batch, self._attempts = self._attempts, []
+            try:
+                await self.run_db(record_attempts, self.engine, [a for a, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
     def policy(self, channel: str) -> RetryPolicy:
         return self.policies.get(channel, self.default_policy)
 
@@ -248,9 +275,7 @@ class Dispatcher:
                 row.attempts,
                 result.error,
             )
-        await self.run_db(
-            record_attempt, self.engine, row.id, status, row.attempts, now, next_at, result.error
-        )
+        await self._record(Attempt(row.id, status, row.attempts, now, next_at, result.error))
         if self.hub is not None:
             self.hub.publish(
                 {
@@ -270,6 +295,39 @@ class Dispatcher:
 # -- outbox queries (blocking; run through run_db) ----------------------------------------
 
 
+@dataclass(slots=True)
+class Attempt:
+    """The outcome of one send, as written back to its outbox row."""
+
+    notification_id: int
+    status: str  # sent, retry or dead
+    attempts: int
+    at: datetime
+    next_at: datetime | None
+    error: str
+
+
+def record_attempts(engine: Engine, attempts: list[Attempt]) -> None:
+    """Write the outcomes in one transaction (a cancelled row stays cancelled)."""
+    with lane_for(engine).urgent(), engine.begin() as conn:
+        for a in attempts:
+            values: dict[str, Any] = {
+                "status": a.status,
+                "attempts": a.attempts,
+                "next_attempt_at": a.next_at,
+                "last_error": a.error or None,
+            }
+            if a.status == "sent":
+                values["sent_at"] = a.at
+            conn.execute(
+                update(notifications)
+                .where(
+                    notifications.c.id == a.notification_id, notifications.c.status != "cancelled"
+                )
+                .values(**values)
+            )
+
+
 def record_attempt(
     engine: Engine,
     notification_id: int,
@@ -279,20 +337,7 @@ def record_attempt(
     next_at: datetime | None,
     error: str,
 ) -> None:
-    values: dict[str, Any] = {
-        "status": status,
-        "attempts": attempts,
-        "next_attempt_at": next_at,
-        "last_error": error or None,
-    }
-    if status == "sent":
-        values["sent_at"] = at
-    with engine.begin() as conn:
-        conn.execute(
-            update(notifications)
-            .where(notifications.c.id == notification_id, notifications.c.status != "cancelled")
-            .values(**values)
-        )
+    record_attempts(engine, [Attempt(notification_id, status, attempts, at, next_at, error)])
 
 
 def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:

@@ -18,6 +18,10 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 log = logging.getLogger(__name__)
 
+# How long a SQLite write waits for a lock held by another connection before it fails with
+# "database is locked" (the writers then retry with backoff: docs/database-outage.md).
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """SQLite gets WAL, NORMAL sync (durable at checkpoint, safe with WAL) and a busy timeout."""
@@ -37,7 +41,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                     with contextlib.suppress(PermissionError):  # another owner's: theirs to fix
                         path.chmod(0o600)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")

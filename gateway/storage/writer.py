@@ -13,6 +13,7 @@ the receive thread for it.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -33,9 +34,27 @@ from gateway.events import ATTRIBUTE_MODELS, Event, EventType
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.ingest.quarantine import MinuteCount
 from gateway.storage import tables
+from gateway.storage.outage import outage_for
 from gateway.storage.timetext import utc_text
+from gateway.storage.write_lane import lane_for
 
 log = logging.getLogger(__name__)
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """What a failed write raises: SQLAlchemy's errors, and the drivers' own from the hot
+    paths that use the DB-API cursor directly (SQLite multi-row INSERT, PostgreSQL COPY)."""
+    errors: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        pass
+    else:
+        errors.append(psycopg.Error)
+    return tuple(errors)
+
+
+WRITE_ERRORS = _driver_errors()
 
 RETRY_MAX_S = 5.0
 DEVICE_STATE_EVERY_S = 1.0  # how often last-seen state is written (events: every batch)
@@ -240,6 +259,13 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._devices_written_at = 0.0
         self._checkpointed_at = time.monotonic()
+        # Incident writes go before the next batch (gateway/storage/write_lane.py).
+        self.lane = lane_for(engine)
+        # Database down since …, shared with the incident service; and the wall time the
+        # write under way began (a locked SQLite makes a write wait, not fail, for a while).
+        self.outage = outage_for(engine)
+        self.write_started: float | None = None
+        self._in_hand = 0  # items of the batch being written
 
     # -- producer side -------------------------------------------------------------
     def submit(self, item: WriteItem | None) -> None:
@@ -291,7 +317,8 @@ class BatchWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._queue)
+        """Items waiting: queued, and the batch being written (or retried)."""
+        return len(self._queue) + self._in_hand
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -366,25 +393,27 @@ class BatchWriter:
                 devices, self._devices = self._devices, {}
             self._devices_written_at = now
         counts = self.quarantine_counts() if self.quarantine_counts is not None else []
-        delay = 0.1
-        while True:
-            try:
-                self._write(batch, devices, counts)
-                break
-            except SQLAlchemyError as exc:
-                # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
-                self.stats.errors += 1
-                log.error(
-                    "database write failed (%s); retrying in %.1fs", exc.__class__.__name__, delay
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        self._in_hand = len(batch)
+        lost_sites: set[str] = set()
+
+        def write() -> None:
+            lost_sites.clear()
+            lost_sites.update(self._write(batch, counts))
+
+        self._retry(write)
+        self._in_hand = 0
         acks = [item.ack for item in batch if item.ack is not None and not item.refused]
+        if lost_sites:  # their devices' state is the new owner's to write
+            devices = {d: state for d, state in devices.items() if state[0] not in lost_sites}
         if acks and self.acknowledge is not None:
             try:
                 self.acknowledge(acks)
             except Exception:
                 log.exception("acknowledgement failed")
+        # Device state in a transaction of its own, after the events are acknowledged: the
+        # lane is free in between, so an incident waiting for it does not wait for this too.
+        if devices:
+            self._retry(lambda: self._write_devices(devices))
         self._cap_quarantine(batch)
         for item in batch:
             if item.barrier is not None:
@@ -392,6 +421,28 @@ class BatchWriter:
         if self._sqlite and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
             self._checkpointed_at = now
             self._checkpoint()
+
+    def _retry(self, write: Callable[[], None]) -> None:
+        """Run ``write`` until it succeeds, backing off up to ``RETRY_MAX_S``; the batch is
+        kept meanwhile, and the outage is recorded for health (docs/database-outage.md)."""
+        delay = 0.1
+        while True:
+            self.write_started = time.time()
+            try:
+                write()
+                self.write_started = None
+                self.outage.recovered()
+                return
+            except WRITE_ERRORS as exc:
+                # Nothing is acknowledged, so nothing is lost: the broker keeps the messages.
+                self.write_started = None
+                self.outage.failed(exc)
+                self.stats.errors += 1
+                log.error(
+                    "database write failed (%s); retrying in %.1fs", exc.__class__.__name__, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without waiting for readers or writers (PASSIVE)."""
@@ -402,22 +453,20 @@ class BatchWriter:
             log.warning("WAL checkpoint failed: %s", exc.__class__.__name__)
 
     def _write(
-        self,
-        batch: list[WriteItem],
-        devices: dict[str, tuple[Any, ...]],
-        counts: list[MinuteCount] | None = None,
-    ) -> None:
+        self, batch: list[WriteItem], counts: list[MinuteCount] | None = None
+    ) -> set[str]:
+        """One transaction: the batch's events, quarantine rows and counts (routine lane);
+        returns the sites whose lease was lost (cluster mode: their items were refused)."""
         started = time.perf_counter()
         quarantined = [item.quarantined for item in batch if item.quarantined is not None]
         stored = 0
-        with self.engine.begin() as conn:
+        lost_sites: set[str] = set()
+        with self.lane.routine(), self.engine.begin() as conn:
             if self.fence is not None:
-                devices = self._fence(conn, batch, devices)
+                lost_sites = self._fence(conn, batch)
             rows = [row for item in batch if not item.refused for row in item.rows]
             if rows:
                 stored = self._insert_events(conn, rows)
-            if devices:
-                self._upsert_devices(conn, devices)
             if quarantined:
                 conn.execute(insert(tables.quarantine), [_quarantine_row(q) for q in quarantined])
             if counts:
@@ -431,13 +480,12 @@ class BatchWriter:
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         if self.on_committed is not None and rows:
             self.on_committed([e for item in batch if not item.refused for e in item.events])
+        return lost_sites
 
-    def _fence(
-        self, conn: Connection, batch: list[WriteItem], devices: dict[str, tuple[Any, ...]]
-    ) -> dict[str, tuple[Any, ...]]:
+    def _fence(self, conn: Connection, batch: list[WriteItem]) -> set[str]:
         """Mark the items whose site lease was lost (not written, not acknowledged: the broker
-        keeps their messages for the site's new owner); their devices' state is not written
-        either. Returns the device states still to write."""
+        keeps their messages for the site's new owner); returns those sites (their devices'
+        state is not written either)."""
         assert self.fence is not None
         fenced = [item for item in batch if item.leases]
         for item in batch:
@@ -449,9 +497,11 @@ class BatchWriter:
             if refused:
                 item.refused = True
                 lost_sites.update(e.site for e in item.events)
-        if not lost_sites:
-            return devices
-        return {d: state for d, state in devices.items() if state[0] not in lost_sites}
+        return lost_sites
+
+    def _write_devices(self, devices: dict[str, tuple[Any, ...]]) -> None:
+        with self.lane.routine(), self.engine.begin() as conn:
+            self._upsert_devices(conn, devices)
 
     def _insert_events(self, conn: Connection, rows: list[Any]) -> int:
         """Insert, skipping ids already stored; returns how many rows were new."""
@@ -524,7 +574,7 @@ class BatchWriter:
         q = tables.quarantine
         freed = 0
         while freed < excess:
-            with self.engine.begin() as conn:
+            with self.lane.routine(), self.engine.begin() as conn:
                 rows = conn.execute(
                     select(q.c.id, _quarantine_size_sql()).order_by(q.c.id).limit(1000)
                 ).all()

@@ -99,7 +99,8 @@ async def test_dispatcher_retries_honours_retry_after_then_dead_letters(
     recorded: list[tuple[Any, ...]] = []
 
     async def run_db(fn: Any, *args: Any) -> Any:
-        recorded.append(args[2:])  # status, attempts, at, next_at, error
+        for a in args[1]:  # record_attempts(engine, attempts)
+            recorded.append((a.status, a.attempts, a.at, a.next_at, a.error))
         return None
 
     d = Dispatcher(
@@ -197,3 +198,33 @@ async def test_console_item_keeps_the_recipient_object_and_its_key() -> None:
     item = await anext(stream)
     assert item["recipient"] == desk and item["recipient_key"] == "police-desk/beat-1"
     await stream.aclose()
+
+
+async def test_outcomes_sent_together_are_written_back_in_one_transaction(tmp_path: Path) -> None:
+    """A panic's notifications go out at once; their outcomes share one write in the incident
+    thread (which the next alarm's incident would otherwise queue behind), each recorded."""
+    from tests.incidents.helpers import engine_at
+
+    calls: list[list[Any]] = []
+
+    async def run_db(fn: Any, *args: Any) -> Any:
+        calls.append(list(args[1]))
+        return None
+
+    d = Dispatcher(
+        engine_at(tmp_path),
+        {"console": ConsoleNotifier(NotificationHub())},
+        clock=FakeClock(),
+        run_db=run_db,
+    )
+    d.submit(
+        [
+            Outgoing(n, 7, "console", "grid_worker", f"w{n}", "网格员", {"v": 1}, T0)
+            for n in range(5)
+        ]
+    )
+    await d.drain()
+    assert len(calls) == 1
+    assert sorted((a.notification_id, a.status, a.attempts) for a in calls[0]) == [
+        (n, "sent", 1) for n in range(5)
+    ]

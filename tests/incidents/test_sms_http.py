@@ -177,7 +177,8 @@ async def test_a_503_is_retried_by_the_dispatcher_then_sent(
     recorded: list[tuple[Any, ...]] = []
 
     async def run_db(fn: Any, *args: Any) -> Any:
-        recorded.append(args[2:])  # status, attempts, at, next_at, error
+        for a in args[1]:  # record_attempts(engine, attempts)
+            recorded.append((a.status, a.attempts, a.at, a.next_at, a.error))
         return None
 
     notifier = SmsNotifier(d, "sms")
@@ -236,7 +237,8 @@ async def test_a_400_is_a_permanent_failure_through_the_dispatcher(
     recorded: list[tuple[Any, ...]] = []
 
     async def run_db(fn: Any, *args: Any) -> Any:
-        recorded.append(args[2:])
+        for a in args[1]:  # record_attempts(engine, attempts)
+            recorded.append((a.status, a.attempts, a.at, a.next_at, a.error))
         return None
 
     dispatcher = Dispatcher(
