@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--storm-rate", type=float, default=4000, help="events/s in storm")
     parser.add_argument("--duration", type=float, default=60, help="seconds of load per fault")
     parser.add_argument("--panics-per-s", type=float, default=5)
+    parser.add_argument(
+        "--skew-s", type=float, default=86_400, help="clock_skew: device clocks off by this"
+    )
     parser.add_argument("--keep", action="store_true", help="keep each run's logs in /tmp")
     args = parser.parse_args()
     names = [n.strip() for n in args.faults.split(",") if n.strip()]
@@ -47,7 +50,13 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     options = Options(
-        args.database_url, args.rate, args.storm_rate, args.duration, args.panics_per_s, args.keep
+        args.database_url,
+        args.rate,
+        args.storm_rate,
+        args.duration,
+        args.panics_per_s,
+        args.keep,
+        args.skew_s,
     )
     results = []
     for name in names:

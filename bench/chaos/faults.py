@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 OUTAGE_S = 20.0  # database outage, disk full
 NOTIFIER_ERROR_S = 15.0  # notifier outage: 500s, then
 NOTIFIER_HANG_S = 15.0  # no answer at all
-DAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Scenario:
     prepare: Callable[[Run], None] | None = None
     kind: str = "paho"  # the publisher (bench/chaos/load.py)
     storm: bool = False  # at --storm-rate instead of --rate
-    skew_s: float = 0
+    skew: bool = False  # device clocks off by --skew-s (a day), either way
     flap: bool = False
     sinks: bool = False  # webhook and SMS gateway are the bench's HTTP receivers
     notes: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +69,24 @@ def broker_kill(run: Run) -> float:
     time.sleep(2)
     recovered = time.time()
     run.broker.start()  # same port, same persistence folder and file
+    return recovered
+
+
+def broker_kill_backlog(run: Run) -> float:
+    """The harder broker crash: the gateway is frozen (SIGSTOP) for 5 s so the broker holds
+    a backlog it has acknowledged to the devices, then the broker is killed. What it accepted
+    since its last autosave (``autosave_interval 1``) is gone."""
+    assert run.gateway.proc is not None
+    pid = run.gateway.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(5)
+        run.broker.kill()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(2)
+    recovered = time.time()
+    run.broker.start()
     return recovered
 
 
@@ -161,11 +179,12 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("gateway_kill", inject=gateway_kill),
         Scenario("broker_kill", inject=broker_kill),
+        Scenario("broker_kill_backlog", inject=broker_kill_backlog),
         Scenario("database_outage", inject=database_outage),
         Scenario("disk_full", inject=disk_full, prepare=mount_small_disk),
         Scenario("notifier_outage", inject=notifier_outage, sinks=True),
         Scenario("storm", kind="lean", storm=True),
-        Scenario("clock_skew", skew_s=DAY_S),
+        Scenario("clock_skew", skew=True),
         Scenario("flapping", flap=True),
     )
 }

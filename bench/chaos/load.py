@@ -119,8 +119,9 @@ def publish_paho(args: argparse.Namespace, messages: list[tuple[str, dict[str, A
             time.sleep(ahead)
         now = time.time()
         if args.skew_s:
-            # half the devices a day fast, half a day slow
-            body = {**body, "ts": round(now + (args.skew_s if i % 2 else -args.skew_s), 3)}
+            # half the messages (panics too) a day fast, half a day slow
+            fast = random.Random(i).random() < 0.5
+            body = {**body, "ts": round(now + (args.skew_s if fast else -args.skew_s), 3)}
         else:
             body = {**body, "ts": round(now, 3)}
         if body["type"] == "panic":

@@ -36,6 +36,7 @@ class Options:
     duration: float
     panics_per_s: float
     keep: bool = False
+    skew_s: float = 86_400
 
 
 @dataclass
@@ -177,7 +178,7 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
         duration=options.duration,
         panics_per_s=options.panics_per_s,
         kind=scenario.kind,
-        skew_s=scenario.skew_s,
+        skew_s=options.skew_s if scenario.skew else 0,
         flap=scenario.flap,
     )
     recovery_s: float | None = None
@@ -239,6 +240,7 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
     quarantined = db.quarantine_reasons()
     if quarantined:
         result["quarantined"] = quarantined
+        result["quarantine_samples"] = db.quarantine_samples()
     if scenario.flap:
         result["status_sent"] = sent["status_sent"]
         result["status_stored"] = db.status_events()

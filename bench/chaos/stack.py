@@ -226,6 +226,20 @@ class Database:
                 for r in conn.execute(select(q.reason, func.count()).group_by(q.reason))
             }
 
+    def quarantine_samples(self, per_reason: int = 2) -> list[str]:
+        """A few quarantined messages per reason: "reason: detail (topic)"."""
+        from gateway.storage import tables
+
+        q = tables.quarantine.c
+        out: list[str] = []
+        seen: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(q.reason, q.detail, q.topic).order_by(q.id).limit(5000)):
+                if seen.get(r.reason, 0) < per_reason:
+                    seen[r.reason] = seen.get(r.reason, 0) + 1
+                    out.append(f"{r.reason}: {r.detail[:200]} ({r.topic})")
+        return out
+
     def incidents(self) -> list[dict[str, Any]]:
         from gateway.incidents.tables import incidents
 
