@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chaos.faults import SCENARIOS  # noqa: E402
-from bench.chaos.runner import Options, run_fault  # noqa: E402
+from bench.chaos.faults import SCENARIOS
+from bench.chaos.runner import Options, run_fault
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
         started = time.monotonic()
         try:
             result = run_fault(SCENARIOS[name], options)
-        except Exception as exc:  # noqa: BLE001 - one fault's failure must not hide the rest
+        except Exception as exc:
             traceback.print_exc()
             result = {"fault": name, "error": f"{type(exc).__name__}: {exc}"}
         result["wall_s"] = round(time.monotonic() - started, 1)

@@ -93,7 +93,9 @@ def broker_kill_backlog(run: Run) -> float:
 def database_outage(run: Run) -> float:
     if run.proxy is not None:  # PostgreSQL through the bench's proxy: unreachable
         run.proxy.cut()
-        run.extra["outage"] = f"PostgreSQL unreachable (proxy cut, connections refused) {OUTAGE_S:g}s"
+        run.extra["outage"] = (
+            f"PostgreSQL unreachable (proxy cut, connections refused) {OUTAGE_S:g}s"
+        )
         _watch_health(run, OUTAGE_S)
         recovered = time.time()
         run.proxy.restore()
@@ -123,9 +125,7 @@ def mount_small_disk(run: Run) -> None:
         )
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RuntimeError(f"cannot mount a tmpfs on the data folder: {exc}") from exc
-    run.cleanups.append(
-        lambda: subprocess.run(["umount", "-l", str(run.data_dir)], check=False)
-    )
+    run.cleanups.append(lambda: subprocess.run(["umount", "-l", str(run.data_dir)], check=False))
 
 
 def fill(folder: Path) -> Path:

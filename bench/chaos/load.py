@@ -36,7 +36,9 @@ from bench.ingest import SITE, payload
 PUBLISHER_ID = "chaos-publisher"
 
 
-def schedule(n: int, rate: float, panics_per_s: float, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
+def schedule(
+    n: int, rate: float, panics_per_s: float, seed: int = 1
+) -> list[tuple[str, dict[str, Any]]]:
     """(topic, body) for every message of a run: bench/ingest.py's mix, and a panic press
     from a fresh button every ``rate / panics_per_s`` messages."""
     rng = random.Random(seed)
@@ -67,7 +69,7 @@ def _flap(port: int, stop: threading.Event, counter: list[int]) -> None:
         callback_api_version=CallbackAPIVersion.VERSION2, client_id="chaos-flapper"
     )
     client.max_inflight_messages_set(1000)
-    client.reconnect_delay_set(0.1, 1)
+    client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho sleeps floats
     client.connect("127.0.0.1", port)
     client.loop_start()
     state = False
@@ -87,7 +89,9 @@ def _flap(port: int, stop: threading.Event, counter: list[int]) -> None:
     client.loop_stop()
 
 
-def publish_paho(args: argparse.Namespace, messages: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def publish_paho(
+    args: argparse.Namespace, messages: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=PUBLISHER_ID,
@@ -96,7 +100,7 @@ def publish_paho(args: argparse.Namespace, messages: list[tuple[str, dict[str, A
     )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-    client.reconnect_delay_set(0.1, 1)
+    client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho sleeps floats
     acked = [0]
 
     def on_publish(*_a: Any) -> None:  # one call per PUBACK (paho's network thread)
@@ -141,7 +145,9 @@ def publish_paho(args: argparse.Namespace, messages: list[tuple[str, dict[str, A
     return {"panics": panics, "unacked": unacked, "status_sent": flapped[0]}
 
 
-def publish_lean(args: argparse.Namespace, messages: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def publish_lean(
+    args: argparse.Namespace, messages: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
     from bench.lean_publisher import LeanPublisher, Template
 
     panic_index = {i: event_id(t, b) for i, (t, b) in enumerate(messages) if b["type"] == "panic"}
@@ -156,7 +162,11 @@ def publish_lean(args: argparse.Namespace, messages: list[tuple[str, dict[str, A
     lean.publish_all([Template(t, b) for t, b in messages], rate=args.rate, on_sent=on_sent)
     acked = lean.wait_acked(len(messages), args.ack_timeout_s)
     lean.close()
-    return {"panics": panics, "unacked": 0 if acked else len(messages) - lean.acked, "status_sent": 0}
+    return {
+        "panics": panics,
+        "unacked": 0 if acked else len(messages) - lean.acked,
+        "status_sent": 0,
+    }
 
 
 def main() -> None:
@@ -177,8 +187,17 @@ def main() -> None:
     args.out.write_text(json.dumps({"ids": ids, **result}))
 
 
-def spawn(port: int, out: Path, *, rate: float, duration: float, panics_per_s: float,
-          kind: str = "paho", skew_s: float = 0, flap: bool = False) -> subprocess.Popen[bytes]:
+def spawn(
+    port: int,
+    out: Path,
+    *,
+    rate: float,
+    duration: float,
+    panics_per_s: float,
+    kind: str = "paho",
+    skew_s: float = 0,
+    flap: bool = False,
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "bench.chaos.load", "--port", str(port), "--rate", str(rate),
         "--duration", str(duration), "--panics-per-s", str(panics_per_s), "--kind", kind,
@@ -206,7 +225,7 @@ class Desk:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_a: ready.set()
         self.client.on_connect = lambda c, *_a: c.subscribe("lianfang/notify/police-desk/#", qos=1)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho sleeps floats
         self.client.connect("127.0.0.1", self.port)
         self.client.loop_start()
         ready.wait(10)
@@ -239,7 +258,7 @@ class Prober:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho sleeps floats
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 

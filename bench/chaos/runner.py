@@ -56,7 +56,11 @@ class Run:
 
     def sqlite_path(self) -> Path | None:
         parsed = make_url(self.url)
-        return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+        return (
+            Path(parsed.database)
+            if parsed.get_backend_name() == "sqlite" and parsed.database
+            else None
+        )
 
 
 def _gateway_url(run: Run) -> str:
@@ -74,7 +78,7 @@ def _wait_stored(db: Database, event_id: str, cap_s: float) -> float | None:
         try:
             if db.has_event(event_id):
                 return time.time()
-        except Exception:  # noqa: BLE001 - the database may be the fault; keep asking
+        except Exception:
             pass
         time.sleep(0.2)
     return None
@@ -87,7 +91,7 @@ def _drain(db: Database, cap_s: float) -> None:
     while time.monotonic() < deadline:
         try:
             count = db.event_count()
-        except Exception:  # noqa: BLE001
+        except Exception:
             count = last
         if count != last:
             last, since = count, time.monotonic()
@@ -121,7 +125,9 @@ def run_fault(scenario: Scenario, options: Options) -> dict[str, Any]:
             if options.keep:
                 import shutil
 
-                kept = Path(tempfile.gettempdir()) / f"chaos-kept-{scenario.name}-{int(time.time())}"
+                kept = (
+                    Path(tempfile.gettempdir()) / f"chaos-kept-{scenario.name}-{int(time.time())}"
+                )
                 shutil.copytree(workdir, kept, ignore=shutil.ignore_patterns("*.db*"))
     return result
 

@@ -46,9 +46,7 @@ def grid_config() -> dict[str, Any]:
         "cells": [{"id": "cell-1", "name": "演练网格", "community": "cm", "sites": [SITE]}],
         "beats": [{"id": "beat-1", "name": "演练警务区", "cells": ["cell-1"]}],
         "neighbour_groups": [{"id": "ng-1", "name": "十户联防", "cell": "cell-1"}],
-        "households": [
-            {"id": f"hb{k}", "site": SITE, "group": "ng-1"} for k in range(N_BUTTONS)
-        ],
+        "households": [{"id": f"hb{k}", "site": SITE, "group": "ng-1"} for k in range(N_BUTTONS)],
         "people": [
             {
                 "id": "w1",
@@ -97,9 +95,7 @@ def write_gateway_config(
 ) -> Path:
     """lianfang.yaml and its sites, grid and routing files in ``workdir``."""
     (workdir / "sites").mkdir(exist_ok=True)
-    (workdir / "sites" / "chaos.yaml").write_text(
-        yaml.safe_dump(site_config(), allow_unicode=True)
-    )
+    (workdir / "sites" / "chaos.yaml").write_text(yaml.safe_dump(site_config(), allow_unicode=True))
     (workdir / "grid").mkdir(exist_ok=True)
     (workdir / "grid" / "grid.yaml").write_text(yaml.safe_dump(grid_config(), allow_unicode=True))
     (workdir / "routing.yaml").write_text(

@@ -152,7 +152,7 @@ class GatewayProcess:
             data=None if body is None else json.dumps(body).encode(),
             headers=headers,
         )
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             data: dict[str, Any] = json.loads(answer.read())
             return data
 
