@@ -43,6 +43,11 @@ def main() -> None:
     parser.add_argument(
         "--skew-s", type=float, default=86_400, help="clock_skew: device clocks off by this"
     )
+    parser.add_argument(
+        "--gateway-checkout",
+        type=Path,
+        help="run the gateway of another checkout (a branch's worktree) with this venv",
+    )
     parser.add_argument("--keep", action="store_true", help="keep each run's logs in /tmp")
     args = parser.parse_args()
     names = [n.strip() for n in args.faults.split(",") if n.strip()]
@@ -57,6 +62,7 @@ def main() -> None:
         args.panics_per_s,
         args.keep,
         args.skew_s,
+        args.gateway_checkout.resolve() if args.gateway_checkout else None,
     )
     results = []
     for name in names:
@@ -70,7 +76,10 @@ def main() -> None:
         print(json.dumps(result, ensure_ascii=False), file=sys.stderr, flush=True)
         results.append(result)
     database = "sqlite" if args.database_url is None else args.database_url.split(":")[0]
-    print(json.dumps({"faults": results, "database": database}, ensure_ascii=False))
+    summary = {"faults": results, "database": database}
+    if args.gateway_checkout:
+        summary["gateway_checkout"] = str(args.gateway_checkout)
+    print(json.dumps(summary, ensure_ascii=False))
 
 
 if __name__ == "__main__":

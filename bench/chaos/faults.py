@@ -51,7 +51,14 @@ def _watch_health(run: Run, seconds: float) -> None:
             seen.append("no answer")
         else:
             db_ok = report.get("database", {}).get("ok")
-            seen.append(f"{report.get('status')} (database ok: {db_ok})")
+            writer = report.get("writer", {})
+            # database_down_since, ingest_paused: reported by gateways that track outages
+            down = "database down" if writer.get("database_down_since") else ""
+            paused = "ingest paused" if writer.get("ingest_paused") else ""
+            marks = ", ".join(m for m in (down, paused) if m)
+            seen.append(
+                f"{report.get('status')} (database ok: {db_ok}{', ' if marks else ''}{marks})"
+            )
         time.sleep(min(2.0, max(0.0, end - time.monotonic())))
     run.extra["health_during_fault"] = sorted(set(seen))
 

@@ -210,12 +210,16 @@ def spawn(
 
 @dataclass
 class Desk:
-    """The police desk: a subscriber on its notification topics, noting when each panic's
-    first notification ("new") arrived and how many came for it."""
+    """The police desk: a subscriber on its notification topics. For each panic (by the
+    first event id a notification lists): when the desk first heard of it (``arrivals``), how
+    many "new" notifications came (``news``: more than one is a duplicate), and whether it was
+    told before the incident was stored (``unstored``: occasion "unstored", ``stored: false``,
+    sent while the database cannot store it)."""
 
     port: int
     arrivals: dict[str, float] = field(default_factory=dict)
     news: dict[str, int] = field(default_factory=dict)
+    unstored: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         ready = threading.Event()
@@ -236,10 +240,15 @@ class Desk:
             data = json.loads(m.payload)
         except ValueError:
             return
-        if data.get("occasion") == "new" and data.get("event_ids"):
-            first = str(data["event_ids"][0])
-            self.arrivals.setdefault(first, now)
+        occasion = data.get("occasion")
+        if occasion not in ("new", "unstored") or not data.get("event_ids"):
+            return
+        first = str(data["event_ids"][0])
+        self.arrivals.setdefault(first, now)
+        if occasion == "new":
             self.news[first] = self.news.get(first, 0) + 1
+        else:
+            self.unstored.setdefault(first, now)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -19,7 +19,7 @@ from bench.chaos.accounting import percentile_ms, tally
 from bench.chaos.faults import Scenario
 from bench.chaos.proxy import CuttableProxy
 from bench.chaos.sinks import Sink
-from bench.chaos.site import write_gateway_config
+from bench.chaos.site import ROOT, write_gateway_config
 from bench.chaos.stack import Database, GatewayProcess, ShippedMosquitto, free_port
 from bench.ingest import bench_database
 
@@ -37,6 +37,7 @@ class Options:
     panics_per_s: float
     keep: bool = False
     skew_s: float = 86_400
+    checkout: Path | None = None  # the gateway of another checkout (--gateway-checkout)
 
 
 @dataclass
@@ -164,8 +165,11 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
         data_dir=run.data_dir,
         webhook_url=run.webhook.url if run.webhook else None,
         sms_url=run.sms.url if run.sms else None,
+        root=options.checkout or ROOT,
     )
-    run.gateway = GatewayProcess(config, api_port, run.workdir / "gateway.log")
+    run.gateway = GatewayProcess(
+        config, api_port, run.workdir / "gateway.log", checkout=options.checkout
+    )
     run.gateway.start()
     run.gateway.wait_ready()
     db = Database(run.url)
@@ -235,6 +239,7 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
     result["unacked_by_broker"] = sent["unacked"]
     result["panics_notified"] = len(latencies)
     result["panics_notified_twice"] = sum(1 for n in desk.news.values() if n > 1)
+    result["panics_told_unstored"] = len(desk.unstored)
     if fault_window is not None:
         start, end = fault_window
         during = {e: t for e, t in panics.items() if start <= t < end}

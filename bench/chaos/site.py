@@ -60,10 +60,10 @@ def grid_config() -> dict[str, Any]:
     }
 
 
-def routing_config(webhook_url: str | None) -> dict[str, Any]:
+def routing_config(webhook_url: str | None, root: Path = ROOT) -> dict[str, Any]:
     """The shipped routing; with a webhook URL, the police desk also gets each panic by
     webhook (as bench/alarm_latency.py does)."""
-    routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
+    routing = yaml.safe_load((root / "config" / "routing.yaml").read_text())
     if webhook_url is None:
         return dict(routing)
     routing["webhooks"] = [
@@ -92,14 +92,16 @@ def write_gateway_config(
     data_dir: Path,
     webhook_url: str | None = None,
     sms_url: str | None = None,
+    root: Path = ROOT,
 ) -> Path:
-    """lianfang.yaml and its sites, grid and routing files in ``workdir``."""
+    """lianfang.yaml and its sites, grid and routing files in ``workdir``; profiles, rules
+    and routing from the checkout at ``root``."""
     (workdir / "sites").mkdir(exist_ok=True)
     (workdir / "sites" / "chaos.yaml").write_text(yaml.safe_dump(site_config(), allow_unicode=True))
     (workdir / "grid").mkdir(exist_ok=True)
     (workdir / "grid" / "grid.yaml").write_text(yaml.safe_dump(grid_config(), allow_unicode=True))
     (workdir / "routing.yaml").write_text(
-        yaml.safe_dump(routing_config(webhook_url), allow_unicode=True)
+        yaml.safe_dump(routing_config(webhook_url, root), allow_unicode=True)
     )
     config: dict[str, Any] = {
         "data_dir": str(data_dir),
@@ -107,9 +109,9 @@ def write_gateway_config(
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "client_id": "chaos-gateway"},
         "database": {"url": database_url},
         "api": {"host": "127.0.0.1", "port": api_port},
-        "profiles_dir": str(ROOT / "config" / "profiles"),
+        "profiles_dir": str(root / "config" / "profiles"),
         "sites_dir": str(workdir / "sites"),
-        "rules_dir": str(ROOT / "config" / "rules"),
+        "rules_dir": str(root / "config" / "rules"),
         "routing_file": str(workdir / "routing.yaml"),
         "grid_dir": str(workdir / "grid"),
     }

@@ -76,9 +76,13 @@ class ShippedMosquitto(MosquittoBroker):
             self.proc = None
 
 
-def lianfang_command() -> list[str]:
+def lianfang_command(checkout: Path | None = None) -> list[str]:
+    """This checkout's ``lianfang``; another checkout's code with this interpreter (its
+    packages first on PYTHONPATH: the editable install's finder comes after the path)."""
     script = Path(sys.executable).parent / "lianfang"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli.main"]
+    if checkout is None and script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "gateway.cli.main"]
 
 
 @dataclass
@@ -92,6 +96,7 @@ class GatewayProcess:
     token: str | None = None
     starts: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    checkout: Path | None = None  # run another checkout's gateway (e.g. a branch's worktree)
 
     def start(self) -> None:
         env = {
@@ -101,15 +106,17 @@ class GatewayProcess:
             "LIANFANG_ADMIN_PASSWORD": ADMIN_PASSWORD,
             **self.env,
         }
+        if self.checkout is not None:
+            env["PYTHONPATH"] = str(self.checkout)
         with self.log.open("ab") as out:
             out.write(f"--- start {self.starts + 1} at {time.time():.3f}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [*lianfang_command(), "run", "-c", str(self.config)],
+                [*lianfang_command(self.checkout), "run", "-c", str(self.config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=ROOT,
+                cwd=self.checkout or ROOT,
             )
         self.starts += 1
 
