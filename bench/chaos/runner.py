@@ -204,7 +204,10 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
         probe = prober.send()
         stored_at = _wait_stored(db, probe, PROBE_CAP_S)
         recovery_s = None if stored_at is None else round(stored_at - recovered, 2)
-        if scenario.name == "gateway_kill" or "gateway_exited" in run.extra:
+        if (
+            scenario.name in ("gateway_kill", "broker_kill_backlog")
+            or "gateway_exited" in run.extra
+        ):
             run.gateway.wait_ready()
     publisher.wait()
     if run.gateway.proc is not None and run.gateway.proc.poll() is not None:
