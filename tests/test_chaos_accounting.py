@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos.accounting import deliveries_twice, percentile_ms, tally
+from bench.chaos.accounting import deliveries_twice, device_of, percentile_ms, tally
 from bench.chaos.faults import fill
 from bench.chaos.load import event_id, schedule
 from bench.chaos.stack import shipped_broker_settings
 
 
 def test_a_clean_run_counts_nothing_lost() -> None:
-    t = tally(["a", "b", "p"], ["a", "b", "p"], ["p"], [["p"]])
+    t = tally(["a", "b", "l:p:3"], ["a", "b", "l:p:3"], ["l:p:3"], [(["l:p:3"], "p")])
     assert t.as_dict() == {
         "sent": 3,
         "stored": 3,
@@ -32,13 +32,25 @@ def test_lost_and_duplicate_rows_by_id() -> None:
 
 
 def test_panics_without_incident_and_in_two_incidents() -> None:
+    p1, p2, p3 = "l:b1:1", "l:b2:2", "l:b3:3"
     t = tally(
-        ["p1", "p2", "p3", "r"],
-        ["p1", "p2", "p3", "r"],
-        ["p1", "p2", "p3"],
-        [["p1", "r"], ["p1"], ["p2", "p2"], ["other"]],
+        [p1, p2, p3, "r"],
+        [p1, p2, p3, "r"],
+        [p1, p2, p3],
+        [([p1, "r"], "b1"), ([p1], "b1"), ([p2, p2], "b2"), (["other"], "x")],
     )
     assert (t.panics_sent, t.panic_incidents, t.duplicate_incidents) == (3, 2, 1)
+
+
+def test_an_incident_of_the_button_counts_when_it_lists_no_press() -> None:
+    """A press the gateway could not read as an event, raised as a panic all the same: the
+    incident lists no press id but is of the press's button (one press per button)."""
+    p1, p2 = "l:b1:1", "l:b2:2"
+    t = tally([p1, p2], [p2], [p1, p2], [([], "b1"), ([p2], "b2"), (["q:9"], "b9")])
+    assert (t.lost, t.panic_incidents, t.duplicate_incidents) == (1, 2, 0)
+    # a second incident of a button pressed once is a duplicate, listed or not
+    again = tally([p1], [p1], [p1], [([p1], "b1"), ([], "b1")])
+    assert (again.panic_incidents, again.duplicate_incidents) == (1, 1)
 
 
 def test_ids_must_be_unique_and_panics_sent() -> None:
@@ -46,6 +58,11 @@ def test_ids_must_be_unique_and_panics_sent() -> None:
         tally(["a", "a"], [], [], [])
     with pytest.raises(ValueError, match="not sent"):
         tally(["a"], [], ["p"], [])
+
+
+def test_device_of_an_event_id() -> None:
+    assert device_of("lianfang:btn-4:120") == "btn-4"
+    assert device_of("odd") == ""
 
 
 def test_percentile_nearest_rank_in_ms() -> None:

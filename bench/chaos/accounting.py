@@ -2,7 +2,7 @@
 
 The publisher knows every event id it sent (``lianfang:<device>:<seq>``, seq unique in a run)
 and which of them were panic presses; the database says which ids it holds (one entry per
-stored row) and which event ids each panic incident lists.
+stored row) and which event ids and device each panic incident has.
 """
 
 from __future__ import annotations
@@ -34,16 +34,24 @@ class Tally:
         }
 
 
+def device_of(event_id: str) -> str:
+    """The device of a ``<profile>:<device>:<seq>`` event id."""
+    parts = event_id.split(":")
+    return parts[1] if len(parts) == 3 else ""
+
+
 def tally(
     sent_ids: Sequence[str],
     stored_ids: Iterable[str],
     panic_ids: Iterable[str],
-    incident_event_ids: Iterable[Iterable[str]],
+    incidents: Iterable[tuple[Iterable[str], str | None]],
 ) -> Tally:
     """Count a run. ``stored_ids`` has one entry per database row (ids the publisher did not
-    send, such as probes or status messages, are ignored); ``incident_event_ids`` one list per
-    incident. A press counts as an incident when an incident lists its event id; one listed
-    by two incidents is a duplicate incident."""
+    send, such as probes or status messages, are ignored); ``incidents`` one (event ids,
+    device id) per panic incident. A press counts as an incident when an incident lists its
+    event id, or, listing none of the presses, is of the press's button (a press the gateway
+    could not read as an event, raised as a panic all the same: every button is pressed once
+    in a run). A press counted by two incidents is a duplicate incident."""
     sent = set(sent_ids)
     if len(sent) != len(sent_ids):
         raise ValueError("the publisher sent an event id twice: ids must be unique in a run")
@@ -51,9 +59,13 @@ def tally(
     panics = set(panic_ids)
     if not panics <= sent:
         raise ValueError("a panic id that was not sent")
+    by_device = {device_of(p): p for p in panics}
     in_incidents: Counter[str] = Counter()
-    for ids in incident_event_ids:
-        in_incidents.update(set(ids) & panics)
+    for ids, device in incidents:
+        listed = set(ids) & panics
+        if not listed and device in by_device:
+            listed = {by_device[device]}
+        in_incidents.update(listed)
     return Tally(
         sent=len(sent),
         stored=sum(rows.values()),

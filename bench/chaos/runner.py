@@ -231,7 +231,7 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
         sent["ids"],
         db.event_ids(),
         panics,
-        [i["event_ids"] for i in incidents if i["category"] == "panic"],
+        [(i["event_ids"], i["device_id"]) for i in incidents if i["category"] == "panic"],
     )
     result: dict[str, Any] = {"fault": scenario.name, **counted.as_dict(), "recovery_s": recovery_s}
     latencies = [desk.arrivals[e] - t for e, t in panics.items() if e in desk.arrivals]

@@ -253,8 +253,12 @@ class Database:
         i = incidents.c
         with self.engine.connect() as conn:
             return [
-                {"category": r.category, "event_ids": list(r.event_ids or [])}
-                for r in conn.execute(select(i.category, i.event_ids))
+                {
+                    "category": r.category,
+                    "event_ids": list(r.event_ids or []),
+                    "device_id": r.device_id,
+                }
+                for r in conn.execute(select(i.category, i.event_ids, i.device_id))
             ]
 
     def notifications(self) -> list[dict[str, Any]]:
