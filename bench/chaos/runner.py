@@ -259,8 +259,10 @@ def _stream(scenario: Scenario, options: Options, run: Run) -> dict[str, Any]:
         result["status_sent"] = sent["status_sent"]
         result["status_stored"] = db.status_events()
     result["incidents_by_category"] = dict(Counter(i["category"] for i in incidents))
+    rows = db.notifications()
+    # sent, yet never recorded as sent (or never retried): sent again after a restart
+    result["outbox_unsettled"] = sum(1 for r in rows if r["status"] in ("pending", "retry"))
     if scenario.sinks:
-        rows = db.notifications()
         by_channel: dict[str, Counter[str]] = {}
         for row in rows:
             key = "sms" if row["channel"] == "sms" else row["channel"].split(":")[0]
