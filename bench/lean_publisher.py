@@ -19,7 +19,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _U16 = struct.Struct("!H")
@@ -125,9 +125,15 @@ class LeanPublisher:
                 self._cond.notify_all()
             pending = pending[whole:]
 
-    def publish_all(self, templates: Sequence[Template], rate: float | None = None) -> None:
+    def publish_all(
+        self,
+        templates: Sequence[Template],
+        rate: float | None = None,
+        on_sent: Callable[[int, int, float], None] | None = None,
+    ) -> None:
         """Send every template once, stamping each with the time it is handed to the socket;
-        at most ``rate`` messages a second when given (else as fast as the broker takes them)."""
+        at most ``rate`` messages a second when given (else as fast as the broker takes them).
+        ``on_sent(start, end, ts)`` is told each chunk handed to the socket."""
         sent = 0
         packet_id = 0
         total = len(templates)
@@ -141,12 +147,15 @@ class LeanPublisher:
                 while sent - self.acked > self.window - self.chunk:
                     self._cond.wait(1.0)
             end = min(sent + self.chunk, total)
-            ts = f"{time.time():.6f}".encode()
+            now = time.time()
+            ts = f"{now:.6f}".encode()
             packets = []
             for template in templates[sent:end]:
                 packet_id = packet_id % MAX_PACKET_ID + 1
                 packets.append(template.packet(packet_id, ts))
             self._sock.sendall(b"".join(packets))
+            if on_sent is not None:
+                on_sent(sent, end, now)
             sent = end
 
     def publish_raw(

@@ -350,6 +350,17 @@ def test_future_timestamp_beyond_a_day_is_rejected(tmp_path: Path) -> None:
         adapter.normalise(message("dev/d1", {"t": late.isoformat()}), registry)
 
 
+def test_panic_from_a_clock_beyond_a_day_ahead_is_kept_at_its_receipt(tmp_path: Path) -> None:
+    """A panic is never dropped: a button whose clock runs more than a day ahead still raises
+    its alarm, stamped with the time it was received (found by bench/chaos.py clock_skew)."""
+    adapter = ProfileAdapter(profile_from(tmp_path, TIMED.replace("heartbeat", "panic")))
+    late = RECEIVED + timedelta(days=1, seconds=1)
+    event = one(adapter, message("dev/d1", {"t": late.isoformat()}))
+    assert event.type == "panic"
+    assert event.occurred_at == RECEIVED
+    assert event.attributes.extra["device_time"] == late.isoformat()
+
+
 def test_unreadable_time_is_a_mapping_error(tmp_path: Path) -> None:
     adapter = ProfileAdapter(profile_from(tmp_path, TIMED))
     with pytest.raises(MappingError, match="m: occurred_at: cannot read 'soon'"):

@@ -27,7 +27,7 @@ from device_adapters.profiles.schema import (
     TimeSpec,
 )
 from device_adapters.profiles.topics import TopicPattern
-from gateway.events import ATTRIBUTE_MODELS, RAW_PAYLOAD_LIMIT, Event
+from gateway.events import ATTRIBUTE_MODELS, RAW_PAYLOAD_LIMIT, Event, EventType
 from gateway.privacy import mask_tail, pseudonymise
 
 MAX_FUTURE_SKEW = timedelta(days=1)
@@ -333,11 +333,17 @@ class ProfileAdapter:
                     raise MappingError(
                         f"{mapping.id}: occurred_at: cannot read {value!r}: {exc}"
                     ) from exc
-            # A device clock far in the future would poison time windows downstream.
+            # A device clock far in the future would poison time windows downstream: the
+            # message is declined. Not a panic, which is never dropped: it keeps the time it
+            # was received, and the device's own time as extra.device_time.
             if occurred_at > message.received_at + MAX_FUTURE_SKEW:
-                raise MappingError(
-                    f"{mapping.id}: occurred_at {occurred_at.isoformat()} is more than a day ahead"
-                )
+                if event_type != EventType.PANIC:
+                    raise MappingError(
+                        f"{mapping.id}: occurred_at {occurred_at.isoformat()} is more than a "
+                        "day ahead"
+                    )
+                attributes.setdefault("extra", {})["device_time"] = occurred_at.isoformat()
+                occurred_at = message.received_at
 
         own_id = plan.event_id(ctx) if plan.event_id else None
         if own_id is not None and own_id != "":
