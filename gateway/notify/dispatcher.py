@@ -9,6 +9,11 @@
   call it by hand on a virtual clock.
 - ``start`` reloads unsent rows and open deadlines from the outbox, so timers survive
   restarts (a row caught mid-send is sent again: delivery is at least once).
+- Shared (several workers on one PostgreSQL, ``shared=True``): the database is the only
+  timer. Each row is claimed before it is sent (``claims``); every tick a sweep claims the
+  due rows nobody holds (queued by any worker, retries, a dead worker's lapsed claims) and
+  hands passed acknowledgement deadlines to ``on_deadline``, whose transaction fires each
+  escalation once. Nothing is kept in memory but the sends in flight.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, update
 
+from gateway.notify import claims
 from gateway.incidents.tables import incidents
 from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
@@ -39,6 +45,7 @@ T = TypeVar("T")
 RunDb = Callable[..., Awaitable[Any]]
 DEFAULT_POLICY = RetryPolicy()
 SEND_TIMEOUT_S = 30.0  # a notifier that hangs longer than this counts as a retryable failure
+CLAIM_S = 120.0  # a claim lapses after this (shared): longer than any send may take
 
 
 @dataclass(slots=True)
@@ -100,6 +107,9 @@ class Dispatcher:
         on_deadline: Callable[[list[int]], Awaitable[None]] | None = None,
         tick_s: float = 0.25,
         rng: random.Random | None = None,
+        shared: bool = False,
+        worker: str = "",
+        claim_s: float = CLAIM_S,
     ) -> None:
         self.engine = engine
         self.notifiers = notifiers
@@ -111,6 +121,9 @@ class Dispatcher:
         self.on_deadline = on_deadline
         self.tick_s = tick_s
         self.rng = rng or random.Random()
+        self.shared = shared
+        self.worker = worker or f"worker-{id(self):x}"
+        self.claim_s = claim_s
         self.stats = DispatchStats()
         self._retries: list[_Timer] = []
         self._deadlines: list[_Timer] = []
@@ -120,7 +133,9 @@ class Dispatcher:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, *, ticker: bool = True) -> None:
-        rows, deadlines = await self.run_db(load_pending, self.engine)
+        rows, deadlines = [], []
+        if not self.shared:  # shared: the sweep finds them, claimed
+            rows, deadlines = await self.run_db(load_pending, self.engine)
         for row in rows:
             self._schedule(row)
         for at, nid in deadlines:
@@ -172,13 +187,17 @@ class Dispatcher:
             self.watch_deadline(at, nid)
 
     def watch_deadline(self, at: datetime, notification_id: int) -> None:
+        if self.shared:
+            return  # the sweep finds it once it has passed
         heapq.heappush(self._deadlines, _Timer(at, next(self._seq), None, notification_id))
 
     def _schedule(self, row: Outgoing) -> None:
+        if self.shared:
+            return  # the sweep claims it once it is due
         heapq.heappush(self._retries, _Timer(row.due, next(self._seq), row))
 
-    def _spawn(self, row: Outgoing) -> None:
-        task = asyncio.create_task(self._deliver(row), name=f"notify-{row.id}")
+    def _spawn(self, row: Outgoing, *, claimed: bool = False) -> None:
+        task = asyncio.create_task(self._deliver(row, claimed), name=f"notify-{row.id}")
         self._tasks.add(task)
         self.stats.in_flight += 1
         task.add_done_callback(self._done)
@@ -199,9 +218,18 @@ class Dispatcher:
         due: list[int] = []
         while self._deadlines and self._deadlines[0].at <= now:
             due.append(heapq.heappop(self._deadlines).notification_id)
+        if self.shared:
+            due.extend(await self._sweep(now))
         if due and self.on_deadline is not None:
             self.stats.escalations += len(due)
             await self.on_deadline(due)
+
+    async def _sweep(self, now: datetime) -> list[int]:
+        """Shared: claim and send the due rows nobody holds; the passed deadlines."""
+        until = now + timedelta(seconds=self.claim_s)
+        for r in await asyncio.to_thread(claims.claim_due, self.engine, self.worker, now, until):
+            self._spawn(row_to_outgoing(r), claimed=True)
+        return await asyncio.to_thread(claims.due_deadlines, self.engine, now)
 
     def next_timer(self) -> datetime | None:
         times = [h[0].at for h in (self._retries, self._deadlines) if h]
@@ -211,7 +239,22 @@ class Dispatcher:
     def policy(self, channel: str) -> RetryPolicy:
         return self.policies.get(channel, self.default_policy)
 
-    async def _deliver(self, row: Outgoing) -> None:
+    async def _claim(self, row: Outgoing) -> bool:
+        """Shared: take the row for this worker (its attempts as stored); False when it is
+        not ours to send (sent, cancelled, not due, or another worker holds it)."""
+        now = self.clock()
+        until = now + timedelta(seconds=self.claim_s)
+        attempts = await asyncio.to_thread(
+            claims.claim_one, self.engine, row.id, self.worker, now, until
+        )
+        if attempts is None:
+            return False
+        row.attempts = attempts
+        return True
+
+    async def _deliver(self, row: Outgoing, claimed: bool = False) -> None:
+        if self.shared and not claimed and not await self._claim(row):
+            return
         notifier = self.notifiers.get(row.channel)
         if notifier is None:
             result = SendResult.fail(f"no notifier for channel {row.channel!r}")
@@ -249,7 +292,15 @@ class Dispatcher:
                 result.error,
             )
         await self.run_db(
-            record_attempt, self.engine, row.id, status, row.attempts, now, next_at, result.error
+            record_attempt,
+            self.engine,
+            row.id,
+            status,
+            row.attempts,
+            now,
+            next_at,
+            result.error,
+            self.worker if self.shared else None,
         )
         if self.hub is not None:
             self.hub.publish(
@@ -278,21 +329,32 @@ def record_attempt(
     at: datetime,
     next_at: datetime | None,
     error: str,
-) -> None:
+    worker: str | None = None,
+) -> bool:
+    """Write the attempt's outcome and clear the claim. ``worker`` (shared): only while it
+    holds the claim (False when the claim lapsed and another worker took the row)."""
     values: dict[str, Any] = {
         "status": status,
         "attempts": attempts,
         "next_attempt_at": next_at,
         "last_error": error or None,
+        "claimed_by": None,
+        "claim_until": None,
     }
     if status == "sent":
         values["sent_at"] = at
+    n = notifications.c
+    where = [n.id == notification_id, n.status != "cancelled"]
+    if worker is not None:
+        where.append(n.claimed_by == worker)
     with engine.begin() as conn:
-        conn.execute(
-            update(notifications)
-            .where(notifications.c.id == notification_id, notifications.c.status != "cancelled")
-            .values(**values)
+        done = conn.execute(update(notifications).where(*where).values(**values)).rowcount
+    if worker is not None and done == 0:
+        log.warning(
+            "notification %d: attempt not recorded (cancelled meanwhile, or the claim lapsed)",
+            notification_id,
         )
+    return bool(done)
 
 
 def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:
