@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from gateway.notify import claims
 from gateway.incidents.tables import incidents
+from gateway.notify import claims
 from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
