@@ -14,6 +14,7 @@ from gateway import __version__
 from gateway.audit.chain import open_audit_log
 from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
+from gateway.cluster_push import ClusterPush
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
@@ -203,6 +204,12 @@ class Gateway:
             report_panic=self.report_unregistered_panic,
         )
         self._housekeeping: asyncio.Task[None] | None = None
+        # Several workers on one PostgreSQL: live console pushes reach every worker's viewers.
+        self.cluster_push: ClusterPush | None = None
+        if self.config.database.shares_live_pushes:
+            self.cluster_push = ClusterPush(
+                self.engine, self.bus, self.incidents.hub, self.incidents.dispatcher.worker
+            )
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -212,6 +219,8 @@ class Gateway:
         await self.retention.start()
         self.bus.bind(asyncio.get_running_loop())
         await self.incidents.start()
+        if self.cluster_push is not None:
+            await self.cluster_push.start()
         self.unregistered.bind(asyncio.get_running_loop(), self.incidents.service.emit)
         await self.rules.start(self.bus)
         self.writer.start()
@@ -402,6 +411,8 @@ class Gateway:
         await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         await self.rules.stop()
+        if self.cluster_push is not None:
+            await self.cluster_push.stop()
         await self.incidents.stop()
         self.engine.dispose()
         self._lock.release()
