@@ -135,6 +135,10 @@ class EventBus:
         for event in events:
             self._fanout(event)
 
+    @property
+    def has_viewers(self) -> bool:
+        return any(sub.viewer for sub in self._subs)
+
     def publish_to_viewers(self, events: list[Event]) -> None:
         """Events another worker handled (``gateway.cluster_push``): to live viewers only,
         never to the rules, storage or other processing here. Call on the bus's loop."""

@@ -199,6 +199,8 @@ class ClusterPush:
 
     async def _deliver(self, item: dict[str, Any]) -> None:
         if item.get("k") == "e":
+            if not self.bus.has_viewers:
+                return  # nobody watches events here: not worth reading
             event = (
                 Event.model_validate(item["e"]) if "e" in item else await self._fetch(item["ref"])
             )
