@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -291,16 +292,11 @@ class Dispatcher:
                 row.attempts,
                 result.error,
             )
+        record = (
+            functools.partial(record_attempt, worker=self.worker) if self.shared else record_attempt
+        )
         await self.run_db(
-            record_attempt,
-            self.engine,
-            row.id,
-            status,
-            row.attempts,
-            now,
-            next_at,
-            result.error,
-            self.worker if self.shared else None,
+            record, self.engine, row.id, status, row.attempts, now, next_at, result.error
         )
         if self.hub is not None:
             self.hub.publish(
