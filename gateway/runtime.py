@@ -188,6 +188,13 @@ class Gateway:
         )
         self.reloader = ConfigReloader(self)
         self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
+        self._housekeeping: asyncio.Task[None] | None = None
+        # Several workers on one PostgreSQL: live console pushes reach every worker's viewers.
+        self.cluster_push: ClusterPush | None = None
+        if self.config.database.shares_live_pushes:
+            self.cluster_push = ClusterPush(
+                self.engine, self.bus, self.incidents.hub, self.incidents.dispatcher.worker
+            )
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
         return PushIntake(
@@ -203,13 +210,6 @@ class Gateway:
             max_images_per_record=max_images,
             report_panic=self.report_unregistered_panic,
         )
-        self._housekeeping: asyncio.Task[None] | None = None
-        # Several workers on one PostgreSQL: live console pushes reach every worker's viewers.
-        self.cluster_push: ClusterPush | None = None
-        if self.config.database.shares_live_pushes:
-            self.cluster_push = ClusterPush(
-                self.engine, self.bus, self.incidents.hub, self.incidents.dispatcher.worker
-            )
 
     async def start(self) -> None:
         self._lock.acquire()
