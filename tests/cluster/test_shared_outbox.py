@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from gateway.bus import EventBus
 from gateway.incidents.runtime import IncidentsRuntime
-from gateway.incidents.tables import incident_timeline
+from gateway.incidents.tables import incident_timeline, incidents
 from gateway.notify import claims
 from gateway.notify.dispatcher import CLAIM_S, record_attempt
 from gateway.notify.tables import notifications
@@ -188,3 +188,25 @@ async def test_a_passed_deadline_escalates_once_with_two_workers_sweeping(
     assert escalations
     sent = Counter(a.sent_ids() + b.sent_ids())
     assert set(sent.values()) == {1}
+
+
+async def test_a_deadline_on_an_incident_no_longer_open_is_lifted_not_swept_again(
+    workers: tuple[Worker, Worker],
+) -> None:
+    """The sweep hands a passed deadline over; the incident was verified behind its back
+    (no lift): the escalation lifts the row instead of escalating, so no sweep finds it
+    again."""
+    a, b = workers
+    clock: FakeClock = a.rt.clock  # type: ignore[assignment]
+    await a.rt.emit(panic_signal())
+    await a.settle()
+    with a.engine.begin() as conn:
+        conn.execute(update(incidents).values(stage="verified"))
+    clock.advance(61)
+    assert claims.due_deadlines(a.engine, clock())
+    await b.rt.dispatcher.tick()
+    await b.settle()
+    assert claims.due_deadlines(a.engine, clock()) == []
+    n = notifications.c
+    with a.engine.connect() as conn:
+        assert conn.execute(select(n.id).where(n.occasion == "escalation")).all() == []
