@@ -168,12 +168,19 @@ class Dispatcher:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def _tick_forever(self) -> None:
+        failing = False  # log a failing streak (a database away) once, not every tick
         while True:
             await asyncio.sleep(self.tick_s)
             try:
                 await self.tick()
             except Exception:
-                log.exception("notification tick failed")
+                if not failing:
+                    log.exception("notification tick failed (logged once until it recovers)")
+                failing = True
+            else:
+                if failing:
+                    log.info("notification tick recovered")
+                failing = False
 
     # -- intake ----------------------------------------------------------------------------
     def submit(self, rows: list[Outgoing], deadlines: list[tuple[datetime, int]] = ()) -> None:  # type: ignore[assignment]
