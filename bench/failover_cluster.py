@@ -37,7 +37,6 @@ def require_cluster_mode() -> None:
     """Fail at once, clearly, where this checkout has no cluster mode yet."""
     try:
         from gateway.cluster.config import ClusterConfig  # noqa: F401
-
         from gateway.config.settings import GatewayConfig
     except ImportError as exc:
         raise Unavailable(

@@ -26,6 +26,7 @@ class Subscription:
     queue: asyncio.Queue[Event]
     critical: bool
     dropped: int = 0
+    viewer: bool = False  # a live viewer: also gets events other workers handled
     _closed: bool = field(default=False, repr=False)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -69,9 +70,12 @@ class EventBus:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, name: str, *, critical: bool = False, maxsize: int = 1000) -> Subscription:
+    def subscribe(
+        self, name: str, *, critical: bool = False, maxsize: int = 1000, viewer: bool = False
+    ) -> Subscription:
+        """``viewer``: a live viewer (never critical), which ``publish_to_viewers`` reaches."""
         queue: asyncio.Queue[Event] = asyncio.Queue(0 if critical else maxsize)
-        sub = Subscription(name, queue, critical)
+        sub = Subscription(name, queue, critical, viewer=viewer and not critical)
         self._subs.append(sub)
         return sub
 
@@ -131,16 +135,33 @@ class EventBus:
         for event in events:
             self._fanout(event)
 
+    @property
+    def has_viewers(self) -> bool:
+        return any(sub.viewer for sub in self._subs)
+
+    def publish_to_viewers(self, events: list[Event]) -> None:
+        """Events another worker handled (``gateway.cluster_push``): to live viewers only,
+        never to the rules, storage or other processing here. Call on the bus's loop."""
+        for event in events:
+            for sub in self._subs:
+                if sub.viewer:
+                    self._offer(sub, event)
+
     def _fanout(self, event: Event) -> None:
         self.published += 1
         for sub in self._subs:
             if sub.critical:
                 sub.queue.put_nowait(event)
                 continue
-            if sub.queue.full():
-                try:
-                    sub.queue.get_nowait()
-                    sub.dropped += 1
-                except asyncio.QueueEmpty:
-                    pass
-            sub.queue.put_nowait(event)
+            self._offer(sub, event)
+
+    @staticmethod
+    def _offer(sub: Subscription, event: Event) -> None:
+        """Queue for a non-critical subscriber, dropping its oldest when full."""
+        if sub.queue.full():
+            try:
+                sub.queue.get_nowait()
+                sub.dropped += 1
+            except asyncio.QueueEmpty:
+                pass
+        sub.queue.put_nowait(event)

@@ -16,6 +16,7 @@ from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.cluster import LeaseFence, SiteOwnership
 from gateway.cluster.config import process_lock_file
+from gateway.cluster_push import ClusterPush
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
 from gateway.events import Event, utcnow
@@ -203,6 +204,13 @@ class Gateway:
         self._lock = SingleConsumerLock(
             process_lock_file(config.data_dir, config.mqtt.client_id, config.cluster)
         )
+        self._housekeeping: asyncio.Task[None] | None = None
+        # Several workers on one PostgreSQL: live console pushes reach every worker's viewers.
+        self.cluster_push: ClusterPush | None = None
+        if self.config.database.shares_live_pushes:
+            self.cluster_push = ClusterPush(
+                self.engine, self.bus, self.incidents.hub, self.incidents.dispatcher.worker
+            )
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
         return PushIntake(
@@ -218,7 +226,6 @@ class Gateway:
             max_images_per_record=max_images,
             report_panic=self.report_unregistered_panic,
         )
-        self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._lock.acquire()
@@ -228,6 +235,8 @@ class Gateway:
         await self.retention.start()
         self.bus.bind(asyncio.get_running_loop())
         await self.incidents.start()
+        if self.cluster_push is not None:
+            await self.cluster_push.start()
         self.unregistered.bind(asyncio.get_running_loop(), self.incidents.service.emit)
         await self.rules.start(self.bus)
         self.writer.start()
@@ -422,6 +431,8 @@ class Gateway:
         if self.cluster is not None:  # after the last write: then the others take over at once
             await self.cluster.stop()
         await self.rules.stop()
+        if self.cluster_push is not None:
+            await self.cluster_push.stop()
         await self.incidents.stop()
         self.engine.dispose()
         self._lock.release()

@@ -13,7 +13,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from gateway import __version__
 from gateway.api.deps import get_current_principal
 from gateway.api.docs import CSP, OPENAPI_URL, render_docs
-from gateway.api.routes import api_router
+from gateway.api.routes import api_router, probes
 from gateway.api.runtime import Runtime
 from gateway.api.security import SecureHeadersMiddleware, WebSocketOriginMiddleware
 from gateway.api.storable import storable_input
@@ -64,6 +64,8 @@ def create_app(
     app.state.auth = auth
     # Who is calling, then text the database cannot store refused (422) on every route.
     seam = [Depends(get_current_principal), Depends(storable_input)]
+    # /healthz and /readyz: the only routes answered without login; nothing in their bodies.
+    app.include_router(probes.router)
     app.include_router(api_router, dependencies=seam)
     for router in extra_routers:
         app.include_router(router, dependencies=seam)

@@ -40,7 +40,7 @@ async def live_events(
 ) -> AsyncGenerator[LiveItem, None]:
     """``Subscribed``, then matching events until closed; always unsubscribes."""
     subscription = bus.subscribe(
-        f"api-{channel}-{next(_ids)}", critical=False, maxsize=VIEWER_QUEUE
+        f"api-{channel}-{next(_ids)}", critical=False, maxsize=VIEWER_QUEUE, viewer=True
     )
     reported = 0
     try:

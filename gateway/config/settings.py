@@ -119,6 +119,18 @@ class DatabaseConfig(Strict):
     batch_interval_ms: int = Field(
         200, ge=1, le=5_000, description="Longest wait before a partial batch is written"
     )
+    live_push: bool | None = Field(
+        None,
+        description="Share live console pushes (events, notifications) with the other workers "
+        "on this database through PostgreSQL LISTEN/NOTIFY; default: on for PostgreSQL, "
+        "off for SQLite (where it cannot be on)",
+    )
+
+    @property
+    def shares_live_pushes(self) -> bool:
+        """``live_push``, defaulted by the database: only PostgreSQL has LISTEN/NOTIFY."""
+        postgres = self.url.startswith("postgresql")
+        return postgres and (self.live_push is None or self.live_push)
 
 
 class IngestConfig(Strict):

@@ -46,6 +46,9 @@ def store_escalations(
             or incident.current_stage not in OPEN_STAGES
             or incident.acked_at is not None  # taken: its ladder stopped (``taking``)
         ):
+            # Nobody is waited for any more: lift the row's deadline, so that a sweep for
+            # passed deadlines (``notify.claims``) does not find it again.
+            conn.execute(update(notifications).where(n.id == nid).values(ack_required=False))
             continue
         claimed = conn.execute(
             update(notifications)

@@ -16,6 +16,9 @@ Usage (see docs/incidents.md for the exact wiring)::
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -46,6 +49,11 @@ from gateway.routing.model import RoutingConfig, load_routing
 from rules.signal import Signal
 
 log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique among the workers sharing a database."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def rule_label_keys(rule_dir: Path | None) -> set[str]:
@@ -81,6 +89,7 @@ class IncidentsRuntime:
             API's middleware); None: not audited. Also where the HTTP SMS driver records each
             number it decrypts (None: an audit log on ``data_dir``'s key).
         sms: the ``sms`` section of ``lianfang.yaml`` (None: the log driver).
+        worker: this worker's name on claimed outbox rows (default: host, process, random).
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class IncidentsRuntime:
         grid_dir: Path | None = None,
         audit: AuditLog | None = None,
         sms: SmsConfig | None = None,
+        worker: str | None = None,
     ) -> None:
         self.engine = engine
         self.bus = bus
@@ -134,6 +144,10 @@ class IncidentsRuntime:
             hub=self.hub,
             on_deadline=self.service.escalate,
             tick_s=tick_s,
+            # PostgreSQL: other workers may share the outbox, so rows are claimed before
+            # they are sent and the database is the timer (docs/cluster.md).
+            shared=engine.dialect.name == "postgresql",
+            worker=worker or default_worker_id(),
         )
         self.service.dispatcher = self.dispatcher
 

@@ -44,6 +44,9 @@ class NotificationHub:
         self._viewers: list[_Viewer] = []
         self._places: OrderedDict[int, IncidentPlace] = OrderedDict()
         self.published = 0
+        # Also told of every item published here (``gateway.cluster_push`` forwards them to
+        # the other workers' hubs, which ``deliver`` them without forwarding again).
+        self.relay: Callable[[dict[str, Any], str | None, IncidentPlace | None], None] | None = None
 
     def _place_of(self, item: dict[str, Any], place: IncidentPlace | None) -> IncidentPlace | None:
         """The place given (remembered for the incident), else the one last given for it."""
@@ -67,6 +70,18 @@ class NotificationHub:
         """Deliver to every viewer that admits it; returns how many. ``place``: where the
         item's incident is; when not given, the last place published for that incident (if
         none is known, only viewers that admit an unknown place get it)."""
+        n = self.deliver(item, recipient, place)
+        if self.relay is not None:
+            self.relay(item, recipient, place)
+        return n
+
+    def deliver(
+        self,
+        item: dict[str, Any],
+        recipient: str | None = None,
+        place: IncidentPlace | None = None,
+    ) -> int:
+        """``publish`` to this process's viewers only (an item from another worker)."""
         self.published += 1
         place = self._place_of(item, place)
         n = 0

@@ -9,6 +9,11 @@
   call it by hand on a virtual clock.
 - ``start`` reloads unsent rows and open deadlines from the outbox, so timers survive
   restarts (a row caught mid-send is sent again: delivery is at least once).
+- Shared (several workers on one PostgreSQL, ``shared=True``): the database is the only
+  timer. Each row is claimed before it is sent (``claims``); every tick a sweep claims the
+  due rows nobody holds (queued by any worker, retries, a dead worker's lapsed claims) and
+  hands passed acknowledgement deadlines to ``on_deadline``, whose transaction fires each
+  escalation once. Nothing is kept in memory but the sends in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, or_, select, update
 
 from gateway.incidents.tables import incidents
+from gateway.notify import claims
 from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
 from gateway.notify.policy import RetryPolicy
@@ -40,6 +46,7 @@ T = TypeVar("T")
 RunDb = Callable[..., Awaitable[Any]]
 DEFAULT_POLICY = RetryPolicy()
 SEND_TIMEOUT_S = 30.0  # a notifier that hangs longer than this counts as a retryable failure
+CLAIM_S = 120.0  # a claim lapses after this (shared): longer than any send may take
 
 
 @dataclass(slots=True)
@@ -101,6 +108,9 @@ class Dispatcher:
         on_deadline: Callable[[list[int]], Awaitable[None]] | None = None,
         tick_s: float = 0.25,
         rng: random.Random | None = None,
+        shared: bool = False,
+        worker: str = "",
+        claim_s: float = CLAIM_S,
     ) -> None:
         self.engine = engine
         self.notifiers = notifiers
@@ -112,6 +122,9 @@ class Dispatcher:
         self.on_deadline = on_deadline
         self.tick_s = tick_s
         self.rng = rng or random.Random()
+        self.shared = shared
+        self.worker = worker or f"worker-{id(self):x}"
+        self.claim_s = claim_s
         self.stats = DispatchStats()
         self._retries: list[_Timer] = []
         self._deadlines: list[_Timer] = []
@@ -123,7 +136,9 @@ class Dispatcher:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, *, ticker: bool = True) -> None:
-        rows, deadlines = await self.run_db(load_pending, self.engine)
+        rows, deadlines = [], []
+        if not self.shared:  # shared: the sweep finds them, claimed
+            rows, deadlines = await self.run_db(load_pending, self.engine)
         for row in rows:
             self._schedule(row)
         for at, nid in deadlines:
@@ -155,12 +170,19 @@ class Dispatcher:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
     async def _tick_forever(self) -> None:
+        failing = False  # log a failing streak (a database away) once, not every tick
         while True:
             await asyncio.sleep(self.tick_s)
             try:
                 await self.tick()
             except Exception:
-                log.exception("notification tick failed")
+                if not failing:
+                    log.exception("notification tick failed (logged once until it recovers)")
+                failing = True
+            else:
+                if failing:
+                    log.info("notification tick recovered")
+                failing = False
 
     # -- intake ----------------------------------------------------------------------------
     def submit(self, rows: list[Outgoing], deadlines: list[tuple[datetime, int]] = ()) -> None:  # type: ignore[assignment]
@@ -175,13 +197,17 @@ class Dispatcher:
             self.watch_deadline(at, nid)
 
     def watch_deadline(self, at: datetime, notification_id: int) -> None:
+        if self.shared:
+            return  # the sweep finds it once it has passed
         heapq.heappush(self._deadlines, _Timer(at, next(self._seq), None, notification_id))
 
     def _schedule(self, row: Outgoing) -> None:
+        if self.shared:
+            return  # the sweep claims it once it is due
         heapq.heappush(self._retries, _Timer(row.due, next(self._seq), row))
 
-    def _spawn(self, row: Outgoing) -> None:
-        task = asyncio.create_task(self._deliver(row), name=f"notify-{row.id}")
+    def _spawn(self, row: Outgoing, *, claimed: bool = False) -> None:
+        task = asyncio.create_task(self._deliver(row, claimed), name=f"notify-{row.id}")
         self._tasks.add(task)
         self.stats.in_flight += 1
         task.add_done_callback(self._done)
@@ -202,9 +228,18 @@ class Dispatcher:
         due: list[int] = []
         while self._deadlines and self._deadlines[0].at <= now:
             due.append(heapq.heappop(self._deadlines).notification_id)
+        if self.shared:
+            due.extend(await self._sweep(now))
         if due and self.on_deadline is not None:
             self.stats.escalations += len(due)
             await self.on_deadline(due)
+
+    async def _sweep(self, now: datetime) -> list[int]:
+        """Shared: claim and send the due rows nobody holds; the passed deadlines."""
+        until = now + timedelta(seconds=self.claim_s)
+        for r in await asyncio.to_thread(claims.claim_due, self.engine, self.worker, now, until):
+            self._spawn(row_to_outgoing(r), claimed=True)
+        return await asyncio.to_thread(claims.due_deadlines, self.engine, now)
 
     def next_timer(self) -> datetime | None:
         times = [h[0].at for h in (self._retries, self._deadlines) if h]
@@ -238,7 +273,22 @@ class Dispatcher:
     def policy(self, channel: str) -> RetryPolicy:
         return self.policies.get(channel, self.default_policy)
 
-    async def _deliver(self, row: Outgoing) -> None:
+    async def _claim(self, row: Outgoing) -> bool:
+        """Shared: take the row for this worker (its attempts as stored); False when it is
+        not ours to send (sent, cancelled, not due, or another worker holds it)."""
+        now = self.clock()
+        until = now + timedelta(seconds=self.claim_s)
+        attempts = await asyncio.to_thread(
+            claims.claim_one, self.engine, row.id, self.worker, now, until
+        )
+        if attempts is None:
+            return False
+        row.attempts = attempts
+        return True
+
+    async def _deliver(self, row: Outgoing, claimed: bool = False) -> None:
+        if self.shared and not claimed and not await self._claim(row):
+            return
         notifier = self.notifiers.get(row.channel)
         if notifier is None:
             result = SendResult.fail(f"no notifier for channel {row.channel!r}")
@@ -275,7 +325,10 @@ class Dispatcher:
                 row.attempts,
                 result.error,
             )
-        await self._record(Attempt(row.id, status, row.attempts, now, next_at, result.error))
+        worker = self.worker if self.shared else None
+        await self._record(
+            Attempt(row.id, status, row.attempts, now, next_at, result.error, worker)
+        )
         if self.hub is not None:
             self.hub.publish(
                 {
@@ -305,10 +358,15 @@ class Attempt:
     at: datetime
     next_at: datetime | None
     error: str
+    worker: str | None = None  # shared outbox: written only while this worker holds the claim
 
 
-def record_attempts(engine: Engine, attempts: list[Attempt]) -> None:
-    """Write the outcomes in one transaction (a cancelled row stays cancelled)."""
+def record_attempts(engine: Engine, attempts: list[Attempt]) -> list[bool]:
+    """Write the outcomes in one transaction and clear their claims (a cancelled row stays
+    cancelled). An attempt with a ``worker`` (shared outbox) is written only while that
+    worker holds the row's claim: False when the claim lapsed and another worker took it."""
+    done: list[bool] = []
+    n = notifications.c
     with lane_for(engine).urgent(), engine.begin() as conn:
         for a in attempts:
             values: dict[str, Any] = {
@@ -316,16 +374,23 @@ def record_attempts(engine: Engine, attempts: list[Attempt]) -> None:
                 "attempts": a.attempts,
                 "next_attempt_at": a.next_at,
                 "last_error": a.error or None,
+                "claimed_by": None,
+                "claim_until": None,
             }
             if a.status == "sent":
                 values["sent_at"] = a.at
-            conn.execute(
-                update(notifications)
-                .where(
-                    notifications.c.id == a.notification_id, notifications.c.status != "cancelled"
+            where = [n.id == a.notification_id, n.status != "cancelled"]
+            if a.worker is not None:
+                where.append(n.claimed_by == a.worker)
+            rows = conn.execute(update(notifications).where(*where).values(**values)).rowcount
+            done.append(bool(rows))
+            if a.worker is not None and not rows:
+                log.warning(
+                    "notification %d: attempt not recorded (cancelled meanwhile, or the claim "
+                    "lapsed)",
+                    a.notification_id,
                 )
-                .values(**values)
-            )
+    return done
 
 
 def record_attempt(
@@ -336,8 +401,11 @@ def record_attempt(
     at: datetime,
     next_at: datetime | None,
     error: str,
-) -> None:
-    record_attempts(engine, [Attempt(notification_id, status, attempts, at, next_at, error)])
+    worker: str | None = None,
+) -> bool:
+    """One attempt's outcome (``record_attempts``); False when it was not recorded."""
+    attempt = Attempt(notification_id, status, attempts, at, next_at, error, worker)
+    return record_attempts(engine, [attempt])[0]
 
 
 def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:

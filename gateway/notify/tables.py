@@ -1,14 +1,27 @@
 """The notification outbox, on the shared metadata (migration 0002).
 
 One row per (incident, recipient, channel, occasion). A row is committed before it is sent;
-its status then moves pending → sent, or retry … → dead (dead-letter). The first row of a
+its status then moves pending → sent, or retry … → dead (dead-letter). With several workers
+on the database, a row is claimed before it is sent (``claimed_by``, ``claim_until``:
+``gateway.notify.claims``). The first row of a
 recipient carries the acknowledgement deadline (``ack_deadline``); an acknowledgement
 is recorded on all of that recipient's rows for the incident.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    text,
+)
 
 from gateway.storage.tables import BigId, UtcDateTime, metadata
 
@@ -40,7 +53,19 @@ notifications = Table(
     Column("escalated_at", UtcDateTime),
     Column("level", Integer, nullable=False, default=0),  # escalation rung
     Column("payload", JSON, nullable=False),
+    # Who is sending it and until when the claim holds (migration 0012, ``claims``).
+    Column("claimed_by", String(64)),
+    Column("claim_until", UtcDateTime),
     Index("ix_notifications_incident", "incident_id"),
     Index("ix_notifications_due", "status", "next_attempt_at"),
     Index("ix_notifications_deadline", "ack_deadline"),
+)
+
+# Deadlines still counting (migration 0012): what the cluster sweep for passed ones reads.
+OPEN_DEADLINE_WHERE = text("ack_required AND acked_at IS NULL AND escalated_at IS NULL")
+Index(
+    "ix_notifications_open_deadline",
+    notifications.c.ack_deadline,
+    postgresql_where=OPEN_DEADLINE_WHERE,
+    sqlite_where=OPEN_DEADLINE_WHERE,
 )

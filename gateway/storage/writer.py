@@ -452,9 +452,7 @@ class BatchWriter:
         except SQLAlchemyError as exc:  # a checkpoint can always wait for the next one
             log.warning("WAL checkpoint failed: %s", exc.__class__.__name__)
 
-    def _write(
-        self, batch: list[WriteItem], counts: list[MinuteCount] | None = None
-    ) -> set[str]:
+    def _write(self, batch: list[WriteItem], counts: list[MinuteCount] | None = None) -> set[str]:
         """One transaction: the batch's events, quarantine rows and counts (routine lane);
         returns the sites whose lease was lost (cluster mode: their items were refused)."""
         started = time.perf_counter()
