@@ -1,0 +1,97 @@
+"""Rebuild a site's rule state from its stored events (a site taken over from another worker).
+
+The engine keeps windows, sequences, absences, durations and cooldowns in memory. When a
+worker takes a site over, it replays the site's stored events over the *horizon* — the
+longest span any loaded rule looks back, plus the cooldown its signals hold, plus the late
+tolerance — before the site's live traffic starts (docs/cluster.md, "Rule state across a
+handover"):
+
+- a sequence whose first step was stored on the old owner completes on the new one;
+- a signal that fired on the old owner is fired again in the replay, with the same stable
+  signal id (rule, group, anchor), so its group is open again here and its cooldown holds:
+  a later hit in the cooldown is an update of it, not a second signal;
+- replayed events are judged late only as they were on arrival, never against the
+  watermark that other sites' live events have already moved (``Engine.process(rebuild=True)``).
+
+The replay's signals are returned, not delivered: the caller delivers the new ones the incident
+store does not have yet (the old owner died between storing the events and storing the
+incident) and drops the rest. Events this engine has already evaluated are skipped by its
+duplicate filter, so a site that comes back to a worker adds only what it missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.events import Event
+from rules.engine import Engine
+from rules.model import (
+    AbsenceCondition,
+    DurationCondition,
+    Rule,
+    SequenceCondition,
+    ThresholdCondition,
+)
+from rules.ruleset import RuleSet
+from rules.signal import Signal
+
+
+def condition_span_s(rule: Rule) -> float:
+    """How far back one evaluation of the rule's condition looks (0 for ``match``)."""
+    cond = rule.condition
+    if isinstance(cond, ThresholdCondition):
+        return float(cond.window)
+    if isinstance(cond, SequenceCondition):
+        return float(cond.within)
+    if isinstance(cond, AbsenceCondition | DurationCondition):
+        return float(cond.for_)
+    return 0.0
+
+
+def rule_horizon_s(rule: Rule) -> float:
+    """The condition's span plus how long a signal it fires holds its group (the cooldown;
+    a panic: its cancel grace), so replaying that much re-opens the signal as it was."""
+    hold = (rule.cancel.within if rule.cancel else 0.0) if rule.is_panic else rule.effective_cooldown
+    return condition_span_s(rule) + hold
+
+
+def horizon_s(ruleset: RuleSet, late_tolerance_s: float) -> float:
+    """The longest horizon of the enabled rules, plus the late tolerance."""
+    spans = [rule_horizon_s(cr.rule) for cr in ruleset.rules if cr.rule.enabled]
+    return max(spans, default=0.0) + late_tolerance_s
+
+
+@dataclass
+class Replayed:
+    """What a replay did: events evaluated (not skipped as already seen), and the signals
+    it produced, in order, for the caller to sift (module doc)."""
+
+    events: int = 0
+    skipped: int = 0  # already evaluated by this engine
+    signals: list[Signal] = field(default_factory=list)
+
+    def new_signals(self) -> list[Signal]:
+        return [s for s in self.signals if s.kind == "new"]
+
+
+def replay_site(engine: Engine, events: Iterable[Event]) -> Replayed:
+    """Evaluate stored ``events`` (one site's, in arrival order) to rebuild their state.
+
+    Timers are advanced to each event's receipt first, as the live gateway did, so a duration
+    or absence that fired between two events fires between them here too. Advancing to a past
+    time fires nothing of the other sites: their timers due by then fired live already."""
+    out = Replayed()
+    clock: datetime | None = None
+    for event in events:
+        if clock is None or event.received_at > clock:
+            clock = event.received_at
+            out.signals += engine.advance(clock)
+        before = engine.counters.duplicates
+        out.signals += engine.process(event, rebuild=True)
+        if engine.counters.duplicates != before:
+            out.skipped += 1
+        else:
+            out.events += 1
+    return out
