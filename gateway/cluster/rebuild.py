@@ -1,0 +1,191 @@
+"""Rebuild a site's rule state from the database before its live traffic (docs/cluster.md,
+"Rule state across a handover").
+
+``SiteRebuild(db, rules)`` is the ``rebuild`` step of ``SiteSessions.acquire``: it reads the
+site's stored events over the rules' horizon (rules.rebuild.horizon_s, at most
+``max_horizon_s``; only the event types some rule is triggered by; at most ``max_events``,
+the newest), replays them through the running engine (rules.rebuild.replay_site), and
+delivers to the rules' sink the *new* signals whose id the incident store does not hold —
+the old owner stored the events but died before their incident. Signals it holds already
+(the same stable id) and updates are dropped: they were delivered by the old owner.
+
+``HeldSitesSink`` keeps a worker quiet about sites it no longer holds: the absence and
+duration timers of a lost site's groups would otherwise report all its devices silent here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from gateway.events import Event, utcnow
+from gateway.incidents.tables import incident_signals
+from gateway.storage.tables import events as events_table
+from gateway.storage.times import utc
+from rules.rebuild import horizon_s, replay_site
+from rules.service import RulesService
+from rules.signal import Signal
+from rules.sink import SignalSink
+
+log = logging.getLogger(__name__)
+
+MAX_HORIZON_S = 24 * 3600.0  # longer spans (a 30-day absence) are cut here: docs/cluster.md
+MAX_EVENTS = 200_000  # the newest this many events of the horizon are replayed
+_ID_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    site: str
+    since: datetime
+    horizon_s: float
+    read: int  # events read from the database
+    replayed: int  # evaluated (not already seen by this engine)
+    signals: int  # produced by the replay
+    delivered: int  # new signals the incident store did not have
+    truncated: bool  # more than ``max_events`` in the horizon: the oldest were left out
+
+
+def event_of(row: Any) -> Event:
+    """An ``Event`` from a row of the events table."""
+    m = row._mapping
+    return Event.model_validate(
+        {
+            "event_id": m["event_id"],
+            "occurred_at": utc(m["occurred_at"]),
+            "received_at": utc(m["received_at"]),
+            "site": m["site"],
+            "device_id": m["device_id"],
+            "kind": m["kind"],
+            "type": m["type"],
+            "attributes": {**(m["attributes"] or {}), "kind": m["kind"]},
+            "source": m["source"],
+        }
+    )
+
+
+def load_site_events(
+    db: Engine, site: str, since: datetime, types: Iterable[str], limit: int
+) -> tuple[list[Event], bool]:
+    """``site``'s stored events of ``types`` that happened since ``since``, in arrival order;
+    at most ``limit`` (the newest), and whether more were there."""
+    wanted = sorted(set(types))
+    if not wanted:
+        return [], False
+    c = events_table.c
+    stmt = (
+        select(*[col for col in events_table.c if col.name != "raw"])
+        .where(c.site == site, c.occurred_at >= since, c.type.in_(wanted))
+        .order_by(c.received_at.desc(), c.seq.desc())
+        .limit(limit + 1)
+    )
+    with db.connect() as conn:
+        rows = conn.execute(stmt).all()
+    truncated = len(rows) > limit
+    out: list[Event] = []
+    for row in reversed(rows[:limit]):
+        try:
+            out.append(event_of(row))
+        except ValueError:  # a row this version cannot read: skipped, said
+            log.warning("rebuild: stored event %s of %s unreadable, skipped", row.event_id, site)
+    return out, truncated
+
+
+def stored_signal_ids(db: Engine, signal_ids: Sequence[str]) -> set[str]:
+    """The ids among ``signal_ids`` that the incident store holds."""
+    found: set[str] = set()
+    c = incident_signals.c
+    with db.connect() as conn:
+        for i in range(0, len(signal_ids), _ID_CHUNK):
+            chunk = list(signal_ids[i : i + _ID_CHUNK])
+            found.update(conn.execute(select(c.signal_id).where(c.signal_id.in_(chunk))).scalars())
+    return found
+
+
+class SiteRebuild:
+    """``await rebuild(site)``: the site's rule state as the old owner left it (module doc)."""
+
+    def __init__(
+        self,
+        db: Engine,
+        rules: RulesService,
+        *,
+        max_horizon_s: float = MAX_HORIZON_S,
+        max_events: int = MAX_EVENTS,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.rules = rules
+        self.max_horizon_s = max_horizon_s
+        self.max_events = max_events
+        self.clock = clock
+        self.last: dict[str, RebuildReport] = {}
+
+    def horizon_s(self) -> float:
+        engine = self.rules.engine
+        return min(horizon_s(engine.ruleset, engine.settings.late_tolerance_s), self.max_horizon_s)
+
+    async def __call__(self, site: str) -> RebuildReport:
+        engine = self.rules.engine
+        horizon = self.horizon_s()
+        since = self.clock() - timedelta(seconds=horizon)
+        events, truncated = await asyncio.to_thread(
+            load_site_events, self.db, site, since, engine.trigger_types(), self.max_events
+        )
+        if truncated:
+            log.warning("rebuild: site %s has more than %d events in its %.0f s horizon; "
+                        "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip
+        replayed = replay_site(engine, events)  # on the loop: the engine is not thread-safe
+        fresh = replayed.new_signals()
+        known = await asyncio.to_thread(
+            stored_signal_ids, self.db, [s.signal_id for s in fresh]
+        )
+        missing = [s for s in fresh if s.signal_id not in known]
+        for signal in missing:
+            log.warning("rebuild: site %s signal %s was not stored by its old owner; raising it",
+                        site, signal.signal_id)  # fmt: skip
+            await self.rules.sink.emit(signal)
+        report = RebuildReport(
+            site,
+            since,
+            horizon,
+            len(events),
+            replayed.events,
+            len(replayed.signals),
+            len(missing),
+            truncated,
+        )
+        self.last[site] = report
+        log.info("rebuild: site %s: %d events over %.0f s replayed, %d signals, %d raised",
+                 site, replayed.events, horizon, len(replayed.signals), len(missing))  # fmt: skip
+        return report
+
+
+class HeldSitesSink:
+    """Passes every signal on, except a timer rule's (absence, duration) for a site this
+    worker does not hold: its groups there are stale (module doc). Event-driven signals —
+    a panic heard by a push receiver here, whatever the site — always pass."""
+
+    def __init__(self, inner: SignalSink, rules: RulesService, holds: Callable[[str], bool]):
+        self.inner = inner
+        self.rules = rules
+        self.holds = holds
+        self.dropped = 0
+
+    async def emit(self, signal: Signal) -> None:
+        if signal.site is not None and not self.holds(signal.site) and self._timer(signal):
+            self.dropped += 1
+            return
+        await self.inner.emit(signal)
+
+    def _timer(self, signal: Signal) -> bool:
+        for rule in self.rules.engine.ruleset.rules:
+            if rule.id == signal.rule_id:
+                return rule.rule.condition.type in ("absence", "duration")
+        return False

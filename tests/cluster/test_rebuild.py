@@ -1,0 +1,225 @@
+"""Rule state across a handover (issue 16 part 3): a site's new owner rebuilds its windows,
+sequences and cooldowns from the stored events before live traffic. Two ``RulesService``s on
+one database stand for the dead worker and the new owner; the incident store is real."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from gateway.cluster.rebuild import SiteRebuild, load_site_events
+from gateway.events import Event
+from gateway.incidents.runtime import IncidentsRuntime
+from gateway.incidents.tables import incident_signals, incidents
+from gateway.storage import tables
+from gateway.storage.db import make_engine, migrate
+from gateway.storage.writer import event_row
+from rules.service import RulesService
+from rules.signal import Signal
+from tests.conftest import postgres_database
+from tests.incidents.helpers import T0, FakeClock, runtime
+
+SITE = "demo-compound"  # in the registry the incident store routes with
+OTHER = "other-compound"
+RULES = """
+rules:
+  - id: breach
+    severity: P2
+    category: intrusion
+    title: {zh: "周界入侵后门被强开", en: "Intrusion then a forced door"}
+    cooldown: 10m
+    condition:
+      type: sequence
+      steps:
+        - {kind: perimeter, type: intrusion}
+        - {kind: access, type: door_forced_open}
+      within: 2m
+      group_by: [site]
+"""
+_ids = itertools.count()
+
+
+def ev(type_: str, t: float, site: str = SITE) -> Event:
+    kind = "perimeter" if type_ in ("intrusion", "motion") else "access"
+    when = T0 + timedelta(seconds=t)
+    return Event.model_validate(
+        {
+            "event_id": f"ev-{next(_ids)}",
+            "occurred_at": when,
+            "received_at": when,
+            "site": site,
+            "device_id": "cam-west" if kind == "perimeter" else "door-b1u1",
+            "kind": kind,
+            "type": type_,
+        }
+    )
+
+
+class Recording:
+    """The incident store's sink, recording what reaches it."""
+
+    def __init__(self, inner: IncidentsRuntime) -> None:
+        self.inner = inner
+        self.signals: list[Signal] = []
+
+    async def emit(self, signal: Signal) -> None:
+        self.signals.append(signal)
+        await self.inner.emit(signal)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with ExitStack() as stack:
+        url = (
+            stack.enter_context(postgres_database())
+            if request.param == "postgres"
+            else f"sqlite:///{tmp_path / 'shared.db'}"
+        )
+        engine = make_engine(url)
+        migrate(engine)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+async def store(db: Engine, tmp_path: Path) -> AsyncIterator[IncidentsRuntime]:
+    rt = runtime(tmp_path, FakeClock(T0), engine=db)
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+def rule_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "rules"
+    d.mkdir()
+    (d / "breach.yaml").write_text(RULES, encoding="utf-8")
+    return d
+
+
+class Clock:
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
+
+
+def worker(rule_dir: Path, sink: Any, clock: Clock) -> RulesService:
+    return RulesService(rule_dir, clock=clock, sink=sink, watch_every_s=0)
+
+
+def stored(db: Engine, *events: Event) -> None:
+    with db.begin() as conn:
+        conn.execute(insert(tables.events), [event_row(e) for e in events])
+
+
+def incident_count(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(incidents)).scalar_one())
+
+
+async def live(service: RulesService, db: Engine, event: Event) -> list[Signal]:
+    stored(db, event)  # the writer commits before the rules hear it, or about then
+    return await service.handle(event)
+
+
+async def test_a_sequence_begun_on_the_dead_worker_fires_once_on_the_new_owner(
+    db: Engine, store: IncidentsRuntime, rule_dir: Path
+) -> None:
+    clock = Clock()
+    sink = Recording(store)
+    dead = worker(rule_dir, sink, clock)
+    assert await live(dead, db, ev("intrusion", 0)) == []  # step 1, then the worker dies
+
+    new = worker(rule_dir, sink, clock)
+    # other sites' live traffic has moved the new owner's watermark past step 1 already
+    clock.t = 60
+    await live(new, db, ev("motion", 60, site=OTHER))
+    report = await SiteRebuild(db, new, clock=clock)(SITE)
+    assert (report.read, report.replayed, report.delivered) == (1, 1, 0)
+
+    clock.t = 70
+    [signal] = await live(new, db, ev("door_forced_open", 70))  # step 2, live
+    assert signal.kind == "new" and [e.type for e in signal.events] == [
+        "intrusion",
+        "door_forced_open",
+    ]
+    assert [s.signal_id for s in sink.signals] == [signal.signal_id]
+    assert incident_count(db) == 1
+
+
+async def test_a_cooldown_begun_on_the_dead_worker_still_holds(
+    db: Engine, store: IncidentsRuntime, rule_dir: Path
+) -> None:
+    clock = Clock()
+    sink = Recording(store)
+    dead = worker(rule_dir, sink, clock)
+    await live(dead, db, ev("intrusion", 0))
+    [first] = await live(dead, db, ev("door_forced_open", 30))
+    assert first.kind == "new" and incident_count(db) == 1
+
+    clock.t = 120
+    new = worker(rule_dir, sink, clock)
+    report = await SiteRebuild(db, new, clock=clock)(SITE)
+    assert report.replayed == 2 and report.signals == 1  # fired again, in the replay only
+    assert report.delivered == 0  # the incident store has it
+
+    clock.t = 200  # a second breach, inside the 10-minute cooldown
+    await live(new, db, ev("intrusion", 190))
+    [again] = await live(new, db, ev("door_forced_open", 200))
+    assert again.kind == "update" and again.signal_id == first.signal_id
+    assert [s.kind for s in sink.signals] == ["new", "update"]
+    assert incident_count(db) == 1
+
+
+async def test_a_signal_the_dead_worker_never_stored_is_raised_by_the_rebuild(
+    db: Engine, store: IncidentsRuntime, rule_dir: Path
+) -> None:
+    """Both steps were stored, then the worker died before the incident was."""
+    stored(db, ev("intrusion", 0), ev("door_forced_open", 30))
+    clock = Clock(40)
+    sink = Recording(store)
+    report = await SiteRebuild(db, worker(rule_dir, sink, clock), clock=clock)(SITE)
+    assert report.delivered == 1
+    assert [s.kind for s in sink.signals] == ["new"] and incident_count(db) == 1
+    with db.connect() as conn:
+        ids = conn.execute(select(incident_signals.c.signal_id)).scalars().all()
+    assert ids == [sink.signals[0].signal_id]
+    # the same rebuild again (another handover): nothing new, no second incident
+    report = await SiteRebuild(db, worker(rule_dir, sink, clock), clock=clock)(SITE)
+    assert (report.signals, report.delivered) == (1, 0) and incident_count(db) == 1
+
+
+async def test_the_replay_reads_only_the_horizon_the_site_and_the_rules_types(
+    db: Engine, rule_dir: Path
+) -> None:
+    old = ev("intrusion", -1000)  # horizon: 2 m within + 10 m cooldown + 30 s tolerance
+    edge = ev("intrusion", -749)
+    other_site = ev("intrusion", -10, site=OTHER)
+    unused_type = ev("motion", -5)  # no rule is triggered by it
+    fresh = ev("door_forced_open", -1)
+    stored(db, old, edge, other_site, unused_type, fresh)
+    service = worker(rule_dir, None, Clock())
+    rebuild = SiteRebuild(db, service, clock=Clock())
+    assert rebuild.horizon_s() == 120 + 600 + 30
+    report = await rebuild(SITE)
+    assert report.read == 2 and report.since == T0 - timedelta(seconds=750)
+    events, truncated = load_site_events(
+        db, SITE, T0 - timedelta(seconds=750), service.engine.trigger_types(), limit=1
+    )
+    assert [e.event_id for e in events] == [fresh.event_id] and truncated  # the newest kept
+
+
+async def test_a_long_horizon_is_capped(db: Engine, rule_dir: Path) -> None:
+    service = worker(rule_dir, None, Clock())
+    assert SiteRebuild(db, service, max_horizon_s=60).horizon_s() == 60
