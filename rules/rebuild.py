@@ -53,7 +53,9 @@ def condition_span_s(rule: Rule) -> float:
 def rule_horizon_s(rule: Rule) -> float:
     """The condition's span plus how long a signal it fires holds its group (the cooldown;
     a panic: its cancel grace), so replaying that much re-opens the signal as it was."""
-    hold = (rule.cancel.within if rule.cancel else 0.0) if rule.is_panic else rule.effective_cooldown
+    hold = (
+        (rule.cancel.within if rule.cancel else 0.0) if rule.is_panic else rule.effective_cooldown
+    )
     return condition_span_s(rule) + hold
 
 

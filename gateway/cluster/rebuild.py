@@ -143,9 +143,7 @@ class SiteRebuild:
                         "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip
         replayed = replay_site(engine, events)  # on the loop: the engine is not thread-safe
         fresh = replayed.new_signals()
-        known = await asyncio.to_thread(
-            stored_signal_ids, self.db, [s.signal_id for s in fresh]
-        )
+        known = await asyncio.to_thread(stored_signal_ids, self.db, [s.signal_id for s in fresh])
         missing = [s for s in fresh if s.signal_id not in known]
         for signal in missing:
             log.warning("rebuild: site %s signal %s was not stored by its old owner; raising it",

@@ -6,7 +6,8 @@ A topic belongs to a site when it says so (docs/cluster.md, "Per-site MQTT sessi
   subscribes with the site filled in (``lianfang/A/+/event``);
 - a pattern with a ``{device}`` level but no ``{site}`` (``zigbee2mqtt/{device}``,
   ``hikvision/{device}/event``): the site's session subscribes to each of the site's
-  registered devices (``zigbee2mqtt/door-1``), since the device id names its site;
+  registered devices (``zigbee2mqtt/door-1``), since the device id names its site — with the
+  patterns of the device's ``profile`` only, when its registry entry names one;
 - anything else (``frigate/events``, a Python adapter's filters) carries no site.
 
 The *site-less* session (``SITELESS``, owned like a site by one worker) subscribes to every
@@ -63,12 +64,12 @@ def _names(pattern: TopicPattern) -> set[str]:
 @dataclass(frozen=True)
 class _Split:
     by_site: tuple[TopicPattern, ...]  # carry {site}
-    by_device: tuple[TopicPattern, ...]  # carry {device}, no {site}
+    by_device: tuple[tuple[str, TopicPattern], ...]  # (adapter name, pattern): {device}, no {site}
 
 
 def _split(adapters: Sequence[Adapter]) -> _Split:
     by_site: list[TopicPattern] = []
-    by_device: list[TopicPattern] = []
+    by_device: list[tuple[str, TopicPattern]] = []
     for adapter in adapters:
         patterns = getattr(adapter, "topic_patterns", None)
         if patterns is None:
@@ -78,7 +79,7 @@ def _split(adapters: Sequence[Adapter]) -> _Split:
             if "site" in names:
                 by_site.append(p)
             elif "device" in names:
-                by_device.append(p)
+                by_device.append((adapter.name, p))
     return _Split(tuple(by_site), tuple(by_device))
 
 
@@ -103,10 +104,12 @@ class SiteTopics:
             if f not in out:
                 out.append(f)
         config = self.registry.sites.get(site)
-        devices = [d.id for d in config.devices] if config is not None else []
-        for p in self._split.by_device:
-            for device in devices:
-                f = fill(p.pattern, {"device": device})
+        devices = config.devices if config is not None else []
+        for device in devices:
+            for name, p in self._split.by_device:
+                if device.profile is not None and device.profile != name:
+                    continue
+                f = fill(p.pattern, {"device": device.id})
                 if f not in out:
                     out.append(f)
         return out
@@ -117,12 +120,12 @@ class SiteTopics:
             found = p.match(topic)
             if found is not None and found.get("site") in self.registry.sites:
                 return found["site"]
-        for p in self._split.by_device:
+        for name, p in self._split.by_device:
             found = p.match(topic)
             if found is not None:
                 entry = self.registry.device(found.get("device", ""))
-                if entry is not None:
-                    return entry[0].id
+                if entry is not None and entry[1].profile in (None, name):
+                    return entry[0].id  # exactly what ``filters`` subscribes the site to
         return None
 
     def siteless_accepts(self, topic: str) -> bool:
