@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
@@ -55,6 +55,9 @@ from gateway.storage.registry import (
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 from rules.signal import Signal
+
+if TYPE_CHECKING:
+    from gateway.cluster.site_sessions import SiteSessions
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +189,9 @@ class Gateway:
             interval_s=config.retention.interval_minutes * 60,
         )
         self.reloader = ConfigReloader(self)
+        # Cluster mode: one MQTT session per owned site instead of ``consumer``
+        # (gateway.cluster.wiring.use_site_sessions sets it before ``start``).
+        self.sessions: SiteSessions | None = None
         self._lock = SingleConsumerLock(consumer_lock_path(config.data_dir, config.mqtt.client_id))
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
@@ -205,7 +211,8 @@ class Gateway:
         self._housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._lock.acquire()
+        if self.sessions is None:  # a cluster's sessions are kept apart by the site leases
+            self._lock.acquire()
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
         await self._load_console_devices()
@@ -221,7 +228,8 @@ class Gateway:
             await self.sia.start()
         if self.gb28181 is not None:
             await self.gb28181.start()
-        self.consumer.start()
+        if self.sessions is None:  # else each site's session starts when its lease is won
+            self.consumer.start()
         await self.reloader.start()
         log.info(
             "gateway started: %d sites, %d devices, %d adapters, broker %s:%s",
@@ -300,6 +308,8 @@ class Gateway:
 
     def device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)
+        if self.sessions is not None:  # a device's own topics follow it to its site's session
+            self.sessions.update_subscriptions()
         for receiver in (self.gat1400, self.isapi):
             if receiver is not None:
                 receiver.intake.forget_device(device_id)
@@ -385,6 +395,8 @@ class Gateway:
         self.store_events(events)
 
     async def wait_subscribed(self, within_s: float = 30.0) -> bool:
+        if self.sessions is not None:
+            return True  # each site's session subscribes when its lease is won
         return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)
 
     async def stop(self) -> None:
@@ -399,7 +411,10 @@ class Gateway:
             await self.sia.stop()
         if self.gb28181 is not None:
             await self.gb28181.stop()
-        await asyncio.to_thread(self.consumer.stop)
+        if self.sessions is not None:
+            await self.sessions.stop()
+        else:
+            await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         await self.rules.stop()
         await self.incidents.stop()
@@ -417,6 +432,7 @@ class Gateway:
             pipeline=PipelineHealth(
                 rules_backlog=self.rules.backlog,
                 signals_pending=self.incidents.service.signals.pending,
-                panic_acks_held=len(self.ack_gate),
+                panic_acks_held=len(self.ack_gate)
+                + (0 if self.sessions is None else len(self.sessions.gates)),
             ),
         )

@@ -117,10 +117,16 @@ class SiteSessions:
     def status(self) -> dict[str, BrokerStatus]:
         return {site: c.status for site, c in self._sessions.items()}
 
-    def update_subscriptions(self) -> None:
-        """The adapters or the registry changed: every session subscribes anew."""
+    def update_subscriptions(self) -> tuple[list[str], list[str]]:
+        """The adapters or the registry changed: every session subscribes anew. Returns the
+        filters added and removed, over all sessions."""
+        added: list[str] = []
+        removed: list[str] = []
         for consumer in self._sessions.values():
-            consumer.update_subscriptions()
+            plus, minus = consumer.update_subscriptions()
+            added += plus
+            removed += minus
+        return added, removed
 
     # -- ownership listeners ---------------------------------------------------------------
     async def acquire(self, site: str, token: int = 0) -> None:

@@ -20,7 +20,7 @@ site session takes reach it too; it acknowledges them unread (``SiteTopics.sitel
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from device_adapters.base import Adapter
@@ -67,7 +67,7 @@ class _Split:
     by_device: tuple[tuple[str, TopicPattern], ...]  # (adapter name, pattern): {device}, no {site}
 
 
-def _split(adapters: Sequence[Adapter]) -> _Split:
+def _split_patterns(adapters: Sequence[Adapter]) -> _Split:
     by_site: list[TopicPattern] = []
     by_device: list[tuple[str, TopicPattern]] = []
     for adapter in adapters:
@@ -84,13 +84,32 @@ def _split(adapters: Sequence[Adapter]) -> _Split:
 
 
 class SiteTopics:
-    """The filters of each session, from the adapters and the registry as they are now
-    (both can change at run time: ask again after a reload)."""
+    """The filters of each session, from the adapters and the registry as they are now:
+    both are read through the callables at every question (profiles and sites are reloaded
+    at run time; sessions then subscribe anew: ``SiteSessions.update_subscriptions``)."""
 
-    def __init__(self, adapters: Sequence[Adapter], registry: SiteRegistry) -> None:
-        self.adapters = list(adapters)
-        self.registry = registry
-        self._split = _split(self.adapters)
+    def __init__(
+        self, adapters: Callable[[], Sequence[Adapter]], registry: Callable[[], SiteRegistry]
+    ) -> None:
+        self._adapters = adapters
+        self._registry = registry
+        self._cached: tuple[Sequence[Adapter], _Split] | None = None
+
+    @property
+    def adapters(self) -> Sequence[Adapter]:
+        return self._adapters()
+
+    @property
+    def registry(self) -> SiteRegistry:
+        return self._registry()
+
+    @property
+    def _patterns(self) -> _Split:
+        adapters = self._adapters()
+        cached = self._cached
+        if cached is None or cached[0] is not adapters:
+            cached = self._cached = (adapters, _split_patterns(adapters))
+        return cached[1]
 
     def filters(self, site: str) -> list[str]:
         """What ``site``'s session subscribes to (the site-less session: every filter)."""
@@ -99,14 +118,15 @@ class SiteTopics:
             for adapter in self.adapters:
                 out.extend(s for s in adapter.subscriptions() if s not in out)
             return out
-        for p in self._split.by_site:
+        split = self._patterns
+        for p in split.by_site:
             f = fill(p.pattern, {"site": site})
             if f not in out:
                 out.append(f)
         config = self.registry.sites.get(site)
         devices = config.devices if config is not None else []
         for device in devices:
-            for name, p in self._split.by_device:
+            for name, p in split.by_device:
                 if device.profile is not None and device.profile != name:
                     continue
                 f = fill(p.pattern, {"device": device.id})
@@ -116,11 +136,11 @@ class SiteTopics:
 
     def site_of(self, topic: str) -> str | None:
         """The registered site whose session takes ``topic``, or None (the site-less one)."""
-        for p in self._split.by_site:
+        for p in self._patterns.by_site:
             found = p.match(topic)
             if found is not None and found.get("site") in self.registry.sites:
                 return found["site"]
-        for name, p in self._split.by_device:
+        for name, p in self._patterns.by_device:
             found = p.match(topic)
             if found is not None:
                 entry = self.registry.device(found.get("device", ""))

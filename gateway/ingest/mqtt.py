@@ -202,8 +202,8 @@ class MqttConsumer:
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff on its own."""
         self._accepting.set()
-        log.info("MQTT: %s connecting to %s:%s", self.client_id, self.config.host,
-                 self.config.port)  # fmt: skip
+        log.info("MQTT: connecting to %s:%s as %s", self.config.host, self.config.port,
+                 self.client_id)  # fmt: skip
         properties = None
         if self.protocol == "v5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

@@ -74,7 +74,8 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
 
 @pytest.fixture(scope="module")
 def topics() -> SiteTopics:
-    return SiteTopics(load_adapters(CONFIG / "profiles"), REGISTRY)
+    adapters = load_adapters(CONFIG / "profiles")
+    return SiteTopics(lambda: adapters, lambda: REGISTRY)
 
 
 def test_a_site_session_takes_its_site_and_its_devices_topics(topics: SiteTopics) -> None:
@@ -123,7 +124,7 @@ class Rig:
             Normaliser(adapters, REGISTRY, IngestConfig()),
             self.writer,
             self.bus,
-            SiteTopics(adapters, REGISTRY),
+            SiteTopics(lambda: adapters, lambda: REGISTRY),
             session_expiry_s=3600,
             release_drain_s=0.2,
         )
