@@ -74,6 +74,11 @@ class Replayed:
     skipped: int = 0  # already evaluated by this engine
     signals: list[Signal] = field(default_factory=list)
 
+    def add(self, other: Replayed) -> None:
+        self.events += other.events
+        self.skipped += other.skipped
+        self.signals += other.signals
+
     def new_signals(self) -> list[Signal]:
         return [s for s in self.signals if s.kind == "new"]
 

@@ -28,7 +28,7 @@ from gateway.events import Event, utcnow
 from gateway.incidents.tables import incident_signals
 from gateway.storage.tables import events as events_table
 from gateway.storage.times import utc
-from rules.rebuild import horizon_s, replay_site
+from rules.rebuild import Replayed, horizon_s, replay_site
 from rules.service import RulesService
 from rules.signal import Signal
 from rules.sink import SignalSink
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_HORIZON_S = 24 * 3600.0  # longer spans (a 30-day absence) are cut here: docs/cluster.md
 MAX_EVENTS = 200_000  # the newest this many events of the horizon are replayed
 _ID_CHUNK = 500
+REPLAY_CHUNK = 2000  # events replayed between two turns of the event loop
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,13 @@ class SiteRebuild:
         if truncated:
             log.warning("rebuild: site %s has more than %d events in its %.0f s horizon; "
                         "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip
-        replayed = replay_site(engine, events)  # on the loop: the engine is not thread-safe
+        # On the loop (the engine is not thread-safe), letting other sites' traffic through
+        # between chunks: the watermark is not touched, and this site's timers cannot
+        # report anything before it is held here (HeldSitesSink).
+        replayed = Replayed()
+        for start in range(0, len(events), REPLAY_CHUNK):
+            replayed.add(replay_site(engine, events[start : start + REPLAY_CHUNK]))
+            await asyncio.sleep(0)
         fresh = replayed.new_signals()
         known = await asyncio.to_thread(stored_signal_ids, self.db, [s.signal_id for s in fresh])
         missing = [s for s in fresh if s.signal_id not in known]

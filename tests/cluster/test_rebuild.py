@@ -4,6 +4,7 @@ one database stand for the dead worker and the new owner; the incident store is 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ from gateway.incidents.tables import incident_signals, incidents
 from gateway.storage import tables
 from gateway.storage.db import make_engine, migrate
 from gateway.storage.writer import event_row
+from rules.rebuild import replay_site
 from rules.service import RulesService
 from rules.signal import Signal
 from tests.conftest import postgres_database
@@ -223,3 +225,36 @@ async def test_the_replay_reads_only_the_horizon_the_site_and_the_rules_types(
 async def test_a_long_horizon_is_capped(db: Engine, rule_dir: Path) -> None:
     service = worker(rule_dir, None, Clock())
     assert SiteRebuild(db, service, max_horizon_s=60).horizon_s() == 60
+
+
+async def test_the_replay_lets_the_loop_run_between_chunks(
+    db: Engine, store: IncidentsRuntime, rule_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.cluster import rebuild as module
+
+    monkeypatch.setattr(module, "REPLAY_CHUNK", 1)
+    turns = 0
+    seen_at: list[int] = []  # the loop's turn count at each chunk
+
+    def replay(engine: Any, events: Any) -> Any:
+        seen_at.append(turns)
+        return replay_site(engine, events)
+
+    monkeypatch.setattr(module, "replay_site", replay)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    stored(db, ev("intrusion", 0), ev("door_forced_open", 30))
+    clock = Clock(40)
+    sink = Recording(store)
+    counter = asyncio.create_task(count_turns())
+    try:
+        report = await SiteRebuild(db, worker(rule_dir, sink, clock), clock=clock)(SITE)
+    finally:
+        counter.cancel()
+    assert (report.replayed, report.signals, report.delivered) == (2, 1, 1)
+    assert len(seen_at) == 2 and seen_at[1] > seen_at[0]  # other tasks ran between chunks
