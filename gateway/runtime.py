@@ -425,7 +425,9 @@ class Gateway:
         """Cheap snapshot for /api/health; the route adds its own database check."""
         return HealthReport(
             version=__version__,
-            broker=BrokerHealth.from_status(self.consumer.status),
+            broker=BrokerHealth.from_status(
+                self.consumer.status if self.sessions is None else self.sessions.broker_status()
+            ),
             ingest=IngestHealth.from_stats(self.normaliser.stats),
             writer=WriterHealth.from_writer(self.writer),
             lag_ms=round(self.writer.lag_s() * 1000, 1),

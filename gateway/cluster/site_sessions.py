@@ -117,6 +117,22 @@ class SiteSessions:
     def status(self) -> dict[str, BrokerStatus]:
         return {site: c.status for site, c in self._sessions.items()}
 
+    def broker_status(self) -> BrokerStatus:
+        """The sessions' broker status as one (``/api/health``): connected when every
+        session is (vacuously so when this worker owns no site yet), the connects counted
+        so that only reconnects show as such, the first error any session has."""
+        sessions = list(self._sessions.values())
+        statuses = [c.status for c in sessions]
+        return BrokerStatus(
+            connected=all(st.connected for st in statuses),
+            host=self.config.host,
+            port=self.config.port,
+            connects=sum(st.connects for st in statuses) - max(len(statuses) - 1, 0),
+            disconnects=sum(st.disconnects for st in statuses),
+            last_error=next((st.last_error for st in statuses if st.last_error), None),
+            last_change=max((st.last_change or 0.0 for st in statuses), default=None) or None,
+        )
+
     def update_subscriptions(self) -> tuple[list[str], list[str]]:
         """The adapters or the registry changed: every session subscribes anew. Returns the
         filters added and removed, over all sessions."""

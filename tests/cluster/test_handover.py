@@ -158,6 +158,8 @@ async def test_a_sequence_begun_on_one_worker_fires_once_on_the_next(
     try:
         await second_sites.grant(SITE, 2)  # rebuilds from step 1, then resumes the session
         assert sessions.holds(SITE)
+        health = second.health().broker  # the site sessions', not the unstarted consumer's
+        assert health.connected and health.reconnects == 0
         await until(second, stored_events, 2, "step 2 resumed from the broker and stored")
         await until(second, opened, 1, "the sequence's incident")
         while second.rules.backlog:  # noqa: ASYNC110 (nothing to wait on but the count)
