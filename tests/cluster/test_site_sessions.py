@@ -237,3 +237,38 @@ async def test_committed_messages_are_not_redelivered(
     await until(lambda: len(second.events) == 1, "the next message on the bus")
     # the broker resends what it kept before anything new: the first heard is the new one
     assert [e.event_id for e in second.events] == ["lianfang:door-b1:3"]
+
+
+async def test_the_siteless_session_leaves_a_sites_messages_to_it(
+    mosquitto: MosquittoBroker, db: Engine, rigs: list[Rig]
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    rig = Rig(mosquitto, db, prefix, commit=True)
+    rigs.append(rig)
+    topics = rig.sessions.topics
+    judged: list[str] = []  # topics the site-less session was handed
+
+    def accepts(topic: str) -> bool:
+        judged.append(topic)
+        return SiteTopics.siteless_accepts(topics, topic)
+
+    topics.siteless_accepts = accepts  # type: ignore[method-assign]
+    await rig.sessions.acquire("site-a", 1)  # site-a's queue exists from now on
+    await rig.sessions.release("site-a")
+    await rig.sessions.acquire(SITELESS, 1)
+    items = [message("site-a", "door-a1", 1), message("site-x", "door-x1", 1)]
+    await asyncio.to_thread(publish, mosquitto, items)
+    normaliser = rig.sessions.normaliser
+    # the unknown site's message is read (an unknown device: quarantined; its panic would be
+    # raised), site-a's acknowledged unread
+    await until(lambda: normaliser.stats.messages == 1, "the unknown site's message read")
+    await rig.sessions.release(SITELESS)
+    assert rig.events == [] and sum(normaliser.stats.rejected.values()) == 1
+
+    await rig.sessions.acquire("site-a", 2)  # left to its own session
+    await until(lambda: stored(db, "site-a") == 1, "site-a's message stored by its session")
+    await rig.sessions.acquire(SITELESS, 2)
+    await asyncio.to_thread(publish, mosquitto, [message("site-x", "door-x1", 2)])
+    await until(lambda: normaliser.stats.messages == 3, "the next unknown-site message")
+    # nothing the site-less session had was redelivered: both were acknowledged
+    assert judged == [items[0][0], items[1][0], items[1][0]]
