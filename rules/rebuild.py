@@ -59,10 +59,36 @@ def rule_horizon_s(rule: Rule) -> float:
     return condition_span_s(rule) + hold
 
 
+def by_last_event(rule: Rule) -> bool:
+    """An absence rule grouped by the device or what the registry says of it (not by an
+    event attribute): its state is each group's last event, so a device's last event
+    rebuilds it, however long ago (``absence_horizon_s``)."""
+    cond = rule.condition
+    return isinstance(cond, AbsenceCondition) and not any(
+        g.startswith("attributes.") for g in cond.group_by
+    )
+
+
 def horizon_s(ruleset: RuleSet, late_tolerance_s: float) -> float:
-    """The longest horizon of the enabled rules, plus the late tolerance."""
-    spans = [rule_horizon_s(cr.rule) for cr in ruleset.rules if cr.rule.enabled]
+    """The longest horizon of the enabled rules but those rebuilt from each device's last
+    event (``by_last_event``), plus the late tolerance: every event this recent is replayed."""
+    spans = [
+        rule_horizon_s(cr.rule)
+        for cr in ruleset.rules
+        if cr.rule.enabled and not by_last_event(cr.rule)
+    ]
     return max(spans, default=0.0) + late_tolerance_s
+
+
+def absence_horizon_s(ruleset: RuleSet, late_tolerance_s: float) -> float:
+    """How far back a device's last event still matters to the ``by_last_event`` rules
+    (0 when there are none): their ``for`` and cooldown, plus the late tolerance."""
+    spans = [
+        rule_horizon_s(cr.rule)
+        for cr in ruleset.rules
+        if cr.rule.enabled and by_last_event(cr.rule)
+    ]
+    return max(spans) + late_tolerance_s if spans else 0.0
 
 
 @dataclass

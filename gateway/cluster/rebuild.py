@@ -4,7 +4,10 @@
 ``SiteRebuild(db, rules)`` is the ``rebuild`` step of ``SiteSessions.acquire``: it reads the
 site's stored events over the rules' horizon (rules.rebuild.horizon_s, at most
 ``max_horizon_s``; only the event types some rule is triggered by; at most ``max_events``,
-the newest), replays them through the running engine (rules.rebuild.replay_site), and
+the newest), and before them each device's last event over the absence rules' longer horizon
+(rules.rebuild.absence_horizon_s, at most ``max_absence_horizon_s``: a 26-hour ``for`` needs
+when each device was last heard, not a day of its events), replays them through the running
+engine (rules.rebuild.replay_site), and
 delivers to the rules' sink the *new* signals whose id the incident store does not hold —
 the old owner stored the events but died before their incident. Signals it holds already
 (the same stable id) and updates are dropped: they were delivered by the old owner.
@@ -22,20 +25,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from gateway.events import Event, utcnow
 from gateway.incidents.tables import incident_signals
 from gateway.storage.tables import events as events_table
 from gateway.storage.times import utc
-from rules.rebuild import Replayed, horizon_s, replay_site
+from rules.rebuild import Replayed, absence_horizon_s, horizon_s, replay_site
 from rules.service import RulesService
 from rules.signal import Signal
 from rules.sink import SignalSink
 
 log = logging.getLogger(__name__)
 
-MAX_HORIZON_S = 24 * 3600.0  # longer spans (a 30-day absence) are cut here: docs/cluster.md
+MAX_HORIZON_S = 24 * 3600.0  # longer spans are cut here: docs/cluster.md
+MAX_ABSENCE_HORIZON_S = 7 * 24 * 3600.0  # one row per device: longer is affordable
 MAX_EVENTS = 200_000  # the newest this many events of the horizon are replayed
 _ID_CHUNK = 500
 REPLAY_CHUNK = 2000  # events replayed between two turns of the event loop
@@ -46,7 +50,8 @@ class RebuildReport:
     site: str
     since: datetime
     horizon_s: float
-    read: int  # events read from the database
+    read: int  # events read from the database (the last ones of devices included)
+    last_heard: int  # devices' last events from before the horizon (absence rules)
     replayed: int  # evaluated (not already seen by this engine)
     signals: int  # produced by the replay
     delivered: int  # new signals the incident store did not have
@@ -98,6 +103,33 @@ def load_site_events(
     return out, truncated
 
 
+def load_last_events(
+    db: Engine, site: str, since: datetime, until: datetime, types: Iterable[str]
+) -> list[Event]:
+    """Each device's last event of ``types`` at ``site`` between ``since`` and ``until``,
+    in arrival order."""
+    wanted = sorted(set(types))
+    if not wanted or since >= until:
+        return []
+    c = events_table.c
+    window = (c.site == site, c.occurred_at >= since, c.occurred_at < until, c.type.in_(wanted))
+    last = select(func.max(c.seq)).where(*window).group_by(c.device_id).scalar_subquery()
+    stmt = (
+        select(*[col for col in events_table.c if col.name != "raw"])
+        .where(*window, c.seq.in_(last))
+        .order_by(c.received_at, c.seq)
+    )
+    with db.connect() as conn:
+        rows = conn.execute(stmt).all()
+    out: list[Event] = []
+    for row in rows:
+        try:
+            out.append(event_of(row))
+        except ValueError:
+            log.warning("rebuild: stored event %s of %s unreadable, skipped", row.event_id, site)
+    return out
+
+
 def stored_signal_ids(db: Engine, signal_ids: Sequence[str]) -> set[str]:
     """The ids among ``signal_ids`` that the incident store holds."""
     found: set[str] = set()
@@ -118,12 +150,14 @@ class SiteRebuild:
         rules: RulesService,
         *,
         max_horizon_s: float = MAX_HORIZON_S,
+        max_absence_horizon_s: float = MAX_ABSENCE_HORIZON_S,
         max_events: int = MAX_EVENTS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.rules = rules
         self.max_horizon_s = max_horizon_s
+        self.max_absence_horizon_s = max_absence_horizon_s
         self.max_events = max_events
         self.clock = clock
         self.last: dict[str, RebuildReport] = {}
@@ -132,13 +166,25 @@ class SiteRebuild:
         engine = self.rules.engine
         return min(horizon_s(engine.ruleset, engine.settings.late_tolerance_s), self.max_horizon_s)
 
+    def absence_horizon_s(self) -> float:
+        engine = self.rules.engine
+        tolerance = engine.settings.late_tolerance_s
+        return min(absence_horizon_s(engine.ruleset, tolerance), self.max_absence_horizon_s)
+
     async def __call__(self, site: str) -> RebuildReport:
         engine = self.rules.engine
         horizon = self.horizon_s()
-        since = self.clock() - timedelta(seconds=horizon)
+        now = self.clock()
+        since = now - timedelta(seconds=horizon)
+        types = engine.trigger_types()
         events, truncated = await asyncio.to_thread(
-            load_site_events, self.db, site, since, engine.trigger_types(), self.max_events
+            load_site_events, self.db, site, since, types, self.max_events
         )
+        heard_since = now - timedelta(seconds=self.absence_horizon_s())
+        if truncated:  # the replay starts at its oldest event: last events up to there
+            since = events[0].occurred_at if events else since
+        last = await asyncio.to_thread(load_last_events, self.db, site, heard_since, since, types)
+        events = last + events
         if truncated:
             log.warning("rebuild: site %s has more than %d events in its %.0f s horizon; "
                         "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip
@@ -161,6 +207,7 @@ class SiteRebuild:
             since,
             horizon,
             len(events),
+            len(last),
             replayed.events,
             len(replayed.signals),
             len(missing),

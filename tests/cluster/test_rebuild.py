@@ -258,3 +258,36 @@ async def test_the_replay_lets_the_loop_run_between_chunks(
         counter.cancel()
     assert (report.replayed, report.signals, report.delivered) == (2, 1, 1)
     assert len(seen_at) == 2 and seen_at[1] > seen_at[0]  # other tasks ran between chunks
+
+
+OFFLINE = """
+  - id: offline
+    severity: P3
+    category: device-health
+    title: {zh: "设备离线", en: "Device offline"}
+    condition:
+      type: absence
+      when: {kind: [access, perimeter]}
+      for: 26h
+      group_by: [device_id]
+"""
+
+
+async def test_absence_rules_are_rebuilt_from_each_devices_last_event(
+    db: Engine, rule_dir: Path
+) -> None:
+    (rule_dir / "breach.yaml").write_text(RULES + OFFLINE, encoding="utf-8")
+    hour = 3600.0
+    too_old = ev("intrusion", -30 * hour)  # beyond 26 h + the 5 min cooldown + tolerance
+    earlier, last = ev("intrusion", -20 * hour), ev("intrusion", -10 * hour)
+    door = ev("door_forced_open", -2 * hour)
+    stored(db, too_old, earlier, last, door)
+    service = worker(rule_dir, None, Clock())
+    rebuild = SiteRebuild(db, service, clock=Clock())
+    assert rebuild.horizon_s() == 750  # the sequence's; the absence rule's is not replayed
+    assert rebuild.absence_horizon_s() == 26 * hour + 300 + 30
+    report = await rebuild(SITE)
+    assert (report.last_heard, report.read, report.replayed) == (2, 2, 2)  # cam, door: last
+    [offline] = [r for r in service.rules() if r.id == "offline"]
+    assert offline.groups == 2 and service.engine.counters.events == 2
+    assert await service.tick() == []  # neither device has been silent for 26 h
