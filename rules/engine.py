@@ -166,11 +166,6 @@ class Engine:
                     index.setdefault(key, []).append((rt, role, sel.check, late_ok))
         return {k: tuple(v) for k, v in index.items()}
 
-    def trigger_types(self) -> frozenset[str]:
-        """The event types some enabled rule is triggered by (a site's replay reads only
-        these: rules.rebuild)."""
-        return frozenset(t.value for _, t in self._index)
-
     def set_enabled(self, rule_id: str, enabled: bool) -> bool:
         """Enable or disable a rule (kept across reloads). False if the id is unknown. A
         re-enabled rule starts with fresh condition state."""

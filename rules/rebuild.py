@@ -69,15 +69,32 @@ def by_last_event(rule: Rule) -> bool:
     )
 
 
-def horizon_s(ruleset: RuleSet, late_tolerance_s: float) -> float:
-    """The longest horizon of the enabled rules but those rebuilt from each device's last
-    event (``by_last_event``), plus the late tolerance: every event this recent is replayed."""
-    spans = [
-        rule_horizon_s(cr.rule)
+def type_horizons_s(ruleset: RuleSet, late_tolerance_s: float) -> dict[tuple[str, str], float]:
+    """(device kind, event type) → how far back such events are replayed: the longest horizon
+    of the rules triggered by them (``by_last_event`` rules aside), plus the late tolerance.
+    A match rule with a day's cooldown on panic buttons' battery reports does not make a
+    door's events of the day worth replaying."""
+    out: dict[tuple[str, str], float] = {}
+    for cr in ruleset.rules:
+        if not cr.rule.enabled or by_last_event(cr.rule):
+            continue
+        horizon = rule_horizon_s(cr.rule) + late_tolerance_s
+        for sel in (*cr.selectors, *((cr.cancel,) if cr.cancel else ())):
+            for kind, event_type in sel.keys:
+                key = (kind.value, event_type.value)
+                out[key] = max(out.get(key, 0.0), horizon)
+    return out
+
+
+def last_event_types(ruleset: RuleSet) -> frozenset[tuple[str, str]]:
+    """The (device kind, event type) pairs the ``by_last_event`` rules are triggered by."""
+    return frozenset(
+        (kind.value, event_type.value)
         for cr in ruleset.rules
-        if cr.rule.enabled and not by_last_event(cr.rule)
-    ]
-    return max(spans, default=0.0) + late_tolerance_s
+        if cr.rule.enabled and by_last_event(cr.rule)
+        for sel in cr.selectors
+        for kind, event_type in sel.keys
+    )
 
 
 def absence_horizon_s(ruleset: RuleSet, late_tolerance_s: float) -> float:

@@ -2,9 +2,9 @@
 "Rule state across a handover").
 
 ``SiteRebuild(db, rules)`` is the ``rebuild`` step of ``SiteSessions.acquire``: it reads the
-site's stored events over the rules' horizon (rules.rebuild.horizon_s, at most
-``max_horizon_s``; only the event types some rule is triggered by; at most ``max_events``,
-the newest), and before them each device's last event over the absence rules' longer horizon
+site's stored events of each type some rule is triggered by over that type's horizon
+(rules.rebuild.type_horizons_s, at most ``max_horizon_s``; at most ``max_events``, the
+newest), and before them each device's last event over the absence rules' longer horizon
 (rules.rebuild.absence_horizon_s, at most ``max_absence_horizon_s``: a 26-hour ``for`` needs
 when each device was last heard, not a day of its events), replays them through the running
 engine (rules.rebuild.replay_site), and
@@ -20,18 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select, tuple_
 
 from gateway.events import Event, utcnow
 from gateway.incidents.tables import incident_signals
 from gateway.storage.tables import events as events_table
 from gateway.storage.times import utc
-from rules.rebuild import Replayed, absence_horizon_s, horizon_s, replay_site
+from rules.rebuild import (
+    Replayed,
+    absence_horizon_s,
+    last_event_types,
+    replay_site,
+    type_horizons_s,
+)
 from rules.service import RulesService
 from rules.signal import Signal
 from rules.sink import SignalSink
@@ -77,17 +83,33 @@ def event_of(row: Any) -> Event:
 
 
 def load_site_events(
-    db: Engine, site: str, since: datetime, types: Iterable[str], limit: int
+    db: Engine, site: str, now: datetime, horizons: Mapping[tuple[str, str], float], limit: int
 ) -> tuple[list[Event], bool]:
-    """``site``'s stored events of ``types`` that happened since ``since``, in arrival order;
-    at most ``limit`` (the newest), and whether more were there."""
-    wanted = sorted(set(types))
-    if not wanted:
+    """``site``'s stored events of each (kind, type) in ``horizons`` that happened within its
+    horizon (seconds before ``now``), in arrival order; at most ``limit`` (the newest), and
+    whether more were there."""
+    if not horizons:
         return [], False
+    by_horizon: dict[float, list[tuple[str, str]]] = {}
+    for pair, seconds in sorted(horizons.items()):
+        by_horizon.setdefault(seconds, []).append(pair)
     c = events_table.c
+    oldest = now - timedelta(seconds=max(by_horizon))
     stmt = (
         select(*[col for col in events_table.c if col.name != "raw"])
-        .where(c.site == site, c.occurred_at >= since, c.type.in_(wanted))
+        .where(
+            c.site == site,
+            c.occurred_at >= oldest,
+            or_(
+                *(
+                    and_(
+                        tuple_(c.kind, c.type).in_(pairs),
+                        c.occurred_at >= now - timedelta(seconds=seconds),
+                    )
+                    for seconds, pairs in by_horizon.items()
+                )
+            ),
+        )
         .order_by(c.received_at.desc(), c.seq.desc())
         .limit(limit + 1)
     )
@@ -104,15 +126,20 @@ def load_site_events(
 
 
 def load_last_events(
-    db: Engine, site: str, since: datetime, until: datetime, types: Iterable[str]
+    db: Engine, site: str, since: datetime, until: datetime, pairs: Iterable[tuple[str, str]]
 ) -> list[Event]:
-    """Each device's last event of ``types`` at ``site`` between ``since`` and ``until``,
-    in arrival order."""
-    wanted = sorted(set(types))
+    """Each device's last event of the (kind, type) ``pairs`` at ``site`` between ``since``
+    and ``until``, in arrival order."""
+    wanted = sorted(set(pairs))
     if not wanted or since >= until:
         return []
     c = events_table.c
-    window = (c.site == site, c.occurred_at >= since, c.occurred_at < until, c.type.in_(wanted))
+    window = (
+        c.site == site,
+        c.occurred_at >= since,
+        c.occurred_at < until,
+        tuple_(c.kind, c.type).in_(wanted),
+    )
     last = select(func.max(c.seq)).where(*window).group_by(c.device_id).scalar_subquery()
     stmt = (
         select(*[col for col in events_table.c if col.name != "raw"])
@@ -162,9 +189,15 @@ class SiteRebuild:
         self.clock = clock
         self.last: dict[str, RebuildReport] = {}
 
-    def horizon_s(self) -> float:
+    def type_horizons_s(self) -> dict[tuple[str, str], float]:
+        """(kind, type) → seconds replayed (``rules.rebuild.type_horizons_s``, capped)."""
         engine = self.rules.engine
-        return min(horizon_s(engine.ruleset, engine.settings.late_tolerance_s), self.max_horizon_s)
+        horizons = type_horizons_s(engine.ruleset, engine.settings.late_tolerance_s)
+        return {t: min(h, self.max_horizon_s) for t, h in horizons.items()}
+
+    def horizon_s(self) -> float:
+        """The longest of the types' horizons."""
+        return max(self.type_horizons_s().values(), default=0.0)
 
     def absence_horizon_s(self) -> float:
         engine = self.rules.engine
@@ -176,15 +209,19 @@ class SiteRebuild:
         horizon = self.horizon_s()
         now = self.clock()
         since = now - timedelta(seconds=horizon)
-        types = engine.trigger_types()
-        events, truncated = await asyncio.to_thread(
-            load_site_events, self.db, site, since, types, self.max_events
+        window, truncated = await asyncio.to_thread(
+            load_site_events, self.db, site, now, self.type_horizons_s(), self.max_events
         )
         heard_since = now - timedelta(seconds=self.absence_horizon_s())
-        if truncated:  # the replay starts at its oldest event: last events up to there
-            since = events[0].occurred_at if events else since
-        last = await asyncio.to_thread(load_last_events, self.db, site, heard_since, since, types)
-        events = last + events
+        last_types = last_event_types(engine.ruleset)
+        last = await asyncio.to_thread(
+            load_last_events, self.db, site, heard_since, now, last_types
+        )
+        # one arrival order for both (a device's last event may be in the window too)
+        seen = {e.event_id for e in window}
+        events = sorted(
+            [e for e in last if e.event_id not in seen] + window, key=lambda e: e.received_at
+        )
         if truncated:
             log.warning("rebuild: site %s has more than %d events in its %.0f s horizon; "
                         "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip

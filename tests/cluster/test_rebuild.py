@@ -216,9 +216,7 @@ async def test_the_replay_reads_only_the_horizon_the_site_and_the_rules_types(
     assert rebuild.horizon_s() == 120 + 600 + 30
     report = await rebuild(SITE)
     assert report.read == 2 and report.since == T0 - timedelta(seconds=750)
-    events, truncated = load_site_events(
-        db, SITE, T0 - timedelta(seconds=750), service.engine.trigger_types(), limit=1
-    )
+    events, truncated = load_site_events(db, SITE, T0, rebuild.type_horizons_s(), limit=1)
     assert [e.event_id for e in events] == [fresh.event_id] and truncated  # the newest kept
 
 
@@ -291,3 +289,33 @@ async def test_absence_rules_are_rebuilt_from_each_devices_last_event(
     [offline] = [r for r in service.rules() if r.id == "offline"]
     assert offline.groups == 2 and service.engine.counters.events == 2
     assert await service.tick() == []  # neither device has been silent for 26 h
+
+
+MOTION = """
+rules:
+  - id: motion_seen
+    severity: P4
+    category: intrusion
+    title: {zh: "移动侦测", en: "Motion"}
+    cooldown: 1h
+    condition:
+      type: match
+      when: {kind: perimeter, type: motion}
+"""
+
+
+async def test_each_type_is_read_over_its_own_rules_horizon(db: Engine, rule_dir: Path) -> None:
+    (rule_dir / "motion.yaml").write_text(MOTION, encoding="utf-8")
+    motion = ev("motion", -3000)  # the motion rule's cooldown holds for an hour
+    intrusion = ev("intrusion", -3000)  # the sequence looks back 12.5 minutes only
+    stored(db, motion, intrusion)
+    service = worker(rule_dir, None, Clock())
+    rebuild = SiteRebuild(db, service, clock=Clock())
+    assert rebuild.type_horizons_s() == {
+        ("perimeter", "motion"): 3630,
+        ("perimeter", "intrusion"): 750,
+        ("access", "door_forced_open"): 750,
+    }
+    report = await rebuild(SITE)
+    assert (report.read, report.replayed, report.signals) == (1, 1, 1)  # the motion signal
+    assert service.engine.counters.events == 1
