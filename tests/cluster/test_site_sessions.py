@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -111,7 +112,15 @@ def test_client_ids_are_stable_per_site() -> None:
 class Rig:
     """One worker's ingest: normaliser, bus, batch writer on SQLite, and its site sessions."""
 
-    def __init__(self, broker: MosquittoBroker, db: Engine, prefix: str, *, commit: bool) -> None:
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        db: Engine,
+        prefix: str,
+        *,
+        commit: bool,
+        protocol: Literal["v5", "v311"] = "v5",
+    ) -> None:
         adapters = load_adapters(CONFIG / "profiles")
         self.bus = EventBus(asyncio.get_running_loop())
         self.heard: BatchSubscription = self.bus.subscribe_batches("test")
@@ -126,6 +135,7 @@ class Rig:
             self.bus,
             SiteTopics(lambda: adapters, lambda: REGISTRY),
             session_expiry_s=3600,
+            protocol=protocol,
             release_drain_s=0.2,
         )
         self._drain = asyncio.create_task(self._collect())
@@ -175,11 +185,12 @@ def publish(broker: MosquittoBroker, items: list[tuple[str, bytes]]) -> None:
         publisher.close()
 
 
+@pytest.mark.parametrize("protocol", ["v5", "v311"])
 async def test_a_sites_messages_wait_for_its_session_and_reach_only_it(
-    mosquitto: MosquittoBroker, db: Engine, rigs: list[Rig]
+    mosquitto: MosquittoBroker, db: Engine, rigs: list[Rig], protocol: Literal["v5", "v311"]
 ) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
-    rig = Rig(mosquitto, db, prefix, commit=True)
+    rig = Rig(mosquitto, db, prefix, commit=True, protocol=protocol)
     rigs.append(rig)
     await rig.sessions.acquire("site-a", 1)  # the session exists at the broker from now on
     await rig.sessions.release("site-a")
