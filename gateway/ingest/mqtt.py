@@ -253,15 +253,6 @@ class MqttConsumer:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def abandon(self) -> None:
-        """Stop at once and disconnect, acknowledging nothing more: what was received and not
-        acknowledged stays with the broker for the session's next connection (a site lost to
-        another worker). Acks the writer sends later carry a dead generation and are dropped."""
-        self._accepting.clear()
-        self._generation = next(_GENERATIONS)
-        self._client.disconnect()
-        self._client.loop_stop()
-
     @property
     def generation(self) -> int:
         """The current connection's generation (the first element of its ack tokens)."""
