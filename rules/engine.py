@@ -166,6 +166,12 @@ class Engine:
                     index.setdefault(key, []).append((rt, role, sel.check, late_ok))
         return {k: tuple(v) for k, v in index.items()}
 
+    def hold_timers(self, site: str, until: datetime) -> int:
+        """``site`` was just rebuilt (rules.rebuild): its absence and duration timers that
+        come due before ``until`` wait until then (``ConditionState.hold``)."""
+        t = until.timestamp()
+        return sum(rt.cond.hold(site, t) for rt in self._runtimes.values() if rt.cond.timer)
+
     def set_enabled(self, rule_id: str, enabled: bool) -> bool:
         """Enable or disable a rule (kept across reloads). False if the id is unknown. A
         re-enabled rule starts with fresh condition state."""

@@ -180,8 +180,11 @@ class SiteRebuild:
         max_absence_horizon_s: float = MAX_ABSENCE_HORIZON_S,
         max_events: int = MAX_EVENTS,
         clock: Callable[[], datetime] = utcnow,
+        grace_s: float | None = None,
     ) -> None:
         self.db = db
+        # timers due during the handover wait this long (the restart's grace by default)
+        self.grace_s = rules.engine.settings.restart_grace_s if grace_s is None else grace_s
         self.rules = rules
         self.max_horizon_s = max_horizon_s
         self.max_absence_horizon_s = max_absence_horizon_s
@@ -226,11 +229,14 @@ class SiteRebuild:
             log.warning("rebuild: site %s has more than %d events in its %.0f s horizon; "
                         "the oldest were not replayed", site, self.max_events, horizon)  # fmt: skip
         # On the loop (the engine is not thread-safe), letting other sites' traffic through
-        # between chunks: the watermark is not touched, and this site's timers cannot
-        # report anything before it is held here (HeldSitesSink).
+        # between chunks: the watermark is not touched, and this site's timers that came due
+        # while nobody owned it are held first (the live ticker runs meanwhile): they fire
+        # after the grace unless the messages queued at the broker stop them.
         replayed = Replayed()
+        hold_until = now + timedelta(seconds=self.grace_s)
         for start in range(0, len(events), REPLAY_CHUNK):
             replayed.add(replay_site(engine, events[start : start + REPLAY_CHUNK]))
+            engine.hold_timers(site, hold_until)
             await asyncio.sleep(0)
         fresh = replayed.new_signals()
         known = await asyncio.to_thread(stored_signal_ids, self.db, [s.signal_id for s in fresh])

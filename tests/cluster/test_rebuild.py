@@ -319,3 +319,91 @@ async def test_each_type_is_read_over_its_own_rules_horizon(db: Engine, rule_dir
     report = await rebuild(SITE)
     assert (report.read, report.replayed, report.signals) == (1, 1, 1)  # the motion signal
     assert service.engine.counters.events == 1
+
+
+TIMERS = """
+rules:
+  - id: held_open
+    severity: P3
+    category: access
+    title: {zh: "门未关", en: "Door held open"}
+    condition:
+      type: duration
+      start: {kind: access, type: door_open}
+      end: {kind: access, type: door_closed}
+      for: 90s
+      group_by: [device_id]
+  - id: door_silent
+    severity: P3
+    category: device-health
+    title: {zh: "门禁离线", en: "Door controller silent"}
+    condition:
+      type: absence
+      when: {kind: access}
+      for: 5m
+      group_by: [device_id]
+"""
+
+
+def late_by(event: Event, seconds: float) -> Event:
+    """``event`` as it arrives ``seconds`` after it happened (queued at the broker)."""
+    return event.model_copy(update={"received_at": event.received_at + timedelta(seconds=seconds)})
+
+
+async def test_timers_due_during_the_handover_wait_for_the_queued_messages(
+    db: Engine, rule_dir: Path
+) -> None:
+    (rule_dir / "timers.yaml").write_text(TIMERS, encoding="utf-8")
+    opened = ev("door_open", -80)  # held open past 90 s at t=10; silent past 5 min at t=220
+    stored(db, opened)
+    clock = Clock(0)
+    service = worker(rule_dir, None, clock)
+    await SiteRebuild(db, service, clock=clock, grace_s=60)(SITE)
+    clock.t = 20
+    assert await service.tick() == []  # due at t=10, held until t=60
+    closed = late_by(ev("door_closed", 5), 20)  # closed during the handover, arrives at 25
+    clock.t = 25
+    assert await service.handle(closed) == []
+    clock.t = 70
+    assert await service.tick() == []  # it was closed in time: nothing to say
+
+
+async def test_a_held_timer_fires_with_the_deadline_it_had(db: Engine, rule_dir: Path) -> None:
+    (rule_dir / "timers.yaml").write_text(TIMERS, encoding="utf-8")
+    opened = ev("door_open", -80)
+    # the worker that never lost the site: fires at the deadline, t=10
+    clock = Clock(-80)
+    reference = worker(rule_dir, None, clock)
+    await reference.handle(opened)
+    clock.t = 10
+    [expected] = await reference.tick()
+
+    stored(db, opened)
+    clock = Clock(0)
+    service = worker(rule_dir, None, clock)
+    await SiteRebuild(db, service, clock=clock, grace_s=60)(SITE)
+    clock.t = 59
+    assert await service.tick() == []
+    clock.t = 61
+    [fired] = await service.tick()  # no message came: the door is held open after all
+    assert fired.rule_id == "held_open" and fired.signal_id == expected.signal_id
+
+
+async def test_an_absence_due_during_the_handover_waits_too(db: Engine, rule_dir: Path) -> None:
+    (rule_dir / "timers.yaml").write_text(TIMERS, encoding="utf-8")
+    heard = ev("door_closed", -290)  # silent for 5 minutes at t=10
+    clock = Clock(-290)
+    reference = worker(rule_dir, None, clock)
+    await reference.handle(heard)
+    clock.t = 10
+    [expected] = await reference.tick()
+
+    stored(db, heard)
+    clock = Clock(0)
+    service = worker(rule_dir, None, clock)
+    await SiteRebuild(db, service, clock=clock, grace_s=60)(SITE)
+    clock.t = 20
+    assert await service.tick() == []  # held until t=60
+    clock.t = 61
+    [fired] = await service.tick()
+    assert fired.rule_id == "door_silent" and fired.signal_id == expected.signal_id
