@@ -14,17 +14,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import logging
-import os
 import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -36,6 +33,9 @@ from gateway.bus import EventBus
 from gateway.config.settings import MqttConfig
 from gateway.events import Event
 from gateway.ingest.ack_gate import AckGate, gated
+from gateway.ingest.consumer_lock import ConsumerLockError as ConsumerLockError
+from gateway.ingest.consumer_lock import SingleConsumerLock as SingleConsumerLock
+from gateway.ingest.consumer_lock import consumer_lock_path as consumer_lock_path
 from gateway.ingest.paho_client import BufferedReadClient
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
@@ -54,19 +54,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our queue 
 _GENERATIONS = itertools.count(1)
 
 
-class ConsumerLockError(RuntimeError):
-    """Another process holds the consumer lock file (``path``: its pid is written there)."""
-
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-def consumer_lock_path(data_dir: Path, client_id: str) -> Path:
-    """The lock file that keeps a second consumer of one client id (one queue) out."""
-    return data_dir / f"mqtt-consumer-{client_id}.lock"
-
-
 @dataclass
 class BrokerStatus:
     connected: bool = False
@@ -76,35 +63,6 @@ class BrokerStatus:
     disconnects: int = 0
     last_error: str | None = None
     last_change: float | None = None
-
-
-class SingleConsumerLock:
-    """An exclusive, non-blocking lock file; released when the process exits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise ConsumerLockError(
-                f"another Lianfang consumer holds {self.path}; run one consumer per client id",
-                self.path,
-            ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 def use_broker_account(client: mqtt.Client, config: MqttConfig) -> None:
