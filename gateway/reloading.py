@@ -119,7 +119,10 @@ class ConfigReloader:
         gateway = self.gateway
         gateway.adapters = adapters
         gateway.normaliser.replace_adapters(gateway.adapters)
-        report.subscribed, report.unsubscribed = gateway.consumer.update_subscriptions()
+        if gateway.sessions is not None:  # cluster mode: every site's session
+            report.subscribed, report.unsubscribed = gateway.sessions.update_subscriptions()
+        else:
+            report.subscribed, report.unsubscribed = gateway.consumer.update_subscriptions()
         report.profiles = sorted(str(getattr(a, "name", a)) for a in gateway.adapters)
 
     async def _use_sites(self, files: SiteRegistry, report: ReloadReport) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from device_adapters.registry import load_adapters
 from gateway import __version__
@@ -16,6 +16,7 @@ from gateway.bus import EventBus
 from gateway.camera_services import CameraServices
 from gateway.cluster import LeaseFence, SiteOwnership
 from gateway.cluster.config import process_lock_file
+from gateway.cluster.site_topics import SITELESS
 from gateway.cluster_push import ClusterPush
 from gateway.config.settings import GatewayConfig
 from gateway.config.sites import DeviceConfig, load_sites
@@ -59,6 +60,9 @@ from gateway.storage.registry import (
 from gateway.storage.writer import BatchWriter, WriteItem
 from rules import EngineSettings, RulesService, labels_from_registry
 from rules.signal import Signal
+
+if TYPE_CHECKING:
+    from gateway.cluster.site_sessions import SiteSessions
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class Gateway:
         if config.cluster.enabled:
             self.cluster = SiteOwnership.from_config(
                 self.engine,
-                self.registry.sites,
+                [*self.registry.sites, SITELESS],  # topics of no known site: one owner too
                 config.cluster,
                 writer_load=lambda: (self.writer.backlog, self.writer.lag_s() * 1000),
             )
@@ -201,6 +205,9 @@ class Gateway:
             interval_s=config.retention.interval_minutes * 60,
         )
         self.reloader = ConfigReloader(self)
+        # Cluster mode: one MQTT session per owned site instead of ``consumer``
+        # (gateway.cluster.wiring.use_site_sessions, below).
+        self.sessions: SiteSessions | None = None
         self._lock = SingleConsumerLock(
             process_lock_file(config.data_dir, config.mqtt.client_id, config.cluster)
         )
@@ -211,6 +218,10 @@ class Gateway:
             self.cluster_push = ClusterPush(
                 self.engine, self.bus, self.incidents.hub, self.incidents.dispatcher.worker
             )
+        if self.cluster is not None:
+            from gateway.cluster.wiring import use_site_sessions
+
+            use_site_sessions(self, self.cluster, protocol=protocol)
 
     def _push_intake(self, receiver: str, max_image_kb: int, max_images: int) -> PushIntake:
         return PushIntake(
@@ -228,7 +239,8 @@ class Gateway:
         )
 
     async def start(self) -> None:
-        self._lock.acquire()
+        if self.sessions is None:  # a cluster's sessions are kept apart by the site leases
+            self._lock.acquire()
         await asyncio.to_thread(migrate, self.engine)
         await asyncio.to_thread(seed_registry, self.engine, self.registry)
         await self._load_console_devices()
@@ -246,7 +258,8 @@ class Gateway:
             await self.sia.start()
         if self.gb28181 is not None:
             await self.gb28181.start()
-        self.consumer.start()
+        if self.sessions is None:  # else each site's session starts when its lease is won
+            self.consumer.start()
         if self.cluster is not None:
             await self.cluster.start()
         await self.reloader.start()
@@ -327,6 +340,8 @@ class Gateway:
 
     def device_changed(self, device_id: str) -> None:
         self.normaliser.forget_device(device_id)
+        if self.sessions is not None:  # a device's own topics follow it to its site's session
+            self.sessions.update_subscriptions()
         for receiver in (self.gat1400, self.isapi):
             if receiver is not None:
                 receiver.intake.forget_device(device_id)
@@ -412,6 +427,8 @@ class Gateway:
         self.store_events(events)
 
     async def wait_subscribed(self, within_s: float = 30.0) -> bool:
+        if self.sessions is not None:
+            return True  # each site's session subscribes when its lease is won
         return await asyncio.to_thread(self.consumer.wait_subscribed, within_s)
 
     async def stop(self) -> None:
@@ -426,7 +443,10 @@ class Gateway:
             await self.sia.stop()
         if self.gb28181 is not None:
             await self.gb28181.stop()
-        await asyncio.to_thread(self.consumer.stop)
+        if self.sessions is not None:
+            await self.sessions.stop()
+        else:
+            await asyncio.to_thread(self.consumer.stop)
         await asyncio.to_thread(self.writer.stop)
         if self.cluster is not None:  # after the last write: then the others take over at once
             await self.cluster.stop()
@@ -444,14 +464,17 @@ class Gateway:
         return HealthReport(
             status="degraded" if cluster is not None and not cluster.renewal_ok else "ok",
             version=__version__,
-            broker=BrokerHealth.from_status(self.consumer.status),
+            broker=BrokerHealth.from_status(
+                self.consumer.status if self.sessions is None else self.sessions.broker_status()
+            ),
             ingest=IngestHealth.from_stats(self.normaliser.stats),
             writer=WriterHealth.from_writer(self.writer),
             lag_ms=round(self.writer.lag_s() * 1000, 1),
             pipeline=PipelineHealth(
                 rules_backlog=self.rules.backlog,
                 signals_pending=self.incidents.service.signals.pending,
-                panic_acks_held=len(self.ack_gate),
+                panic_acks_held=len(self.ack_gate)
+                + (0 if self.sessions is None else len(self.sessions.gates)),
                 panics_not_stored=self.incidents.service.unstored.waiting,
             ),
             cluster=cluster,

@@ -12,6 +12,11 @@ logged once per device, and not used by match, threshold, sequence or duration r
 rules and absence (liveness) rules still see it: a delayed panic is still a panic, and any
 message proves a device is alive. ``judge_arrival=False`` judges by device time alone
 (replaying captured events with their own timestamps on purpose).
+
+``process(event, rebuild=True)`` is for a site's stored events replayed to rebuild its state
+(rules.rebuild, a site taken over from another worker): the watermark neither judges nor
+moves, since live events of other sites have pushed it past them; lateness on arrival is
+judged as it was when the event first came.
 """
 
 from __future__ import annotations
@@ -161,6 +166,12 @@ class Engine:
                     index.setdefault(key, []).append((rt, role, sel.check, late_ok))
         return {k: tuple(v) for k, v in index.items()}
 
+    def hold_timers(self, site: str, until: datetime) -> int:
+        """``site`` was just rebuilt (rules.rebuild): its absence and duration timers that
+        come due before ``until`` wait until then (``ConditionState.hold``)."""
+        t = until.timestamp()
+        return sum(rt.cond.hold(site, t) for rt in self._runtimes.values() if rt.cond.timer)
+
     def set_enabled(self, rule_id: str, enabled: bool) -> bool:
         """Enable or disable a rule (kept across reloads). False if the id is unknown. A
         re-enabled rule starts with fresh condition state."""
@@ -193,7 +204,7 @@ class Engine:
 
     # ---- evaluation -----------------------------------------------------------------------
 
-    def process(self, event: Event) -> list[Signal]:
+    def process(self, event: Event, rebuild: bool = False) -> list[Signal]:
         if not self._seen.add(event.event_id):
             self.counters.duplicates += 1
             return []
@@ -201,17 +212,23 @@ class Engine:
         c = Ctx(event, self._lookup, self._tz)
         wm = self.watermark
         tol = self.settings.late_tolerance_s
-        late = c.t < wm - tol or (self.settings.judge_arrival and c.rt - c.t > tol)
+        if rebuild:  # a stored event replayed (module doc): only its own arrival judges it
+            late = self.settings.judge_arrival and c.rt - c.t > tol
+        else:
+            late = c.t < wm - tol or (self.settings.judge_arrival and c.rt - c.t > tol)
         if late:
             self.counters.late += 1
             self._log_late(event, wm)
-        capped = min(c.t, c.rt + self.settings.future_skew_s)
-        if capped > wm:
-            self.watermark = wm = capped
+        if rebuild:
+            low = -math.inf
+        else:
+            capped = min(c.t, c.rt + self.settings.future_skew_s)
+            if capped > wm:
+                self.watermark = wm = capped
+            low = wm - tol
         triggers = self._index.get((event.kind, event.type))
         if not triggers:
             return []
-        low = wm - tol
         out: list[Signal] = []
         for rt, role, check, late_ok in triggers:
             if late and not late_ok:

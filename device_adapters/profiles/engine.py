@@ -208,6 +208,15 @@ class ProfileAdapter:
         self._by_topic[topic] = found
         return found
 
+    def topic_patterns(self) -> list[TopicPattern]:
+        """The mappings' topic patterns, with their named levels (``{site}``, ``{device}``):
+        what a site's own MQTT session subscribes to is cut from them
+        (gateway.cluster.site_topics)."""
+        out: list[TopicPattern] = []
+        for plan in self._plans:
+            out.extend(t for t in plan.topics if t not in out)
+        return out
+
     def subscriptions(self) -> list[str]:
         subs: list[str] = []
         for plan in self._plans:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.events import Event, EventType
 
@@ -30,6 +30,13 @@ if TYPE_CHECKING:
 
 GATED_TYPES = frozenset({EventType.PANIC})
 MAX_HELD = 10_000  # beyond this, acknowledge on commit (a flood must not pin the broker)
+
+
+class Settling(Protocol):
+    """What the rules and the incident service settle: an ``AckGate``, or several
+    (gateway.cluster.site_sessions: one per site session)."""
+
+    def settled(self, event_ids: Iterable[str]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -136,7 +143,7 @@ class AckGate:
         self.stats.released += 1
 
 
-def settle_evaluated(gate: AckGate, event: Event, signals: list[Signal]) -> None:
+def settle_evaluated(gate: Settling, event: Event, signals: list[Signal]) -> None:
     """The rules evaluated ``event``: settled now unless a signal carries it (then it is
     settled when the incident service has stored that signal)."""
     if event.type in GATED_TYPES and not any(
@@ -145,7 +152,7 @@ def settle_evaluated(gate: AckGate, event: Event, signals: list[Signal]) -> None
         gate.settled([event.event_id])
 
 
-def settle_stored(gate: AckGate, signal: Signal) -> None:
+def settle_stored(gate: Settling, signal: Signal) -> None:
     """The incident service stored ``signal`` (or found it stored already)."""
     ids = [e.event_id for e in signal.events if e.type in GATED_TYPES]
     if ids:

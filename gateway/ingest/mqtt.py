@@ -7,19 +7,21 @@
   was not acknowledged (and may reuse packet ids), so acks from an older connection are dropped.
 - Only one consumer per client id may run on a machine (a lock file in the data directory):
   several web workers must not start competing consumers.
+- In cluster mode each owned site has a consumer of its own (gateway.cluster.site_sessions):
+  its own client id and topic filters, and one writer whose acknowledgements are routed to
+  the consumer by connection generation (``generation``: unique across consumers).
 """
 
 from __future__ import annotations
 
-import fcntl
+import itertools
 import logging
-import os
 import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -31,6 +33,9 @@ from gateway.bus import EventBus
 from gateway.config.settings import MqttConfig
 from gateway.events import Event
 from gateway.ingest.ack_gate import AckGate, gated
+from gateway.ingest.consumer_lock import ConsumerLockError as ConsumerLockError
+from gateway.ingest.consumer_lock import SingleConsumerLock as SingleConsumerLock
+from gateway.ingest.consumer_lock import consumer_lock_path as consumer_lock_path
 from gateway.ingest.paho_client import BufferedReadClient
 from gateway.ingest.pipeline import Normaliser
 from gateway.ingest.reasons import Reason
@@ -44,19 +49,9 @@ _PUBACK_HEADER = 0x40  # PUBACK, remaining length 2: packet id only (reason code
 HANDOFF_MESSAGES = 64  # most messages received before they are handed on together
 UNREACHABLE_LOG_EVERY_S = 30.0  # while the broker cannot be reached, say so this often
 SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our queue while we are away
-
-
-class ConsumerLockError(RuntimeError):
-    """Another process holds the consumer lock file (``path``: its pid is written there)."""
-
-    def __init__(self, message: str, path: Path) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-def consumer_lock_path(data_dir: Path, client_id: str) -> Path:
-    """The lock file that keeps a second consumer of one client id (one queue) out."""
-    return data_dir / f"mqtt-consumer-{client_id}.lock"
+# Connection generations, unique across every consumer of the process: an ack token
+# (generation, packet id) then names the one connection it may be sent on.
+_GENERATIONS = itertools.count(1)
 
 
 @dataclass
@@ -68,35 +63,6 @@ class BrokerStatus:
     disconnects: int = 0
     last_error: str | None = None
     last_change: float | None = None
-
-
-class SingleConsumerLock:
-    """An exclusive, non-blocking lock file; released when the process exits."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise ConsumerLockError(
-                f"another Lianfang consumer holds {self.path}; run one consumer per client id",
-                self.path,
-            ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 def use_broker_account(client: mqtt.Client, config: MqttConfig) -> None:
@@ -117,7 +83,12 @@ def use_broker_account(client: mqtt.Client, config: MqttConfig) -> None:
 
 
 class MqttConsumer:
-    """Receives on paho's network thread, normalises there, hands off to the batch writer."""
+    """Receives on paho's network thread, normalises there, hands off to the batch writer.
+
+    The defaults are the single-process gateway's one consumer. A site's session in cluster
+    mode passes ``client_id`` and ``topics`` (its filters), maybe ``accept`` (a topic this
+    session must leave to another is acknowledged unread) and ``own_acks=False``: the writer
+    is shared, and its acknowledgements are routed by ``generation``."""
 
     def __init__(
         self,
@@ -128,15 +99,24 @@ class MqttConsumer:
         *,
         protocol: Literal["v5", "v311"] = "v5",
         receive_maximum: int = 4096,
+        client_id: str | None = None,
+        topics: Callable[[], list[str]] | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        accept: Callable[[str], bool] | None = None,
+        own_acks: bool = True,
     ) -> None:
         self.config = config
+        self.client_id = client_id or config.client_id
+        self.session_expiry_s = session_expiry_s
+        self._wanted = topics if topics is not None else normaliser.subscriptions
+        self._accept = accept
         self.normaliser = normaliser
         self.writer = writer
         self.bus = bus
         self.protocol = protocol
         self.receive_maximum = receive_maximum
         self.status = BrokerStatus(host=config.host, port=config.port)
-        self._generation = 0  # bumped on every (re)connect; acks carry the one they came on
+        self._generation = next(_GENERATIONS)  # new on every (re)connect; acks carry theirs
         self._accepting = threading.Event()
         self._subscribed = threading.Event()
         self._pending_events: list[Event] = []  # received, not yet on the bus (network thread)
@@ -146,7 +126,8 @@ class MqttConsumer:
         self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
         self._pending_acks: list[tuple[int, int]] = []  # counted-only messages, not stored
         self._client = self._make_client()
-        writer.acknowledge = self._acknowledge
+        if own_acks:
+            writer.acknowledge = self.acknowledge
         # Set by the gateway when rules and incidents settle panics (gateway.ingest.ack_gate).
         self.gate: AckGate | None = None
         # Set by the gateway: raises the incidents of unregistered devices' panics.
@@ -157,7 +138,7 @@ class MqttConsumer:
         v5 = self.protocol == "v5"
         client = BufferedReadClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+            client_id=self.client_id,
             clean_session=None if v5 else False,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             manual_ack=True,
@@ -179,11 +160,12 @@ class MqttConsumer:
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff on its own."""
         self._accepting.set()
-        log.info("MQTT: connecting to %s:%s", self.config.host, self.config.port)
+        log.info("MQTT: connecting to %s:%s as %s", self.config.host, self.config.port,
+                 self.client_id)  # fmt: skip
         properties = None
         if self.protocol == "v5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.SessionExpiryInterval = self.session_expiry_s
             properties.ReceiveMaximum = self.receive_maximum
             self._client.connect_async(
                 self.config.host,
@@ -202,7 +184,7 @@ class MqttConsumer:
         """Subscribe to the filters the adapters take now and drop the ones none takes any
         more (profiles reloaded). Returns ``(added, removed)``. A connection made later
         subscribes to the new set anyway."""
-        wanted = self.normaliser.subscriptions()
+        wanted = self._wanted()
         added = [t for t in wanted if t not in self._topics]
         removed = [t for t in self._topics if t not in wanted]
         if self.status.connected:
@@ -229,6 +211,11 @@ class MqttConsumer:
         self._client.disconnect()
         self._client.loop_stop()
 
+    @property
+    def generation(self) -> int:
+        """The current connection's generation (the first element of its ack tokens)."""
+        return self._generation
+
     # -- paho callbacks (network thread) -----------------------------------------------
     def _on_connect(
         self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -239,7 +226,7 @@ class MqttConsumer:
                 "MQTT connect to %s:%s refused: %s", self.config.host, self.config.port, reason
             )
             return
-        self._generation += 1
+        self._generation = next(_GENERATIONS)
         if self.gate is not None:
             self.gate.forget()  # the broker resends what was held; it is held again
         self.status.connected = True
@@ -250,7 +237,7 @@ class MqttConsumer:
             log.info("MQTT broker reachable again after %d failed attempts", self._connect_failures)
             self._connect_failures = 0
             self._unreachable_logged_at = -UNREACHABLE_LOG_EVERY_S
-        self._topics = self.normaliser.subscriptions()
+        self._topics = self._wanted()
         topics = [(t, 1) for t in self._topics]
         if topics:
             client.subscribe(topics)
@@ -275,7 +262,7 @@ class MqttConsumer:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        self._generation += 1  # acks still queued for the old connection must not be sent
+        self._generation = next(_GENERATIONS)  # acks queued for the old connection: not sent
         self._subscribed.clear()
         self.status.connected = False
         self.status.disconnects += 1
@@ -314,6 +301,10 @@ class MqttConsumer:
         """One message (network thread); ``mid`` 0 for QoS 0, which is never acknowledged."""
         if not self._accepting.is_set():
             return  # shutting down: unacknowledged, so the broker redelivers next session
+        if self._accept is not None and not self._accept(topic):
+            if mid:  # another session's message (gateway.cluster.site_topics): not ours to read
+                self._pending_acks.append((self._generation, mid))
+            return
         try:
             outcome = self.normaliser.process(topic, payload)
         except Exception as exc:  # never let one message kill the network thread
@@ -367,7 +358,7 @@ class MqttConsumer:
         self.bus.publish_many(events)
         self.writer.submit_many(items)
 
-    def _acknowledge(self, tokens: list[tuple[int, int]]) -> None:
+    def acknowledge(self, tokens: list[tuple[int, int]]) -> None:
         """PUBACKs for a committed batch (writer thread), in one write to the socket.
 
         paho's ``ack()`` queues one packet and wakes the network thread once per message;

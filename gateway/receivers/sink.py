@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.bus import EventBus
 from gateway.events import Event, utcnow
-from gateway.ingest.ack_gate import AckGate, gated, settle_evaluated, settle_stored
+from gateway.ingest.ack_gate import AckGate, Settling, gated, settle_evaluated, settle_stored
 from gateway.ingest.pipeline import QuarantineRecord
 from gateway.ingest.reasons import Reason
 from gateway.storage.writer import BatchWriter, WriteItem
@@ -179,7 +179,7 @@ class ReceiverSink:
 
 
 def settle_on_all(
-    gates: Iterable[AckGate],
+    gates: Iterable[Settling],
 ) -> tuple[Callable[[Event, list[Signal]], None], Callable[[Signal], None]]:
     """``(on_evaluated, on_stored)`` callbacks for the rules and the incident service that
     settle panics held by every gate (the MQTT consumer's and the receivers')."""

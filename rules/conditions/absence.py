@@ -19,10 +19,11 @@ class _Seen:
     """Last message heard from a group. The event's brief is kept as the event itself only
     until a signal needs it; plain fields are cheaper than objects per heartbeat."""
 
-    __slots__ = ("fired", "last", "queued", "ref", "where")
+    __slots__ = ("fired", "held", "last", "queued", "ref", "where")
 
     def __init__(self, last: float, ref: Ref | Ctx, where: Where | None) -> None:
         self.last = last
+        self.held = 0.0  # not before this clock time (hold)
         self.ref = ref  # a Ctx until frozen into a Ref (on fire or snapshot)
         self.where = where
         self.fired = False
@@ -81,8 +82,8 @@ class AbsenceState(ConditionState):
                 continue
             s.queued = False
             deadline = s.last + self.for_s
-            if deadline > now:
-                self._arm(key, s, deadline)
+            if max(deadline, s.held) > now:
+                self._arm(key, s, max(deadline, s.held))
             elif not s.fired:
                 s.fired = True
                 ref, where = s.freeze()
@@ -95,6 +96,17 @@ class AbsenceState(ConditionState):
 
     def size(self) -> int:
         return len(self.groups)
+
+    def hold(self, site: str, until: float) -> int:
+        held = 0
+        for key, s in self.groups.items():
+            where = s.ref.event.site if isinstance(s.ref, Ctx) else (s.where and s.where.site)
+            if where == site and not s.fired and s.last + self.for_s < until:
+                s.held = until
+                if not s.queued:
+                    self._arm(key, s, until)
+                held += 1
+        return held
 
     def forget_device(self, device_id: str) -> int:
         gone = [

@@ -91,6 +91,13 @@ class ConditionState(ABC):
     def size(self) -> int:
         return 0
 
+    def hold(self, site: str, until: float) -> int:
+        """A site just rebuilt from its stored events (rules.rebuild): its timers that came
+        due while nobody owned it wait until ``until`` (clock time) before firing — the
+        messages that would have stopped them may still be queued at the broker. They fire
+        with the deadline they had. Returns how many groups were held."""
+        return 0
+
     def forget_device(self, device_id: str) -> int:
         """Drop the timer state of groups last heard from ``device_id`` (a device removed
         from the registry must not go "offline"); only called for rules grouped by device.

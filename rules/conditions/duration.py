@@ -17,10 +17,11 @@ START, END = 0, 1
 
 
 class _Open:
-    __slots__ = ("fired", "ref", "start", "where")
+    __slots__ = ("fired", "held", "ref", "start", "where")
 
     def __init__(self, start: float, ref: Ref, where: Where) -> None:
         self.start = start
+        self.held = 0.0  # not before this clock time (hold)
         self.ref = ref
         self.where = where
         self.fired = False
@@ -71,11 +72,11 @@ class DurationState(ConditionState):
         while heap and heap[0][0] <= now:
             deadline, start, key = heapq.heappop(heap)
             o = self.groups.get(key)
-            if o is None or o.fired or o.start != start:
-                continue
+            if o is None or o.fired or o.start != start or deadline < o.held:
+                continue  # gone, fired, restarted, or held later (another entry then)
             o.fired = True
             why = f"{self.why} for {key}: started {iso(start)} (event {o.ref.event_id})"
-            hits.append(Hit(key, deadline, [o.ref], why, o.where))
+            hits.append(Hit(key, start + self.for_s, [o.ref], why, o.where))
         return hits
 
     def prune(self, low: float) -> None:
@@ -84,6 +85,16 @@ class DurationState(ConditionState):
 
     def size(self) -> int:
         return len(self.groups)
+
+    def hold(self, site: str, until: float) -> int:
+        held = 0
+        for key, o in self.groups.items():
+            if o.where.site == site and not o.fired and o.start + self.for_s < until:
+                if o.held < until:
+                    o.held = until
+                    heapq.heappush(self.heap, (until, o.start, key))
+                held += 1
+        return held
 
     def forget_device(self, device_id: str) -> int:
         gone = [k for k, o in self.groups.items() if o.ref.device_id == device_id]

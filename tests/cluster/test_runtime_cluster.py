@@ -12,6 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
+from gateway.cluster.site_topics import SITELESS
 from gateway.config.settings import load_gateway_config
 from gateway.runtime import Gateway
 from gateway.storage import tables
@@ -66,8 +67,11 @@ async def test_one_owner_stores_and_a_graceful_stop_hands_over(
     report = owner.health().cluster
     assert report is not None and report.worker_id == owner.cluster.worker_id
     assert report.renewal_ok and owner.health().status == "ok"
-    assert report.sites == {SITE: owner.cluster.owned()[SITE]}
-    assert other.health().cluster is not None and other.health().cluster.sites == {}  # type: ignore[union-attr]
+    assert report.sites[SITE] == owner.cluster.owned()[SITE]
+    # the site-less session (topics of no known site) is leased like a site, to either worker
+    assert set(report.sites) <= {SITE, SITELESS}
+    other_report = other.health().cluster
+    assert other_report is not None and SITE not in other_report.sites
     assert await owner.wait_subscribed(10)
 
     pub = Publisher(mosquitto.port)
