@@ -35,8 +35,8 @@ from sqlalchemy import Engine, select
 
 from gateway.bus import EventBus, Subscription
 from gateway.events import Event
-from gateway.incidents.tables import incidents
 from gateway.notify.base import IncidentPlace
+from gateway.notify.claims import with_incident_place
 from gateway.notify.console import NotificationHub, console_item
 from gateway.notify.dispatcher import row_to_outgoing
 from gateway.notify.tables import notifications
@@ -259,16 +259,6 @@ def _stored_event(engine: Engine, event_id: str) -> Event | None:
 def _notification_item(engine: Engine, notification_id: int) -> dict[str, Any] | None:
     """The console item of a notification too large for a payload, read from the outbox."""
     n = notifications.c
-    i = incidents.c
     with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                notifications,
-                i.cell.label("incident_cell"),
-                i.site.label("incident_site"),
-                i.reporter.label("incident_reporter"),
-            )
-            .join(incidents, i.id == n.incident_id)
-            .where(n.id == notification_id)
-        ).first()
+        row = conn.execute(with_incident_place().where(n.id == notification_id)).first()
     return None if row is None else console_item(row_to_outgoing(row).message())

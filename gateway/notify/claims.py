@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, Select, or_, select, update
 
 from gateway.incidents.tables import incidents
 from gateway.notify.tables import notifications
@@ -53,22 +53,26 @@ def claim_one(
     return None if got is None else int(got.attempts)
 
 
+def with_incident_place() -> Select[Any]:
+    """Outbox rows with their incident's place (what ``dispatcher.row_to_outgoing`` reads)."""
+    i = incidents.c
+    return select(
+        notifications,
+        i.cell.label("incident_cell"),
+        i.site.label("incident_site"),
+        i.reporter.label("incident_reporter"),
+    ).join(incidents, i.id == notifications.c.incident_id)
+
+
 def claim_due(
     engine: Engine, worker: str, now: datetime, until: datetime, limit: int = 100
 ) -> Sequence[Any]:
     """Claim up to ``limit`` due rows that nobody holds (oldest due first) and return them
     with their incident's place (``dispatcher.row_to_outgoing`` reads them)."""
     n = notifications.c
-    i = incidents.c
     with engine.begin() as conn:
         rows = conn.execute(
-            select(
-                notifications,
-                i.cell.label("incident_cell"),
-                i.site.label("incident_site"),
-                i.reporter.label("incident_reporter"),
-            )
-            .join(incidents, i.id == n.incident_id)
+            with_incident_place()
             .where(*_claimable(now))
             .order_by(n.next_attempt_at, n.id)
             .limit(limit)

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, update
 
-from gateway.incidents.tables import incidents
 from gateway.notify import claims
 from gateway.notify.base import IncidentPlace, Message, Notifier, SendResult
 from gateway.notify.console import NotificationHub
@@ -426,18 +425,7 @@ def row_to_outgoing(r: Any, now: datetime | None = None) -> Outgoing:
 
 def load_pending(engine: Engine) -> tuple[list[Outgoing], list[tuple[datetime, int]]]:
     n = notifications.c
-    i = incidents.c
-    pending = (
-        select(
-            notifications,
-            i.cell.label("incident_cell"),
-            i.site.label("incident_site"),
-            i.reporter.label("incident_reporter"),
-        )
-        .join(incidents, i.id == n.incident_id)
-        .where(n.status.in_(("pending", "retry")))
-        .order_by(n.id)
-    )
+    pending = claims.with_incident_place().where(n.status.in_(("pending", "retry"))).order_by(n.id)
     with engine.connect() as conn:
         rows = [row_to_outgoing(r) for r in conn.execute(pending)]
         deadlines = [
