@@ -66,7 +66,12 @@ def test_demo_runs_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert health.get("status") == "ok", health
         assert {"access", "gate", "perimeter", "alarm"} <= kinds
-        assert set(health["pipeline"]) == {"rules_backlog", "signals_pending", "panic_acks_held"}
+        assert set(health["pipeline"]) == {
+            "rules_backlog",
+            "signals_pending",
+            "panic_acks_held",
+            "panics_not_stored",
+        }
         assert online >= 20
         assert pushed == push_devices  # they reach the API port over GA/T 1400 and ISAPI
         assert httpx.get(f"{base}/api/rules", headers=auth, timeout=5).status_code == 200
