@@ -144,7 +144,9 @@ def write_worker_config(
                 "mqtt": {
                     "host": "127.0.0.1",
                     "port": broker_port,
-                    "client_id": f"failover-{worker_id}",
+                    # one configuration for every worker: each site's MQTT session id is
+                    # "<client_id>-site-<site>", and the next owner must resume the same one
+                    "client_id": "failover",
                 },
                 "database": {"url": database_url},
                 "cluster": {"enabled": True, "worker_id": worker_id, "lease_ttl_s": lease_ttl_s},
